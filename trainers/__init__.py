@@ -1,0 +1,1 @@
+"""Trainers users name after ``nnUNetv2_train -tr`` (installed as ``nnunetv2_dca.trainers``)."""
