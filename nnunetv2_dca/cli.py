@@ -25,6 +25,68 @@ def _cmd_phantom(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_groups(text: str) -> list:
+    """'6;1,2,3;5,12,13' (head first, ';' between groups) or a JSON file holding [[6], [1, 2, 3], [5, 12, 13]]."""
+    import json
+
+    if os.path.isfile(text):
+        with open(text, encoding="utf-8") as f:
+            data = json.load(f)
+        data = data.get("groups", data) if isinstance(data, dict) else data
+        return [[int(c) for c in grp] for grp in data]
+    try:
+        return [[int(c) for c in grp.split(",") if c.strip()] for grp in text.split(";")]
+    except ValueError:
+        raise ValueError(f"--groups {text!r} is neither a JSON file nor a list like '6;1,2,3;5,12,13'") from None
+
+
+def _cmd_groups(args: argparse.Namespace) -> int:
+    import json
+    import warnings
+
+    from nnunetv2_dca.planning.grouping import explicit_grouping, log_gap_grouping
+    from nnunetv2_dca.planning.labels import CLASS_COUNTS_KEY, count_label_voxels, foreground_classes
+    from nnunetv2_dca.planning.report import grouping_json, grouping_table, plot_grouping
+
+    raw = _raw_dir(None)
+    prep = os.environ.get("nnUNet_preprocessed")
+    if not prep:
+        raise SystemExit("error: nnUNet_preprocessed is not set (the chart is written next to the plans there)")
+    from nnunetv2_dca.data.phantom import find_existing_dataset
+
+    ds = find_existing_dataset(raw, args.d)
+    if ds is None:
+        raise ValueError(f"no dataset with id {args.d} in nnUNet_raw ({raw})")
+    with open(os.path.join(ds, "dataset.json"), encoding="utf-8") as f:
+        dataset_json = json.load(f)
+    names = foreground_classes(dataset_json)
+    out_dir = os.path.join(prep, os.path.basename(ds))
+    fingerprint = os.path.join(out_dir, "dataset_fingerprint.json")
+    counts = None
+    if os.path.isfile(fingerprint):
+        with open(fingerprint, encoding="utf-8") as f:
+            stored = json.load(f).get(CLASS_COUNTS_KEY)
+        if stored is not None:
+            counts = {int(k): int(v) for k, v in stored.items()}
+    if counts is None:  # fingerprint made by stock nnU-Net (or none yet): count the labels ourselves
+        counts = count_label_voxels(ds, dataset_json)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if args.groups:
+            grouping = explicit_grouping(_parse_groups(args.groups), counts, names)
+        else:
+            grouping = log_gap_grouping(counts, args.num_groups, names)
+    for w in caught:
+        print(f"warning: {w.message}", file=sys.stderr)
+    png = plot_grouping(grouping, names, os.path.join(out_dir, f"{args.plans}_class_groups.png"))
+    if args.json:
+        print(json.dumps(grouping_json(grouping)))
+    else:
+        print(grouping_table(grouping, names))
+        print(f"\nchart: {png}")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from nnunetv2_dca.demo import run_demo
 
@@ -56,6 +118,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset with this id")
     p.set_defaults(func=_cmd_phantom)
 
+    p = sub.add_parser("groups", help="log-gap class grouping (head/medium/tail) of a dataset: table, JSON, chart",
+                       description="Counts labeled voxels per class (from the DCA fingerprint, else from labelsTr), "
+                                   "splits the classes at the largest log gaps of their sorted proportions, prints "
+                                   "the table and writes a bar chart next to the plans in nnUNet_preprocessed.")
+    p.add_argument("-d", type=int, required=True, help="dataset id")
+    p.add_argument("--plans", default="nnUNetPlansDCA", help="plans identifier; names the chart file")
+    p.add_argument("--num-groups", type=int, default=3, help="number of groups (default 3: head/medium/tail)")
+    p.add_argument("--groups", default=None, help="explicit groups instead of the log-gap rule, head first: "
+                                                  "'6;1,2,3;5,12,13' or a JSON file with [[6], [1, 2, 3], ...]")
+    p.add_argument("--json", action="store_true", help='print {"groups": [...], "voxel_counts": {...}} only')
+    p.set_defaults(func=_cmd_groups)
+
     p = sub.add_parser("demo", help="main job end to end on a phantom: phantom, plan/preprocess, train, predict, "
                                     "evaluate, all through the stock nnU-Net commands")
     p.add_argument("--out", default="demo_output", help="folder for nnUNet_raw/preprocessed/results (default "
@@ -70,7 +144,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileExistsError) as e:
+    except (ValueError, FileExistsError, FileNotFoundError) as e:
         print(f"nnunetv2-dca {args.command}: error: {e}", file=sys.stderr)
         return 2
 

@@ -38,3 +38,34 @@ def test_missing_nnunet_raw_is_explained(tmp_path):
     del env["nnUNet_raw"]
     proc = run_cmd(["nnunetv2-dca", "phantom", "-d", "14"], env, check=False)
     assert proc.returncode != 0 and "nnUNet_raw" in proc.stdout
+
+
+def test_groups_command_on_the_phantom(tmp_path):
+    env = fresh_env(tmp_path)
+    run_cmd(["nnunetv2-dca", "phantom", "-d", "15", "--labeled", "4", "--unlabeled", "0", "--test", "0"], env)
+    out = run_cmd(["nnunetv2-dca", "groups", "-d", "15", "--json"], env).stdout
+    result = json.loads(out)
+    assert result["groups"][0] == [6]  # liver
+    assert sorted(result["groups"][-1]) == [5, 12, 13]  # esophagus and adrenals, as on the real CT
+    assert set(result["voxel_counts"]) == {str(i) for i in range(1, 14)}
+    chart = Path(env["nnUNet_preprocessed"]) / "Dataset015_AbdomenPhantom" / "nnUNetPlansDCA_class_groups.png"
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = run_cmd(["nnunetv2-dca", "groups", "-d", "15"], env).stdout
+    assert "liver" in table and "head" in table and "tail" in table and "cliff" in table
+
+
+def test_groups_command_prefers_fingerprint_counts_and_validates_explicit_groups(tmp_path):
+    env = fresh_env(tmp_path)
+    run_cmd(["nnunetv2-dca", "phantom", "-d", "16", "--labeled", "1", "--unlabeled", "0", "--test", "0"], env)
+    pre = Path(env["nnUNet_preprocessed"]) / "Dataset016_AbdomenPhantom"
+    pre.mkdir(parents=True)
+    counts = {str(i): 10 for i in range(1, 14)}
+    counts.update({"1": 100000, "2": 1000})
+    (pre / "dataset_fingerprint.json").write_text(json.dumps({"class_voxel_counts": counts}))
+    result = json.loads(run_cmd(["nnunetv2-dca", "groups", "-d", "16", "--json"], env).stdout)
+    assert result["groups"][0] == [1] and result["groups"][1] == [2]
+    groups = "6;" + ",".join(str(i) for i in range(1, 6)) + ";" + ",".join(str(i) for i in range(7, 13))
+    proc = run_cmd(["nnunetv2-dca", "groups", "-d", "16", "--groups", groups], env, check=False)
+    assert proc.returncode == 2 and "adrenal_gland_left (13)" in proc.stdout
+    ok = run_cmd(["nnunetv2-dca", "groups", "-d", "16", "--json", "--groups", groups + ",13"], env).stdout
+    assert json.loads(ok)["source"] == "explicit"
