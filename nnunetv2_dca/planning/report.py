@@ -74,6 +74,9 @@ def plot_grouping(g: Grouping, names: Mapping[int, str], path: str, title: str =
     os.close(fd)
     try:
         fig.savefig(tmp, dpi=110)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the chart normal file permissions
         os.replace(tmp, path)
     finally:
         plt.close(fig)
