@@ -14,12 +14,7 @@ from setuptools.command.build_py import build_py
 from setuptools.command.editable_wheel import editable_wheel
 
 PTH = "nnunetv2_dca.pth"
-PTH_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "nnunetv2_dca", PTH)
-
-
-def _pth_text() -> str:
-    with open(PTH_SOURCE, encoding="utf-8") as f:
-        return f.read()
+PTH_TEXT = "import nnunetv2_dca._hook\n"  # .pth lines starting with "import" are executed by site.py
 
 
 class build_py_with_pth(build_py):
@@ -27,7 +22,7 @@ class build_py_with_pth(build_py):
         super().run()
         self.mkpath(self.build_lib)
         with open(os.path.join(self.build_lib, PTH), "w", encoding="utf-8") as f:
-            f.write(_pth_text())
+            f.write(PTH_TEXT)
 
     def get_outputs(self, include_bytecode: bool = True):
         return super().get_outputs(include_bytecode) + [os.path.join(self.build_lib, PTH)]
@@ -41,7 +36,7 @@ class _StrategyWithPth:
 
     def __call__(self, wheel: Any, files: Any, mapping: Any) -> None:
         self._inner(wheel, files, mapping)
-        wheel.writestr(PTH, _pth_text())
+        wheel.writestr(PTH, PTH_TEXT)
 
     def __enter__(self) -> "_StrategyWithPth":
         self._inner.__enter__()

@@ -45,31 +45,25 @@ def _cmd_groups(args: argparse.Namespace) -> int:
     import warnings
 
     from nnunetv2_dca.planning.grouping import explicit_grouping, log_gap_grouping
-    from nnunetv2_dca.planning.labels import CLASS_COUNTS_KEY, count_label_voxels, foreground_classes
+    from nnunetv2_dca.planning.labels import foreground_classes, load_class_voxel_counts
     from nnunetv2_dca.planning.report import grouping_json, grouping_table, plot_grouping
 
     raw = _raw_dir(None)
     prep = os.environ.get("nnUNet_preprocessed")
     if not prep:
         raise SystemExit("error: nnUNet_preprocessed is not set (the chart is written next to the plans there)")
-    from nnunetv2_dca.data.phantom import find_existing_dataset
+    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
 
-    ds = find_existing_dataset(raw, args.d)
-    if ds is None:
-        raise ValueError(f"no dataset with id {args.d} in nnUNet_raw ({raw})")
+    try:
+        name = maybe_convert_to_dataset_name(args.d)
+    except RuntimeError as e:
+        raise ValueError(str(e)) from None
+    ds = os.path.join(raw, name)
     with open(os.path.join(ds, "dataset.json"), encoding="utf-8") as f:
         dataset_json = json.load(f)
     names = foreground_classes(dataset_json)
-    out_dir = os.path.join(prep, os.path.basename(ds))
-    fingerprint = os.path.join(out_dir, "dataset_fingerprint.json")
-    counts = None
-    if os.path.isfile(fingerprint):
-        with open(fingerprint, encoding="utf-8") as f:
-            stored = json.load(f).get(CLASS_COUNTS_KEY)
-        if stored is not None:
-            counts = {int(k): int(v) for k, v in stored.items()}
-    if counts is None:  # fingerprint made by stock nnU-Net (or none yet): count the labels ourselves
-        counts = count_label_voxels(ds, dataset_json)
+    out_dir = os.path.join(prep, name)
+    counts = load_class_voxel_counts(ds, dataset_json, os.path.join(out_dir, "dataset_fingerprint.json"))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if args.groups:

@@ -69,3 +69,8 @@ def test_groups_command_prefers_fingerprint_counts_and_validates_explicit_groups
     assert proc.returncode == 2 and "adrenal_gland_left (13)" in proc.stdout
     ok = run_cmd(["nnunetv2-dca", "groups", "-d", "16", "--json", "--groups", groups + ",13"], env).stdout
     assert json.loads(ok)["source"] == "explicit"
+
+
+def test_groups_command_unknown_dataset(tmp_path):
+    proc = run_cmd(["nnunetv2-dca", "groups", "-d", "417"], fresh_env(tmp_path), check=False)
+    assert proc.returncode == 2 and "417" in proc.stdout

@@ -8,8 +8,9 @@ region is not a class that one expert could own.
 
 from __future__ import annotations
 
+import json
 import os
-from typing import Dict, Mapping
+from typing import Dict, Mapping, Optional
 
 import numpy as np
 
@@ -61,3 +62,18 @@ def count_label_voxels(raw_dataset_folder: str, dataset_json: Mapping) -> Dict[i
         n = min(counts.size, total.size)
         total[:n] += counts[:n]
     return {k: int(total[k]) for k in classes}
+
+
+def load_class_voxel_counts(raw_dataset_folder: str, dataset_json: Mapping,
+                            fingerprint_file: Optional[str] = None) -> Dict[int, int]:
+    """Counts from the fingerprint's ``class_voxel_counts`` if present, else counted from the labels.
+
+    nnU-Net reuses a cached fingerprint unless ``--clean`` is given, and a fingerprint made by the stock extractor
+    has no counts: then they are counted here rather than failing.
+    """
+    if fingerprint_file and os.path.isfile(fingerprint_file):
+        with open(fingerprint_file, encoding="utf-8") as f:
+            stored = json.load(f).get(CLASS_COUNTS_KEY)
+        if stored is not None:
+            return {int(k): int(v) for k, v in stored.items()}
+    return count_label_voxels(raw_dataset_folder, dataset_json)

@@ -41,3 +41,16 @@ def test_missing_label_file_is_named(tmp_path):
         ds = json.load(f)
     with pytest.raises(FileNotFoundError, match="phantom_0001"):
         count_label_voxels(path, ds)
+
+
+def test_fingerprint_counts_are_used_and_a_stock_fingerprint_falls_back_to_the_labels(tmp_path):
+    from nnunetv2_dca.planning.labels import load_class_voxel_counts
+
+    path = ph.write_phantom_dataset(str(tmp_path / "raw"), 23, labeled=1, unlabeled=0, test=0)
+    with open(os.path.join(path, "dataset.json")) as f:
+        ds = json.load(f)
+    fp = tmp_path / "dataset_fingerprint.json"
+    fp.write_text(json.dumps({"spacings": [[5, 5, 5]]}))  # made by nnU-Net's stock extractor: no counts
+    assert load_class_voxel_counts(path, ds, str(fp)) == count_label_voxels(path, ds)
+    fp.write_text(json.dumps({"class_voxel_counts": {"1": 7, "2": 3}}))
+    assert load_class_voxel_counts(path, ds, str(fp)) == {1: 7, 2: 3}
