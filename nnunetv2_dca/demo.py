@@ -30,6 +30,8 @@ def nnunet_env(out: str, training: bool = False) -> Dict[str, str]:
     nnU-Net's torch.set_num_threads call.
     """
     env = dict(os.environ)
+    # the console scripts of *this* environment, also when it is not activated (e.g. `.venv/bin/nnunetv2-dca demo`)
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
     for key in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
         env[key] = os.path.join(os.path.abspath(out), key)
         os.makedirs(env[key], exist_ok=True)

@@ -7,15 +7,20 @@ from pathlib import Path
 
 import pytest
 
-from conftest import fresh_env, run_cmd
+import os
+
+from conftest import BIN, fresh_env, run_cmd
 
 pytestmark = pytest.mark.slow
 
 
 def test_demo_runs_end_to_end(tmp_path: Path):
     out = tmp_path / "demo"
-    proc = run_cmd(["nnunetv2-dca", "demo", "--out", str(out), "-d", "902"], fresh_env(tmp_path / "unused"),
-                   cwd=tmp_path, timeout=1500)
+    env = fresh_env(tmp_path / "unused")
+    # as after `make demo` in a shell where the virtual environment is not activated: its bin/ is not on PATH
+    env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if p and os.path.abspath(p) != str(BIN))
+    proc = run_cmd([str(BIN / "nnunetv2-dca"), "demo", "--out", str(out), "-d", "902"], env, cwd=tmp_path,
+                   timeout=1500)
     for step in ("[1/5]", "[2/5]", "[3/5]", "[4/5]", "[5/5]", "nnUNetv2_train 902 3d_fullres 0 -tr nnUNetTrainer_smoke"):
         assert step in proc.stdout
     summary = json.loads((out / "predictions_test" / "summary.json").read_text())
