@@ -14,22 +14,24 @@ import shlex
 import subprocess
 import sys
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Mapping, Optional
 
 from nnunetv2_dca.data.phantom import write_phantom_dataset
 
 DEMO_TRAINER = "nnUNetTrainer_smoke"
 DEMO_CONFIG = "3d_fullres"
+DEMO_PHANTOM = {"labeled": 8, "unlabeled": 8, "test": 3}
 
 
-def nnunet_env(out: str, training: bool = False) -> Dict[str, str]:
-    """Environment for nnU-Net's commands with the three nnU-Net folders under ``out``.
+def nnunet_env(out: str, training: bool = False, base: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
+    """Environment for nnU-Net's commands with the three nnU-Net folders under ``out`` (on top of ``base``,
+    default: this process's environment).
 
     For training only: one process for nnU-Net's default pools and data augmentation in the main process (on 2 CPU
     cores every spawned worker re-imports nnunetv2 for seconds). Not for planning, where nnUNet_def_n_proc=1 breaks
     nnU-Net's torch.set_num_threads call.
     """
-    env = dict(os.environ)
+    env = dict(os.environ if base is None else base)
     # the console scripts of *this* environment, also when it is not activated (e.g. `.venv/bin/nnunetv2-dca demo`)
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
     for key in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
@@ -65,11 +67,11 @@ def run_demo(out: str, dataset_id: int = 901, seed: int = 0) -> int:
     t_start = time.time()
 
     print("[1/5] phantom dataset", flush=True)
-    ds = write_phantom_dataset(env["nnUNet_raw"], dataset_id, labeled=8, unlabeled=8, test=3, seed=seed,
-                               size="small", overwrite=True)
+    ds = write_phantom_dataset(env["nnUNet_raw"], dataset_id, seed=seed, size="small", overwrite=True,
+                               **DEMO_PHANTOM)
     with open(log, "a", encoding="utf-8") as f:
-        f.write(f"nnunetv2-dca phantom -d {dataset_id} --labeled 8 --unlabeled 8 --test 3 --seed {seed} "
-                f"--overwrite\n")
+        flags = " ".join(f"--{k} {v}" for k, v in DEMO_PHANTOM.items())
+        f.write(f"nnunetv2-dca phantom -d {dataset_id} {flags} --seed {seed} --overwrite\n")
     d = str(dataset_id)
     print("[2/5] plan and preprocess", flush=True)
     run_step(["nnUNetv2_plan_and_preprocess", "-d", d, "-c", DEMO_CONFIG, "-np", "1", "-npfp", "1",

@@ -11,6 +11,8 @@ from typing import Dict, List, Optional
 
 import pytest
 
+from nnunetv2_dca.demo import nnunet_env
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 PLUGIN_SRC = Path(__file__).resolve().parent / "plugin" / "dca_discovery_testplugin.py"
@@ -20,17 +22,12 @@ BIN = Path(sys.executable).parent  # console scripts of the interpreter running 
 
 
 def fresh_env(nnunet_base: Path, pythonpath: Optional[str] = None, training: bool = False) -> Dict[str, str]:
-    """A 'fresh shell': no nnUNet_* or PYTHONPATH inherited, only nnU-Net's three folders (+ the plug-in path)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("nnUNet_") and k != "PYTHONPATH"}
-    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
-    for key in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
-        env[key] = str(nnunet_base / key)
-        (nnunet_base / key).mkdir(parents=True, exist_ok=True)
+    """A 'fresh shell': no nnUNet_* or PYTHONPATH inherited, only nnU-Net's three folders (+ the plug-in path).
+    Folders, PATH and the CPU training knobs come from the demo's own helper, so tests and demo agree."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("nnUNet_") and k != "PYTHONPATH"}
+    env = nnunet_env(str(nnunet_base), training=training, base=base)
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
-    if training:  # CPU knobs from nnU-Net's docs; see nnunetv2_dca/demo.py
-        env["nnUNet_def_n_proc"] = "1"
-        env["nnUNet_n_proc_DA"] = "0"
     return env
 
 

@@ -27,7 +27,8 @@ def test_stock_commands_find_registered_classes(phantom_raw: Path, discovery_plu
     markers.mkdir()
     env = fresh_env(phantom_raw, pythonpath=str(discovery_plugin))
     env["DCA_DISCOVERY_TEST_MARKERS"] = str(markers)
-    train_env = dict(env, nnUNet_def_n_proc="1", nnUNet_n_proc_DA="0")
+    train_env = dict(fresh_env(phantom_raw, pythonpath=str(discovery_plugin), training=True),
+                     DCA_DISCOVERY_TEST_MARKERS=str(markers))
 
     # planning: fingerprint extractor (-fpe), planner (-pl), preprocessor + normaliser named in the plans
     run_cmd(["nnUNetv2_plan_and_preprocess", "-d", DS, "-pl", "DiscoveryTestPlanner",
