@@ -1,0 +1,388 @@
+"""DCA network: nnU-Net's encoder, G asymmetric expert decoders and the DFAM aggregation decoder.
+
+Built by nnU-Net's ``get_network_from_plans`` from ``network_class_name`` + ``arch_kwargs`` like the networks of
+``dynamic_network_architectures`` (DNA): the encoder is DNA's ``PlainConvEncoder`` / ``ResidualEncoder`` exactly as
+the plans describe it, every decoder derives its stages from that encoder, and this module imports torch and DNA
+only (no nnunetv2), so the stock predictor can rebuild it from the plans alone.
+
+Choices where the paper (seed ``003``, Key Designs 2 and 4) is silent, all overridable through ``arch_kwargs``:
+
+* **Expert depth and dilation.** The paper's V-Net decoders have conv counts head {2,2,1,1}, medium {3,3,2,1},
+  tail {4,4,3,2}: stage by stage that is medium - 1 (at least 1), medium, medium + 1. nnU-Net has a variable number
+  of decoder stages with a planned ``n_conv_per_stage_decoder``, so the same rule is applied to the plan: head =
+  planned - 1 (min 1) with dilation 2, middle groups = planned, tail = planned + 1 (:func:`default_expert_settings`).
+  Dilation applies to every conv of the head expert along axes whose kernel is > 1 (anisotropic kernels such as
+  (1, 3, 3) stay undilated along the 1-axis).
+* **Where DFAM sits.** After each stage's convolutions of the aggregation decoder D_A: ``F_up`` is D_A's own stage
+  output at that resolution, the experts' features are their stage outputs at the same resolution; ``F_DFAM`` feeds
+  both D_A's deep-supervision head at that scale and the next upsampling. The gate's 3x3 conv uses the planned kernel
+  size of the stage (anisotropic plans stay anisotropic), its hidden width is the stage width.
+* **Gradients.** ``detach_expert_features=True`` (seed: stop-gradient "to prevent backward contamination of expert
+  specialization"): D_A's loss never reaches the expert decoders. D_A's loss does reach the shared encoder through
+  D_A's own skip path (that is how the unlabeled images shape the shared representation); set
+  ``detach_encoder_for_aggregation=True`` to cut that too.
+* **Outputs.** ``forward(x)`` returns D_A's logits in nnU-Net's format (a tensor, or the list highest resolution
+  first when deep supervision is on): that is what nnU-Net's validation and ``nnUNetv2_predict`` consume. Expert
+  segmentation heads are only evaluated for ``forward(x, return_all=True)``, which returns :class:`DCAOutput` with
+  the experts' logits (per scale), D_A's logits and the gate maps, through the same call (DDP/torch.compile see every
+  parameter used). Expert ``g`` predicts ``1 + len(class_groups[g])`` channels: background, then its classes in the
+  order of ``class_groups[g]`` (label-split).
+"""
+
+from __future__ import annotations
+
+from typing import List, NamedTuple, Optional, Sequence, Tuple, Type, Union
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.modules.conv import _ConvNd
+from torch.nn.modules.dropout import _DropoutNd
+
+from dynamic_network_architectures.architectures.abstract_arch import AbstractDynamicNetworkArchitectures
+from dynamic_network_architectures.building_blocks.helper import convert_conv_op_to_dim, get_matching_convtransp
+from dynamic_network_architectures.building_blocks.plain_conv_encoder import PlainConvEncoder
+from dynamic_network_architectures.building_blocks.residual import BasicBlockD, BottleneckD
+from dynamic_network_architectures.building_blocks.residual_encoders import ResidualEncoder
+from dynamic_network_architectures.building_blocks.simple_conv_blocks import StackedConvBlocks
+from dynamic_network_architectures.initialization.weight_init import InitWeights_He, init_last_bn_before_add_to_0
+
+Encoder = Union[PlainConvEncoder, ResidualEncoder]
+IntOrSeq = Union[int, List[int], Tuple[int, ...]]
+
+
+class DCAOutput(NamedTuple):
+    """Everything a training step needs, from one ``network(x, return_all=True)`` call.
+
+    Each entry follows nnU-Net's deep-supervision convention: a tensor without deep supervision, else a list with the
+    highest resolution first. ``gates`` always holds one map per decoder stage (B, G, *spatial), highest first.
+    """
+    aggregate: Union[torch.Tensor, List[torch.Tensor]]
+    experts: List[Union[torch.Tensor, List[torch.Tensor]]]
+    gates: List[torch.Tensor]
+
+
+def default_expert_settings(n_conv_per_stage_decoder: IntOrSeq, num_stages_decoder: int, num_groups: int
+                            ) -> Tuple[List[List[int]], List[int]]:
+    """Per-expert conv counts and dilations from the planned decoder (head first, tail last).
+
+    The paper's V-Net rule, stage by stage: head = planned - 1 (at least 1) with dilation 2, tail = planned + 1,
+    groups in between = planned. One group gets the planned decoder; two groups get head and tail.
+    """
+    if num_groups < 1:
+        raise ValueError(f"num_groups must be >= 1, got {num_groups}")
+    planned = _per_stage(n_conv_per_stage_decoder, num_stages_decoder, "n_conv_per_stage_decoder")
+    if num_groups == 1:
+        return [list(planned)], [1]
+    convs = [[max(1, n - 1) for n in planned]]
+    convs += [list(planned) for _ in range(num_groups - 2)]
+    convs += [[n + 1 for n in planned]]
+    return convs, [2] + [1] * (num_groups - 1)
+
+
+def validate_class_groups(class_groups: Optional[Sequence[Sequence[int]]], num_classes: int) -> List[List[int]]:
+    """Every foreground class 1..num_classes-1 in exactly one non-empty group (background 0 belongs to all)."""
+    if class_groups is None:
+        raise ValueError("the DCA network needs 'class_groups' in the plans' arch_kwargs (plan with "
+                         "-pl nnUNetPlannerDCA, or add them by hand: head group first)")
+    groups = [[int(c) for c in g] for g in class_groups]
+    if not groups or any(len(g) == 0 for g in groups):
+        raise ValueError(f"class_groups must be non-empty groups of class ids, got {class_groups}")
+    flat = [c for g in groups for c in g]
+    expected = set(range(1, num_classes))
+    dup = sorted({c for c in flat if flat.count(c) > 1})
+    unknown = sorted(set(flat) - expected)
+    missing = sorted(expected - set(flat))
+    if dup or unknown or missing:
+        raise ValueError(f"class_groups {groups} must hold every foreground class 1..{num_classes - 1} exactly once "
+                         f"(num_classes={num_classes} incl. background): duplicated {dup}, unknown {unknown}, "
+                         f"missing {missing}")
+    return groups
+
+
+def fuse_expert_logits(expert_logits: Sequence[torch.Tensor], class_groups: Sequence[Sequence[int]]) -> torch.Tensor:
+    """Logit concatenation (seed Key Design 3): class c's logit from the expert that owns c, background = mean of
+    the experts' background logits. Inputs (B, 1 + |S_g|, ...) per expert; output (B, num_classes, ...)."""
+    background = torch.stack([e[:, :1] for e in expert_logits], 0).mean(0)
+    foreground = torch.cat([e[:, 1:] for e in expert_logits], 1)  # channels in class_groups order
+    order = [c for g in class_groups for c in g]
+    inverse = torch.as_tensor(np.argsort(order), device=foreground.device)  # class id - 1 -> position in `order`
+    return torch.cat([background, foreground.index_select(1, inverse)], 1)
+
+
+def _per_stage(value: IntOrSeq, n: int, what: str) -> List[int]:
+    values = [int(value)] * n if isinstance(value, (int, np.integer)) else [int(v) for v in value]
+    if len(values) != n or min(values) < 1:
+        raise ValueError(f"{what} needs {n} entries >= 1 (one per decoder stage), got {value}")
+    return values
+
+
+def _dilate(blocks: StackedConvBlocks, dilation: int) -> None:
+    """DNA's conv blocks are built undilated; dilate each conv in place, keeping 'same' padding. Axes with kernel 1
+    (anisotropic plans) stay undilated."""
+    if dilation == 1:
+        return
+    for block in blocks.convs:
+        conv = block.conv
+        conv.dilation = tuple(dilation if k > 1 else 1 for k in conv.kernel_size)
+        conv.padding = tuple(d * (k - 1) // 2 for d, k in zip(conv.dilation, conv.kernel_size))
+
+
+def _skip_sizes(encoder: Encoder, input_size: Sequence[int]) -> List[List[int]]:
+    sizes, size = [], list(input_size)
+    for stride in encoder.strides[:-1]:  # the bottleneck is not a decoder resolution
+        size = [i // s for i, s in zip(size, stride)]
+        sizes.append(size)
+    return sizes
+
+
+class _DecoderBase(nn.Module):
+    """Upsampling path with nnU-Net's stage layout, derived from the encoder. Unlike DNA's ``UNetDecoder`` the
+    encoder is *not* registered as a submodule (the shared encoder's weights are stored once), and each stage's
+    features are returned for DFAM."""
+
+    def __init__(self, encoder: Encoder, num_classes: int, n_conv_per_stage: IntOrSeq, deep_supervision: bool,
+                 dilation: int = 1, nonlin_first: bool = False):
+        super().__init__()
+        self.deep_supervision = deep_supervision
+        self.num_classes = num_classes
+        self.conv_op = encoder.conv_op
+        n_stages = len(encoder.output_channels) - 1
+        self.n_conv_per_stage = _per_stage(n_conv_per_stage, n_stages, "n_conv_per_stage")
+        self.dilation = int(dilation)
+        self.stage_channels = [encoder.output_channels[-(s + 2)] for s in range(n_stages)]  # lowest resolution first
+        self.stage_kernels = [encoder.kernel_sizes[-(s + 2)] for s in range(n_stages)]
+        transpconv_op = get_matching_convtransp(conv_op=encoder.conv_op)
+        transpconvs, stages, seg_layers = [], [], []
+        for s in range(n_stages):
+            below, skip, stride = encoder.output_channels[-(s + 1)], self.stage_channels[s], encoder.strides[-(s + 1)]
+            transpconvs.append(transpconv_op(below, skip, stride, stride, bias=encoder.conv_bias))
+            stage = StackedConvBlocks(
+                self.n_conv_per_stage[s], encoder.conv_op, 2 * skip, skip, self.stage_kernels[s], 1,
+                encoder.conv_bias, encoder.norm_op, encoder.norm_op_kwargs, encoder.dropout_op,
+                encoder.dropout_op_kwargs, encoder.nonlin, encoder.nonlin_kwargs, nonlin_first)
+            _dilate(stage, self.dilation)
+            stages.append(stage)
+            # all heads are always built, so a checkpoint loads with deep supervision on or off
+            seg_layers.append(encoder.conv_op(skip, num_classes, 1, 1, 0, bias=True))
+        self.transpconvs = nn.ModuleList(transpconvs)
+        self.stages = nn.ModuleList(stages)
+        self.seg_layers = nn.ModuleList(seg_layers)
+
+    def _heads(self, features: Sequence[torch.Tensor]) -> Union[torch.Tensor, List[torch.Tensor]]:
+        if not self.deep_supervision:
+            return self.seg_layers[-1](features[-1])
+        return [self.seg_layers[s](f) for s, f in enumerate(features)][::-1]  # highest resolution first
+
+    def _stage_maps(self, input_size: Sequence[int], encoder: Encoder) -> np.int64:
+        """Feature maps of the upsampling path (transpconv + stage convs + heads), DNA's counting convention."""
+        total = np.int64(0)
+        sizes = _skip_sizes(encoder, input_size)[::-1]
+        for s, size in enumerate(sizes):
+            total += self.stages[s].compute_conv_feature_map_size(size)
+            total += np.prod([self.stage_channels[s], *size], dtype=np.int64)
+            if self.deep_supervision or s == len(sizes) - 1:
+                total += np.prod([self.num_classes, *size], dtype=np.int64)
+        return total
+
+
+class ExpertDecoder(_DecoderBase):
+    """One expert: background + its own classes (label-split), asymmetric depth/dilation."""
+
+    def forward(self, skips: Sequence[torch.Tensor], heads: bool = True
+                ) -> Tuple[Optional[Union[torch.Tensor, List[torch.Tensor]]], List[torch.Tensor]]:
+        x, features = skips[-1], []
+        for s in range(len(self.stages)):
+            x = self.stages[s](torch.cat((self.transpconvs[s](x), skips[-(s + 2)]), 1))
+            features.append(x)
+        return (self._heads(features) if heads else None), features
+
+
+class DFAM(nn.Module):
+    """Dynamic Feature Aggregation Module (seed Key Design 4) for one decoder stage.
+
+    1x1 convs align the experts' features, a gate (kxk conv -> ReLU -> 1x1 conv -> G channels) scores them, softmax
+    over experts gives per-voxel weights summing to 1; F_DFAM = sum_g A_g * align_g(F_g) + F_up.
+    """
+
+    def __init__(self, conv_op: Type[_ConvNd], channels: int, num_experts: int, kernel_size: IntOrSeq):
+        super().__init__()
+        dim = convert_conv_op_to_dim(conv_op)
+        kernel = [kernel_size] * dim if isinstance(kernel_size, int) else list(kernel_size)
+        self.align = nn.ModuleList([conv_op(channels, channels, 1, 1, 0, bias=True) for _ in range(num_experts)])
+        self.gate = nn.Sequential(
+            conv_op(num_experts * channels, channels, kernel, 1, [(k - 1) // 2 for k in kernel], bias=True),
+            nn.ReLU(inplace=True),
+            conv_op(channels, num_experts, 1, 1, 0, bias=True))
+        self.channels, self.num_experts = channels, num_experts
+
+    def forward(self, f_up: torch.Tensor, expert_features: Sequence[torch.Tensor]
+                ) -> Tuple[torch.Tensor, torch.Tensor]:
+        aligned = [a(f) for a, f in zip(self.align, expert_features)]
+        weights = torch.softmax(self.gate(torch.cat(aligned, 1)), 1)
+        f_expert = sum(weights[:, g:g + 1] * aligned[g] for g in range(self.num_experts))
+        return f_up + f_expert, weights
+
+    def compute_conv_feature_map_size(self, size: Sequence[int]) -> np.int64:
+        g, c = self.num_experts, self.channels
+        # aligned maps, gate hidden + logits + softmax, weighted sum + residual sum
+        return np.int64(np.prod(size, dtype=np.int64) * (g * c + c + 2 * g + 2 * c))
+
+
+class AggregationDecoder(_DecoderBase):
+    """D_A: a standard nnU-Net decoder over all classes with DFAM after every stage."""
+
+    def __init__(self, encoder: Encoder, num_classes: int, n_conv_per_stage: IntOrSeq, num_experts: int,
+                 deep_supervision: bool, nonlin_first: bool = False):
+        super().__init__(encoder, num_classes, n_conv_per_stage, deep_supervision, 1, nonlin_first)
+        self.dfam = nn.ModuleList([DFAM(encoder.conv_op, c, num_experts, k)
+                                   for c, k in zip(self.stage_channels, self.stage_kernels)])
+
+    def forward(self, skips: Sequence[torch.Tensor], expert_features: Sequence[Sequence[torch.Tensor]]
+                ) -> Tuple[Union[torch.Tensor, List[torch.Tensor]], List[torch.Tensor]]:
+        x, features, gates = skips[-1], [], []
+        for s in range(len(self.stages)):
+            x = self.stages[s](torch.cat((self.transpconvs[s](x), skips[-(s + 2)]), 1))
+            x, a = self.dfam[s](x, [f[s] for f in expert_features])
+            features.append(x)
+            gates.append(a)
+        return self._heads(features), gates[::-1]
+
+
+class DCADecoder(nn.Module):
+    """All decoders under one attribute: nnU-Net's ``set_deep_supervision_enabled`` sets
+    ``network.decoder.deep_supervision``, which this property forwards to every expert and to D_A."""
+
+    def __init__(self, experts: Sequence[ExpertDecoder], aggregation: AggregationDecoder):
+        super().__init__()
+        self.experts = nn.ModuleList(experts)
+        self.aggregation = aggregation
+
+    @property
+    def deep_supervision(self) -> bool:
+        return self.aggregation.deep_supervision
+
+    @deep_supervision.setter
+    def deep_supervision(self, enabled: bool) -> None:
+        for d in [*self.experts, self.aggregation]:
+            d.deep_supervision = enabled
+
+
+class DCAUNet(AbstractDynamicNetworkArchitectures):
+    """Shared encoder + G expert decoders + DFAM aggregation decoder. Subclasses pick DNA's encoder."""
+
+    def __init__(self, encoder: Encoder, num_classes: int, n_conv_per_stage_decoder: IntOrSeq,
+                 class_groups: Optional[Sequence[Sequence[int]]], expert_n_conv_per_stage: Optional[Sequence] = None,
+                 expert_dilations: Optional[Sequence[int]] = None, deep_supervision: bool = False,
+                 detach_expert_features: bool = True, detach_encoder_for_aggregation: bool = False,
+                 nonlin_first: bool = False):
+        super().__init__()
+        self.encoder = encoder
+        self.num_classes = num_classes
+        self.class_groups = validate_class_groups(class_groups, num_classes)
+        n_dec = len(encoder.output_channels) - 1
+        default_convs, default_dil = default_expert_settings(n_conv_per_stage_decoder, n_dec, len(self.class_groups))
+        convs = default_convs if expert_n_conv_per_stage is None else list(expert_n_conv_per_stage)
+        dilations = default_dil if expert_dilations is None else [int(d) for d in expert_dilations]
+        if len(convs) != len(self.class_groups) or len(dilations) != len(self.class_groups):
+            raise ValueError(f"expert_n_conv_per_stage ({len(convs)} entries) and expert_dilations "
+                             f"({len(dilations)}) need one entry per class group ({len(self.class_groups)})")
+        if min(dilations) < 1:
+            raise ValueError(f"expert_dilations must be >= 1, got {dilations}")
+        experts = [ExpertDecoder(encoder, 1 + len(g), c, deep_supervision, d, nonlin_first)
+                   for g, c, d in zip(self.class_groups, convs, dilations)]
+        aggregation = AggregationDecoder(encoder, num_classes, n_conv_per_stage_decoder, len(experts),
+                                         deep_supervision, nonlin_first)
+        self.decoder = DCADecoder(experts, aggregation)
+        self.detach_expert_features = detach_expert_features
+        self.detach_encoder_for_aggregation = detach_encoder_for_aggregation
+
+    def forward(self, x: torch.Tensor, return_all: bool = False
+                ) -> Union[torch.Tensor, List[torch.Tensor], DCAOutput]:
+        skips = self.encoder(x)
+        expert_heads, expert_features = [], []
+        for expert in self.decoder.experts:
+            heads, features = expert(skips, heads=return_all)  # inference needs only the experts' features
+            expert_heads.append(heads)
+            expert_features.append([f.detach() for f in features] if self.detach_expert_features else features)
+        agg_skips = [s.detach() for s in skips] if self.detach_encoder_for_aggregation else skips
+        aggregate, gates = self.decoder.aggregation(agg_skips, expert_features)
+        if return_all:
+            return DCAOutput(aggregate, expert_heads, gates)
+        return aggregate
+
+    def compute_conv_feature_map_size(self, input_size: Sequence[int]) -> np.int64:
+        """Encoder + every expert (with heads, as in training) + D_A + DFAM; feeds nnU-Net's VRAM estimate."""
+        assert len(input_size) == convert_conv_op_to_dim(self.encoder.conv_op), \
+            "give the spatial size only: input_size=(x, y(, z))"
+        total = self.encoder.compute_conv_feature_map_size(input_size)
+        for decoder in [*self.decoder.experts, self.decoder.aggregation]:
+            total += decoder._stage_maps(input_size, self.encoder)
+        for dfam, size in zip(self.decoder.aggregation.dfam, _skip_sizes(self.encoder, input_size)[::-1]):
+            total += dfam.compute_conv_feature_map_size(size)
+        return total
+
+
+class DCAPlainConvUNet(DCAUNet):
+    """DCA on nnU-Net's default encoder; arch_kwargs = those of DNA's ``PlainConvUNet`` + the DCA keys."""
+
+    def __init__(self, input_channels: int, n_stages: int, features_per_stage: IntOrSeq, conv_op: Type[_ConvNd],
+                 kernel_sizes: IntOrSeq, strides: IntOrSeq, n_conv_per_stage: IntOrSeq, num_classes: int,
+                 n_conv_per_stage_decoder: IntOrSeq, conv_bias: bool = False,
+                 norm_op: Union[None, Type[nn.Module]] = None, norm_op_kwargs: dict = None,
+                 dropout_op: Union[None, Type[_DropoutNd]] = None, dropout_op_kwargs: dict = None,
+                 nonlin: Union[None, Type[nn.Module]] = None, nonlin_kwargs: dict = None,
+                 deep_supervision: bool = False, nonlin_first: bool = False,
+                 class_groups: Optional[Sequence[Sequence[int]]] = None,
+                 expert_n_conv_per_stage: Optional[Sequence] = None, expert_dilations: Optional[Sequence[int]] = None,
+                 detach_expert_features: bool = True, detach_encoder_for_aggregation: bool = False):
+        if isinstance(n_conv_per_stage, int):
+            n_conv_per_stage = [n_conv_per_stage] * n_stages
+        encoder = PlainConvEncoder(input_channels, n_stages, features_per_stage, conv_op, kernel_sizes, strides,
+                                   n_conv_per_stage, conv_bias, norm_op, norm_op_kwargs, dropout_op,
+                                   dropout_op_kwargs, nonlin, nonlin_kwargs, return_skips=True,
+                                   nonlin_first=nonlin_first)
+        super().__init__(encoder, num_classes, n_conv_per_stage_decoder, class_groups, expert_n_conv_per_stage,
+                         expert_dilations, deep_supervision, detach_expert_features, detach_encoder_for_aggregation,
+                         nonlin_first)
+        # keys DNA's pretraining/fine-tuning utilities look for
+        self.key_to_encoder = "encoder.stages"
+        self.key_to_stem = "encoder.stages.0"
+        self.keys_to_in_proj = ("encoder.stages.0.0.convs.0.all_modules.0", "encoder.stages.0.0.convs.0.conv")
+
+    @staticmethod
+    def initialize(module: nn.Module) -> None:
+        InitWeights_He(1e-2)(module)
+
+
+class DCAResidualEncoderUNet(DCAUNet):
+    """DCA on nnU-Net's ResEnc encoder (nnU-Net's recommended presets); arch_kwargs = those of DNA's
+    ``ResidualEncoderUNet`` + the DCA keys. Decoders are plain conv stages, as in ResidualEncoderUNet."""
+
+    def __init__(self, input_channels: int, n_stages: int, features_per_stage: IntOrSeq, conv_op: Type[_ConvNd],
+                 kernel_sizes: IntOrSeq, strides: IntOrSeq, n_blocks_per_stage: IntOrSeq, num_classes: int,
+                 n_conv_per_stage_decoder: IntOrSeq, conv_bias: bool = False,
+                 norm_op: Union[None, Type[nn.Module]] = None, norm_op_kwargs: dict = None,
+                 dropout_op: Union[None, Type[_DropoutNd]] = None, dropout_op_kwargs: dict = None,
+                 nonlin: Union[None, Type[nn.Module]] = None, nonlin_kwargs: dict = None,
+                 deep_supervision: bool = False, block: Union[Type[BasicBlockD], Type[BottleneckD]] = BasicBlockD,
+                 bottleneck_channels: IntOrSeq = None, stem_channels: int = None,
+                 class_groups: Optional[Sequence[Sequence[int]]] = None,
+                 expert_n_conv_per_stage: Optional[Sequence] = None, expert_dilations: Optional[Sequence[int]] = None,
+                 detach_expert_features: bool = True, detach_encoder_for_aggregation: bool = False):
+        if isinstance(n_blocks_per_stage, int):
+            n_blocks_per_stage = [n_blocks_per_stage] * n_stages
+        encoder = ResidualEncoder(input_channels, n_stages, features_per_stage, conv_op, kernel_sizes, strides,
+                                  n_blocks_per_stage, conv_bias, norm_op, norm_op_kwargs, dropout_op,
+                                  dropout_op_kwargs, nonlin, nonlin_kwargs, block, bottleneck_channels,
+                                  return_skips=True, disable_default_stem=False, stem_channels=stem_channels)
+        super().__init__(encoder, num_classes, n_conv_per_stage_decoder, class_groups, expert_n_conv_per_stage,
+                         expert_dilations, deep_supervision, detach_expert_features, detach_encoder_for_aggregation)
+        self.key_to_encoder = "encoder.stages"
+        self.key_to_stem = "encoder.stem"
+        self.keys_to_in_proj = ("encoder.stem.convs.0.conv", "encoder.stem.convs.0.all_modules.0")
+
+    @staticmethod
+    def initialize(module: nn.Module) -> None:
+        InitWeights_He(1e-2)(module)
+        init_last_bn_before_add_to_0(module)
