@@ -25,6 +25,19 @@ def _cmd_phantom(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_split(args: argparse.Namespace) -> int:
+    from nnunetv2_dca.data.split import make_semi_supervised_split
+
+    cases = [c.strip() for c in args.labeled_cases.split(",") if c.strip()] if args.labeled_cases is not None \
+        else None
+    result = make_semi_supervised_split(
+        _raw_dir(args.raw), args.d, args.out_id, labeled_fraction=args.labeled_fraction, labeled_cases=cases,
+        preset=args.preset, seed=args.seed, name=args.name,
+        preprocessed_dir=args.preprocessed or os.environ.get("nnUNet_preprocessed"), overwrite=args.overwrite)
+    print(result.summary())
+    return 0
+
+
 def _parse_groups(text: str) -> list:
     """'6;1,2,3;5,12,13' (head first, ';' between groups) or a JSON file holding [[6], [1, 2, 3], [5, 12, 13]]."""
     import json
@@ -111,6 +124,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--raw", default=None, help="nnUNet_raw folder (default: $nnUNet_raw)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset with this id")
     p.set_defaults(func=_cmd_phantom)
+
+    from nnunetv2_dca.data.split import PRESETS  # light module: no numpy/nnunetv2 at import
+
+    p = sub.add_parser("split", help="turn a fully labeled raw dataset into a semi-supervised one (new dataset id)",
+                       description="Write a NEW raw dataset DatasetOUT_Name: the chosen cases stay labeled "
+                                   "(imagesTr/labelsTr), the other training cases become unlabeled images "
+                                   "(imagesTrUnlabeled, labels never copied), test cases stay test cases. The source "
+                                   "is not modified; files are hard links (copies across filesystems). The choice is "
+                                   "recorded in split.json; presets with validation cases also write "
+                                   "splits_final.json (train with fold 0).")
+    p.add_argument("-d", type=int, required=True, help="source dataset id (fully labeled)")
+    p.add_argument("--out-id", type=int, required=True, help="id of the new dataset")
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--labeled-fraction", type=float, default=None,
+                      help="fraction f in (0, 1): max(1, round-half-up(f*N)) cases drawn with --seed")
+    mode.add_argument("--labeled-cases", default=None, help="comma-separated case identifiers to keep labeled")
+    mode.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                      help="published protocol-B case lists (labeled, validation, test)")
+    p.add_argument("--seed", type=int, default=0, help="seed for --labeled-fraction (default 0)")
+    p.add_argument("--name", default=None, help="name of the new dataset (default: source name + _L20s0 / "
+                                                "_L4c / _synapse20)")
+    p.add_argument("--raw", default=None, help="nnUNet_raw folder (default: $nnUNet_raw)")
+    p.add_argument("--preprocessed", default=None,
+                   help="nnUNet_preprocessed folder for splits_final.json (default: $nnUNet_preprocessed)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing dataset with --out-id (and its splits_final.json)")
+    p.set_defaults(func=_cmd_split)
 
     p = sub.add_parser("groups", help="log-gap class grouping (head/medium/tail) of a dataset: table, JSON, chart",
                        description="Counts labeled voxels per class (from the DCA fingerprint, else from labelsTr), "

@@ -1,0 +1,51 @@
+"""``-fpe DCAFingerprintExtractor``: nnU-Net's fingerprint plus the labeled voxel count of every class.
+
+The counts (key ``class_voxel_counts``, class id -> voxels over the labeled training cases) feed the log-gap
+grouping. nnU-Net reuses a cached fingerprint unless ``--clean`` is given; a cached fingerprint without the key gets
+it added here, and the DCA planner counts the labels itself if a stock extractor made the fingerprint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+from nnunetv2.experiment_planning.dataset_fingerprint.fingerprint_extractor import DatasetFingerprintExtractor
+from nnunetv2.paths import nnUNet_preprocessed
+
+from nnunetv2_dca.planning.labels import CLASS_COUNTS_KEY, count_label_voxels
+
+
+class DCAFingerprintExtractor(DatasetFingerprintExtractor):
+    def run(self, overwrite_existing: bool = False) -> dict:
+        fingerprint = super().run(overwrite_existing)
+        if CLASS_COUNTS_KEY not in fingerprint:
+            counts = count_label_voxels(self.input_folder, self.dataset_json)
+            fingerprint[CLASS_COUNTS_KEY] = {str(k): int(v) for k, v in counts.items()}
+            _write_json_atomic(fingerprint, os.path.join(nnUNet_preprocessed, self.dataset_name,
+                                                         "dataset_fingerprint.json"))
+        return fingerprint
+
+
+def _write_json_atomic(obj: dict, path: str) -> None:
+    # a crash mid-write must not leave a truncated fingerprint that nnU-Net would load next time
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(obj, f, indent=4, default=_to_builtin)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _to_builtin(o):
+    import numpy as np
+
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"not JSON serialisable: {type(o)}")

@@ -1,0 +1,176 @@
+"""DCA experiment planning on top of nnU-Net's planners (default U-Net and the ResEnc presets).
+
+nnU-Net's planner is kept as it is: same spacing, patch-size search, topology, normalisation, resampling. The DCA
+layer changes four things, each through a hook nnU-Net's planners already call:
+
+* the class groups: log-gap grouping of the labeled voxel counts (fingerprint key ``class_voxel_counts``, counted
+  from ``labelsTr`` when a cached stock fingerprint lacks it), or the user's groups from
+  ``nnUNet_preprocessed/DatasetXXX/dca_groups.json`` (``{"groups": [[...], ...]}`` or ``{"num_groups": G}``, written
+  by ``nnunetv2-dca groups --save``); stored in the plans under ``"dca"``;
+* the architecture (``get_plans_for_configuration``): ``network_class_name`` becomes the DCA network on the same
+  encoder, ``arch_kwargs`` gain ``class_groups`` and the explicit per-expert decoder settings, so trainer and
+  predictor rebuild the same network from the plans alone;
+* the VRAM estimate (``static_estimate_VRAM_usage``), see :data:`UNLABELED_PER_LABELED`;
+* data identifiers: always ``<plans name>_<configuration>`` (the ResEnc presets share ``nnUNetPlans_*`` folders,
+  which nnU-Net's preprocessing deletes and rewrites), and the preprocessor becomes ``DCAPreprocessor``, which also
+  preprocesses ``imagesTrUnlabeled``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from typing import Dict, List, Mapping, Optional, Tuple
+
+from nnunetv2_dca.network.dca_unet import default_expert_settings
+from nnunetv2_dca.planning.grouping import Grouping, explicit_grouping, group_names, log_gap_grouping
+from nnunetv2_dca.planning.labels import foreground_classes, load_class_voxel_counts
+
+# Stock network -> DCA network on the same encoder (the plan decides which encoder).
+DCA_NETWORKS: Dict[str, str] = {
+    "dynamic_network_architectures.architectures.unet.PlainConvUNet":
+        "nnunetv2_dca.network.dca_unet.DCAPlainConvUNet",
+    "dynamic_network_architectures.architectures.unet.ResidualEncoderUNet":
+        "nnunetv2_dca.network.dca_unet.DCAResidualEncoderUNet",
+}
+# arch_kwargs keys that only the DCA network knows (removed to rebuild the stock network of the same plans)
+DCA_ARCH_KEYS = ("class_groups", "expert_n_conv_per_stage", "expert_dilations", "detach_expert_features",
+                 "detach_encoder_for_aggregation")
+GROUPS_FILE = "dca_groups.json"
+DEFAULT_PREPROCESSOR = "DCAPreprocessor"
+
+# VRAM factor. nnU-Net sizes patch and batch so that estimate(network, patch) / ref_bs * batch_size stays at the
+# reference value of its GPU memory target; the estimate is the network's feature-map count for one sample. A DCA
+# training step runs one forward/backward over the labeled batch *and* an unlabeled batch of the same size (seed: 2
+# labeled + 2 unlabeled; nnUNetTrainerDCA's default), through the encoder, all expert decoders with their heads, D_A
+# and DFAM. So the estimate is the DCA network's own feature-map count (which already covers every decoder) times
+# (1 + unlabeled per labeled sample) = 2: nnU-Net's search then shrinks patch/batch until a DCA step fits the same
+# -gpu_memory_target as a stock plan would. The planned batch_size is the *labeled* batch size.
+UNLABELED_PER_LABELED = 1.0
+
+STOCK_PLANS_NAMES = ("nnUNetPlans", "nnUNetResEncUNetPlans", "nnUNetResEncUNetMPlans", "nnUNetResEncUNetLPlans",
+                     "nnUNetResEncUNetXLPlans")
+
+
+class DCAPlanningError(ValueError):
+    """The dataset or the planner settings do not allow a DCA plan."""
+
+
+def dca_architecture(architecture: Mapping, class_groups: List[List[int]]) -> Dict:
+    """A stock plan's ``architecture`` entry turned into the DCA network's, with explicit expert settings."""
+    name = architecture["network_class_name"]
+    if name not in DCA_NETWORKS:
+        raise DCAPlanningError(f"no DCA network for {name}; supported encoders: {sorted(DCA_NETWORKS)}")
+    kwargs = dict(architecture["arch_kwargs"])
+    convs, dilations = default_expert_settings(kwargs["n_conv_per_stage_decoder"], kwargs["n_stages"] - 1,
+                                               len(class_groups))
+    kwargs.update({"class_groups": [sorted(int(c) for c in g) for g in class_groups], "expert_n_conv_per_stage": convs,
+                   "expert_dilations": dilations, "detach_expert_features": True,
+                   "detach_encoder_for_aggregation": False})
+    return {"network_class_name": DCA_NETWORKS[name], "arch_kwargs": kwargs,
+            "_kw_requires_import": tuple(architecture["_kw_requires_import"])}
+
+
+def stock_architecture(architecture: Mapping) -> Dict:
+    """The stock nnU-Net network of the same plans (for cost comparisons)."""
+    reverse = {v: k for k, v in DCA_NETWORKS.items()}
+    name = architecture["network_class_name"]
+    kwargs = {k: v for k, v in architecture["arch_kwargs"].items() if k not in DCA_ARCH_KEYS}
+    return {"network_class_name": reverse.get(name, name), "arch_kwargs": kwargs,
+            "_kw_requires_import": tuple(architecture["_kw_requires_import"])}
+
+
+def dca_feature_map_estimate(patch_size, input_channels: int, num_classes: int, architecture: Mapping,
+                             unlabeled_per_labeled: float = UNLABELED_PER_LABELED) -> float:
+    """Feature maps of one labeled sample's DCA training step incl. its share of unlabeled samples (see
+    :data:`UNLABELED_PER_LABELED`); the quantity nnU-Net compares against its reference."""
+    from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+
+    net = get_network_from_plans(architecture["network_class_name"], architecture["arch_kwargs"],
+                                 architecture["_kw_requires_import"], input_channels, num_classes, allow_init=False)
+    return float(net.compute_conv_feature_map_size(list(patch_size))) * (1.0 + unlabeled_per_labeled)
+
+
+def resolve_grouping(raw_dataset_folder: str, dataset_json: Mapping, preprocessed_dataset_folder: str,
+                     fingerprint: Optional[Mapping] = None) -> Tuple[Grouping, str]:
+    """Groups for planning and where they came from (the user's dca_groups.json or the log-gap rule)."""
+    names = foreground_classes(dataset_json)  # refuses region-based labels, drops background and ignore
+    fp_file = os.path.join(preprocessed_dataset_folder, "dataset_fingerprint.json")
+    counts = load_class_voxel_counts(raw_dataset_folder, dataset_json, fp_file)
+    counts = {k: counts.get(k, 0) for k in names}
+    groups_file = os.path.join(preprocessed_dataset_folder, GROUPS_FILE)
+    if os.path.isfile(groups_file):
+        try:
+            with open(groups_file, encoding="utf-8") as f:
+                spec = json.load(f)
+        except (OSError, json.JSONDecodeError) as e:
+            raise DCAPlanningError(f"cannot read {groups_file}: {e}") from None
+        if "groups" in spec:
+            return explicit_grouping(spec["groups"], counts, names), groups_file
+        if "num_groups" in spec:
+            return log_gap_grouping(counts, int(spec["num_groups"]), names), groups_file
+        raise DCAPlanningError(f"{groups_file} needs a 'groups' or a 'num_groups' key, found {sorted(spec)}")
+    return log_gap_grouping(counts, 3, names), "log-gap (3 groups)"
+
+
+class DCAPlannerMixin:
+    """Put before an nnU-Net planner class: ``class P(DCAPlannerMixin, ExperimentPlanner)``."""
+
+    dca_plans_name = "nnUNetPlansDCA"
+
+    def __init__(self, dataset_name_or_id, gpu_memory_target_in_gb: Optional[float] = None,
+                 preprocessor_name: str = "DefaultPreprocessor", plans_name: Optional[str] = None,
+                 overwrite_target_spacing=None, suppress_transpose: bool = False):
+        plans_name = plans_name or self.dca_plans_name
+        if plans_name in STOCK_PLANS_NAMES:
+            raise DCAPlanningError(f"plans name {plans_name!r} belongs to nnU-Net's own plans; DCA plans need their "
+                                   f"own name and data folders (default {self.dca_plans_name})")
+        if preprocessor_name == "DefaultPreprocessor":
+            preprocessor_name = DEFAULT_PREPROCESSOR  # nnU-Net's CLI always passes its default
+        elif preprocessor_name != DEFAULT_PREPROCESSOR:
+            warnings.warn(f"preprocessor {preprocessor_name!r} instead of {DEFAULT_PREPROCESSOR}: imagesTrUnlabeled "
+                          f"will only be preprocessed if that class does it", stacklevel=2)
+        # None: the preset's own target (8 GB default/M, 24 GB L, 40 GB XL)
+        target = {} if gpu_memory_target_in_gb is None else {"gpu_memory_target_in_gb": gpu_memory_target_in_gb}
+        super().__init__(dataset_name_or_id, preprocessor_name=preprocessor_name, plans_name=plans_name,
+                         overwrite_target_spacing=overwrite_target_spacing, suppress_transpose=suppress_transpose,
+                         **target)
+        from nnunetv2.paths import nnUNet_preprocessed
+
+        self.dca_grouping, self.dca_grouping_source = resolve_grouping(
+            self.raw_dataset_folder, self.dataset_json, os.path.join(nnUNet_preprocessed, self.dataset_name))
+        self.dca_num_classes = 1 + len(foreground_classes(self.dataset_json))
+        self.dca_unlabeled_per_labeled = UNLABELED_PER_LABELED
+
+    def generate_data_identifier(self, configuration_name: str) -> str:
+        return self.plans_identifier + "_" + configuration_name
+
+    def static_estimate_VRAM_usage(self, patch_size, input_channels: int, output_channels: int,
+                                   arch_class_name: str, arch_kwargs: dict, arch_kwargs_req_import) -> float:
+        # nnU-Net calls this with its stock network; estimate the DCA network on the same encoder instead.
+        # output_channels from nnU-Net counts an ignore label as a class; the network's own count is used.
+        stock = {"network_class_name": arch_class_name, "arch_kwargs": arch_kwargs,
+                 "_kw_requires_import": arch_kwargs_req_import}
+        return dca_feature_map_estimate(patch_size, input_channels, self.dca_num_classes,
+                                        dca_architecture(stock, self.dca_grouping.groups),
+                                        self.dca_unlabeled_per_labeled)
+
+    def get_plans_for_configuration(self, spacing, median_shape, data_identifier: str,
+                                    approximate_n_voxels_dataset: float, _cache: dict) -> dict:
+        plan = super().get_plans_for_configuration(spacing, median_shape, data_identifier,
+                                                   approximate_n_voxels_dataset, _cache)
+        plan["architecture"] = dca_architecture(plan["architecture"], self.dca_grouping.groups)
+        return plan
+
+    def save_plans(self, plans: dict) -> None:
+        g = self.dca_grouping
+        plans["dca"] = {
+            "class_groups": [sorted(grp) for grp in g.groups],  # as in arch_kwargs: expert channel order
+            "group_names": group_names(len(g.groups)),
+            "grouping_source": self.dca_grouping_source,
+            "class_voxel_counts": {str(k): int(v) for k, v in g.voxel_counts.items()},
+            "zero_voxel_classes": g.zero_voxel_classes,
+            "unlabeled_per_labeled_in_vram_estimate": self.dca_unlabeled_per_labeled,
+        }
+        super().save_plans(plans)
