@@ -77,20 +77,60 @@ def _cmd_groups(args: argparse.Namespace) -> int:
     names = foreground_classes(dataset_json)
     out_dir = os.path.join(prep, name)
     counts = load_class_voxel_counts(ds, dataset_json, os.path.join(out_dir, "dataset_fingerprint.json"))
+    plans_file = os.path.join(out_dir, f"{args.plans}.json")
+    plans_groups = None
+    if not args.groups and args.num_groups is None and os.path.isfile(plans_file):
+        with open(plans_file, encoding="utf-8") as f:
+            plans_groups = json.load(f).get("dca", {}).get("class_groups")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if args.groups:
             grouping = explicit_grouping(_parse_groups(args.groups), counts, names)
+        elif plans_groups is not None:  # what the network of these plans was built with
+            grouping = explicit_grouping(plans_groups, counts, names)
+            grouping.source = f"plans {args.plans}"
         else:
-            grouping = log_gap_grouping(counts, args.num_groups, names)
+            grouping = log_gap_grouping(counts, args.num_groups or 3, names)
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
+    if args.save:
+        from nnunetv2_dca.planning.planner import GROUPS_FILE
+
+        os.makedirs(out_dir, exist_ok=True)
+        target = os.path.join(out_dir, GROUPS_FILE)
+        with open(target + ".tmp", "w", encoding="utf-8") as f:
+            json.dump({"groups": grouping.groups}, f, indent=2)
+        os.replace(target + ".tmp", target)
+        print(f"saved {target}: the DCA planners use these groups from now on (delete the file to go back to "
+              f"the log-gap rule)", file=sys.stderr)
     png = plot_grouping(grouping, names, os.path.join(out_dir, f"{args.plans}_class_groups.png"))
     if args.json:
         print(json.dumps(grouping_json(grouping)))
     else:
         print(grouping_table(grouping, names))
         print(f"\nchart: {png}")
+    return 0
+
+
+def _cmd_cost(args: argparse.Namespace) -> int:
+    import json
+
+    from nnunetv2_dca.network.cost import cost_report_from_files, format_cost_report
+
+    plans_file = args.plans_file
+    if plans_file is None:
+        prep = os.environ.get("nnUNet_preprocessed")
+        if not prep:
+            raise SystemExit("error: nnUNet_preprocessed is not set; export it or pass --plans-file")
+        from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+
+        try:
+            name = maybe_convert_to_dataset_name(args.d)
+        except RuntimeError as e:
+            raise ValueError(str(e)) from None
+        plans_file = os.path.join(prep, name, f"{args.plans}.json")
+    report = cost_report_from_files(plans_file, args.configuration)
+    print(json.dumps(report, indent=2) if args.json else format_cost_report(report))
     return 0
 
 
@@ -158,11 +198,26 @@ def build_parser() -> argparse.ArgumentParser:
                                    "the table and writes a bar chart next to the plans in nnUNet_preprocessed.")
     p.add_argument("-d", type=int, required=True, help="dataset id")
     p.add_argument("--plans", default="nnUNetPlansDCA", help="plans identifier; names the chart file")
-    p.add_argument("--num-groups", type=int, default=3, help="number of groups (default 3: head/medium/tail)")
+    p.add_argument("--num-groups", type=int, default=None,
+                   help="number of groups for the log-gap rule (default 3: head/medium/tail)")
     p.add_argument("--groups", default=None, help="explicit groups instead of the log-gap rule, head first: "
                                                   "'6;1,2,3;5,12,13' or a JSON file with [[6], [1, 2, 3], ...]")
     p.add_argument("--json", action="store_true", help='print {"groups": [...], "voxel_counts": {...}} only')
+    p.add_argument("--save", action="store_true",
+                   help="write the groups to nnUNet_preprocessed/DatasetXXX/dca_groups.json for the DCA planners")
     p.set_defaults(func=_cmd_groups)
+
+    p = sub.add_parser("cost", help="parameters, FLOPs and feature maps of the DCA network vs nnU-Net's network "
+                                    "of the same plans",
+                       description="Builds both networks of one plans configuration on PyTorch's meta device "
+                                   "(no weights, no compute) and prints their cost side by side with ratios.")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("-d", type=str, default=None, help="dataset id or name (plans in nnUNet_preprocessed)")
+    src.add_argument("--plans-file", default=None, help="path to a plans JSON (dataset.json next to it)")
+    p.add_argument("-p", "--plans", default="nnUNetPlansDCA", help="plans identifier with -d (default nnUNetPlansDCA)")
+    p.add_argument("-c", "--configuration", default="3d_fullres")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=_cmd_cost)
 
     p = sub.add_parser("demo", help="main job end to end on a phantom: phantom, plan/preprocess, train, predict, "
                                     "evaluate, all through the stock nnU-Net commands")

@@ -215,3 +215,19 @@ def test_planner_on_the_real_ct(tmp_path):
     assert groups[0] == [6] and sorted(groups[-1]) == [5, 12, 13]
     assert plans["dca"]["zero_voxel_classes"] == [5]
     assert plans["dca"]["class_voxel_counts"]["6"] == 41692  # the examples' README table
+
+
+def test_groups_command_reads_the_plans_and_saves_user_groups(planned):
+    base, env, _ = planned
+    nnunetv2_dca = str(BIN / "nnunetv2-dca")
+    out = json.loads(run_cmd([nnunetv2_dca, "groups", "-d", str(DS), "--json"], env).stdout)
+    assert out["groups"] == _plans(base)["dca"]["class_groups"] and out["source"] == "plans nnUNetPlansDCA"
+    groups_file = base / "nnUNet_preprocessed" / NAME / "dca_groups.json"
+    try:
+        run_cmd([nnunetv2_dca, "groups", "-d", str(DS), "--groups", "6;1,2,3,4,7,8,9,10,11;5,12,13", "--save"], env)
+        assert json.loads(groups_file.read_text()) == {"groups": [[6], [1, 2, 3, 4, 7, 8, 9, 10, 11], [5, 12, 13]]}
+        proc = run_cmd([nnunetv2_dca, "groups", "-d", str(DS), "--groups", "6;1,2", "--save"], env, check=False)
+        assert proc.returncode == 2 and "missing" in proc.stdout
+        assert json.loads(groups_file.read_text())["groups"][0] == [6]  # the bad call wrote nothing
+    finally:
+        groups_file.unlink(missing_ok=True)

@@ -1,0 +1,115 @@
+"""Cost report: parameters, forward FLOPs per patch and feature-map memory of the DCA network next to the stock
+nnU-Net network of the same plans, as ratios (the paper reports none of these).
+
+Networks are built on PyTorch's ``meta`` device: shapes only, no weights in memory and no arithmetic, so the
+report for a full-size 3d_fullres plan takes seconds on a laptop. FLOPs come from ``torch.utils.flop_counter``
+(one multiply-add = 2 FLOPs; convolutions, transposed convolutions and matrix products), batch 1, one patch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Dict, List, Mapping, Optional, Sequence
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from nnunetv2_dca.planning.planner import (DCA_NETWORKS, UNLABELED_PER_LABELED, dca_architecture,
+                                           stock_architecture)
+
+
+def _build(architecture: Mapping, input_channels: int, num_classes: int, deep_supervision: bool):
+    from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+
+    with torch.device("meta"):
+        return get_network_from_plans(architecture["network_class_name"], architecture["arch_kwargs"],
+                                      architecture["_kw_requires_import"], input_channels, num_classes,
+                                      allow_init=False, deep_supervision=deep_supervision)
+
+
+def _flops(net: torch.nn.Module, x: torch.Tensor, **kwargs) -> int:
+    with FlopCounterMode(display=False) as counter:
+        net(x, **kwargs)
+    return int(counter.get_total_flops())
+
+
+def network_cost(architecture: Mapping, patch_size: Sequence[int], input_channels: int, num_classes: int
+                 ) -> Dict[str, float]:
+    """Parameters, inference FLOPs (what nnUNetv2_predict runs per patch), training-forward FLOPs (deep supervision
+    on; for DCA every expert head too) and feature maps (``compute_conv_feature_map_size``) of one network."""
+    x_shape = (1, input_channels, *[int(p) for p in patch_size])
+    infer = _build(architecture, input_channels, num_classes, deep_supervision=False)
+    train = _build(architecture, input_channels, num_classes, deep_supervision=True)
+    is_dca = architecture["network_class_name"] in DCA_NETWORKS.values()
+    x = torch.empty(x_shape, device="meta")
+    return {
+        "parameters": int(sum(p.numel() for p in infer.parameters())),
+        "inference_gflops": _flops(infer, x) / 1e9,
+        "training_forward_gflops": _flops(train, x, **({"return_all": True} if is_dca else {})) / 1e9,
+        "feature_maps_millions": float(train.compute_conv_feature_map_size(list(patch_size))) / 1e6,
+    }
+
+
+def cost_report(plans: Mapping, configuration: str, dataset_json: Mapping,
+                class_groups: Optional[List[List[int]]] = None) -> Dict:
+    """Cost of the DCA network vs nnU-Net's network for one configuration of a plans dict (DCA plans, or stock
+    plans + ``class_groups``)."""
+    from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    pm = PlansManager(dict(plans))
+    if configuration not in pm.available_configurations:
+        raise ValueError(f"configuration {configuration!r} is not in plans {pm.plans_name} "
+                         f"(available: {', '.join(pm.available_configurations)})")
+    cm = pm.get_configuration(configuration)
+    arch = {"network_class_name": cm.network_arch_class_name, "arch_kwargs": cm.network_arch_init_kwargs,
+            "_kw_requires_import": cm.network_arch_init_kwargs_req_import}
+    if arch["network_class_name"] in DCA_NETWORKS.values():
+        dca, stock = arch, stock_architecture(arch)
+    elif class_groups is not None:
+        dca, stock = dca_architecture(arch, class_groups), arch
+    else:
+        raise ValueError(f"plans {pm.plans_name} are not DCA plans; plan with -pl nnUNetPlannerDCA or pass the "
+                         f"class groups")
+    n_in = determine_num_input_channels(pm, cm, dict(dataset_json))
+    n_out = pm.get_label_manager(dict(dataset_json)).num_segmentation_heads
+    patch = list(cm.patch_size)
+    rows = {"nnU-Net": network_cost(stock, patch, n_in, n_out), "DCA": network_cost(dca, patch, n_in, n_out)}
+    ratios = {k: rows["DCA"][k] / rows["nnU-Net"][k] for k in rows["DCA"]}
+    return {"plans": pm.plans_name, "configuration": configuration, "patch_size": patch,
+            "batch_size": cm.batch_size, "input_channels": n_in, "num_classes": n_out,
+            "stock_network": stock["network_class_name"], "dca_network": dca["network_class_name"],
+            "networks": rows, "ratios": ratios,
+            # a DCA step also carries an unlabeled batch of the labeled batch's size (planner's VRAM factor)
+            "training_step_feature_map_ratio": ratios["feature_maps_millions"] * (1 + UNLABELED_PER_LABELED)}
+
+
+def format_cost_report(report: Mapping) -> str:
+    labels = {"parameters": "parameters (M)", "inference_gflops": "inference GFLOPs / patch",
+              "training_forward_gflops": "training forward GFLOPs / patch",
+              "feature_maps_millions": "feature maps / patch (M)"}
+    stock, dca, ratios = report["networks"]["nnU-Net"], report["networks"]["DCA"], report["ratios"]
+    scale = {"parameters": 1e-6}
+    lines = [f"{report['plans']} / {report['configuration']}: patch {report['patch_size']}, "
+             f"batch {report['batch_size']}, {report['num_classes']} classes",
+             f"{'':34s}{'nnU-Net':>12s}{'DCA':>12s}{'DCA/nnU-Net':>13s}"]
+    for key, label in labels.items():
+        s = scale.get(key, 1.0)
+        lines.append(f"{label:34s}{stock[key] * s:12.2f}{dca[key] * s:12.2f}{ratios[key]:12.2f}x")
+    lines.append(f"training step feature maps incl. the unlabeled batch: "
+                 f"{report['training_step_feature_map_ratio']:.2f}x nnU-Net's (the planner's VRAM factor)")
+    return "\n".join(lines)
+
+
+def cost_report_from_files(plans_file: str, configuration: str, dataset_json_file: Optional[str] = None) -> Dict:
+    if not os.path.isfile(plans_file):
+        raise FileNotFoundError(f"plans file not found: {plans_file}")
+    dataset_json_file = dataset_json_file or os.path.join(os.path.dirname(plans_file), "dataset.json")
+    if not os.path.isfile(dataset_json_file):
+        raise FileNotFoundError(f"dataset.json not found next to the plans: {dataset_json_file}")
+    with open(plans_file, encoding="utf-8") as f:
+        plans = json.load(f)
+    with open(dataset_json_file, encoding="utf-8") as f:
+        dataset_json = json.load(f)
+    return cost_report(plans, configuration, dataset_json)

@@ -1,0 +1,457 @@
+"""``DCAPreprocessor``: nnU-Net's ``DefaultPreprocessor`` plus the unlabeled images of a dataset.
+
+Raw convention
+--------------
+``nnUNet_raw/DatasetXXX_Name/imagesTrUnlabeled/`` holds unlabeled training images named like ``imagesTr``
+(``<case>_0000<file_ending>``, ``<case>_0001<file_ending>``, ... one file per entry of ``channel_names``), without
+labels. Optionally, ``dataset.json`` may list further unlabeled images stored elsewhere::
+
+    "unlabeled_images": {"case_a": ["/abs/path/case_a_0000.nii.gz"], "case_b": ["relative/to/raw/dataset/b.nii.gz"]}
+
+(one list per case, files in channel order; relative paths are relative to the raw dataset folder, environment
+variables are expanded, as nnU-Net does for its own ``"dataset"`` key). The unlabeled images are read from the
+*raw* ``dataset.json`` (the source of truth for raw files); ``file_ending`` and ``channel_names`` come from there too.
+Hidden files (name starting with ``.``, e.g. ``.DS_Store``) in ``imagesTrUnlabeled`` are ignored.
+
+What ``run`` does (``nnUNetv2_preprocess`` / ``nnUNetv2_plan_and_preprocess`` call it once per configuration)
+-----------------------------------------------------------------------------------------------------------
+1. Finds and validates every unlabeled image *before anything is written* (also before the labeled step, so a
+   bad unlabeled file fails fast and leaves the previous preprocessed output untouched):
+   file ending, channel files complete (no missing, no extra channel index), every file readable (``*.gz`` files
+   also decompressed once: SimpleITK silently zero-fills a truncated ``.nii.gz``), the channels of a
+   case share shape and spacing (and origin/direction for files SimpleITK reads), no case identifier shared with a
+   labeled training case. All problems are collected and raised together as one :class:`UnlabeledImageError`
+   naming the files/cases.
+2. ``super().run(...)``: the labeled cases, exactly as nnU-Net does it (nothing changed).
+3. Preprocesses the unlabeled cases with the same plans/configuration into
+   ``nnUNet_preprocessed/DatasetXXX_Name/<data_identifier>_unlabeled`` (:func:`unlabeled_folder`), atomically: the
+   cases are written into a temporary sibling folder ``<data_identifier>_unlabeled.tmp-XXXX`` that replaces the
+   target only when every case succeeded; on any error (or Ctrl-C) the temporary folder is removed and a previous
+   target folder is left as it was. ``num_processes`` is honoured like nnU-Net (spawned pool if > 1, in-process
+   loop if 1), with a tqdm progress bar.
+
+If there are no unlabeled images (no ``imagesTrUnlabeled`` folder, an empty one, no ``"unlabeled_images"`` key), a
+note says where it looked and the step is skipped; a stale ``_unlabeled`` folder of an earlier run is removed so that
+a trainer never pairs it with labeled data preprocessed under other plans. (The DCA trainer raises its own error
+when it needs unlabeled data and finds none.)
+
+On-disk format of an unlabeled case
+-----------------------------------
+Exactly nnU-Net 2.8's format for a preprocessed case (``nnUNetDatasetBlosc2.save_case`` with the same blosc2
+chunk/block parameters as ``DefaultPreprocessor.run_case_save``): ``<case>.b2nd`` (float32 data), ``<case>_seg.b2nd``
+(int16) and ``<case>.pkl`` (properties). Load the folder with nnU-Net's own classes::
+
+    folder = unlabeled_folder(join(nnUNet_preprocessed, dataset_name), configuration_manager.data_identifier)
+    dataset = infer_dataset_class(folder)(folder)          # -> nnUNetDatasetBlosc2
+    data, seg, _, properties = dataset.load_case(case_id)
+    loader = nnUNetDataLoader(dataset, ..., oversample_foreground_percent=0.0)  # random crops
+
+The ``_seg`` array is what nnU-Net's ``run_case(image_files, seg_file=None, ...)`` returns for an image without a
+label (the same thing nnU-Net computes for inference cases): the nonzero mask from ``crop_to_nonzero``, i.e. ``0``
+inside the image's nonzero region and ``-1`` outside it, resampled like a segmentation. It is **not** ground truth:
+``0`` means "no label", not "background". We keep nnU-Net's array rather than writing zeros because (a) it is what
+nnU-Net itself produces for an unlabeled image, (b) it keeps the nonzero-region information (-1 = outside the
+cropped body, which nnU-Net's training transforms map to 0 like for labeled cases) and (c) it has the shape and
+dtype nnU-Net's data loader and transforms expect. Trainers must never use it as a supervision target.
+
+``properties`` are those of ``run_case`` plus ``class_locations``, which nnU-Net's ``nnUNetDataLoader`` reads for
+every case: it has the same keys as for labeled cases (foreground labels or regions, plus the
+``(-1, *all_labels)`` key when the dataset has an ignore label) with *empty* lists. With empty locations the loader
+falls back to random crops, so even ``oversample_foreground_percent > 0`` cannot oversample a class that was never
+annotated.
+"""
+
+from __future__ import annotations
+
+import gzip
+import multiprocessing
+import os
+import re
+import shutil
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from time import sleep
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+from batchgenerators.utilities.file_and_folder_operations import load_json
+from nnunetv2.paths import nnUNet_preprocessed, nnUNet_raw
+from nnunetv2.preprocessing.preprocessors.default_preprocessor import DefaultPreprocessor
+from nnunetv2.training.dataloading.nnunet_dataset import comp_blosc2_params, nnUNetDatasetBlosc2
+from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
+from tqdm import tqdm
+
+UNLABELED_IMAGES_FOLDER = "imagesTrUnlabeled"
+UNLABELED_SUFFIX = "_unlabeled"
+DATASET_JSON_KEY = "unlabeled_images"
+MAX_LISTED_PROBLEMS = 25
+
+
+class UnlabeledImageError(ValueError):
+    """An unlabeled image (or case) cannot be used; the message names the offending files/cases."""
+
+    def __init__(self, message: str, problems: Sequence[str] = ()):
+        super().__init__(message)
+        self.problems = list(problems)
+
+
+def _raise_problems(what: str, problems: List[str]) -> None:
+    if not problems:
+        return
+    shown = problems[:MAX_LISTED_PROBLEMS]
+    more = len(problems) - len(shown)
+    lines = "\n".join(f"  - {p}" for p in shown) + (f"\n  ... and {more} more" if more > 0 else "")
+    raise UnlabeledImageError(f"{what} ({len(problems)} problem{'s' if len(problems) != 1 else ''}):\n{lines}",
+                              problems)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# helpers for the trainer and the planner
+# ---------------------------------------------------------------------------------------------------------------------
+
+def unlabeled_folder(preprocessed_dataset_folder: str, data_identifier: str) -> str:
+    """``nnUNet_preprocessed/DatasetXXX_Name/<data_identifier>_unlabeled``: where the unlabeled cases of a
+    configuration are (sibling of nnU-Net's labeled ``<data_identifier>`` folder)."""
+    return os.path.join(os.fspath(preprocessed_dataset_folder), data_identifier + UNLABELED_SUFFIX)
+
+
+def _num_channels(dataset_json: Mapping) -> int:
+    # same rule as nnU-Net's verify_dataset_integrity (old dataset.json files use "modality")
+    key = "channel_names" if "channel_names" in dataset_json else "modality"
+    return len(dataset_json[key])
+
+
+def _resolve(raw_dataset_folder: str, path: str) -> str:
+    # as nnU-Net's get_filenames_of_train_images_and_targets does for the "dataset" key
+    path = os.path.expandvars(path)
+    return path if os.path.isabs(path) else os.path.abspath(os.path.join(raw_dataset_folder, path))
+
+
+def find_unlabeled_images(raw_dataset_folder: str, dataset_json: Optional[Mapping] = None) -> Dict[str, List[str]]:
+    """Unlabeled cases of a raw dataset: ``{case_id: [channel 0 file, channel 1 file, ...]}``, sorted by case id.
+
+    Sources: ``<raw>/imagesTrUnlabeled`` and the optional ``"unlabeled_images"`` key of ``dataset.json`` (see the
+    module docstring). Checks the file *names* (ending, channel suffix, complete channels, no extra channel, no case
+    listed twice, listed files exist) and raises :class:`UnlabeledImageError` naming every offending file/case.
+    Contents are checked by :func:`validate_unlabeled_images`. Returns ``{}`` if there are no unlabeled images."""
+    raw_dataset_folder = os.fspath(raw_dataset_folder)
+    if dataset_json is None:
+        dataset_json = load_json(os.path.join(raw_dataset_folder, "dataset.json"))
+    file_ending = dataset_json["file_ending"]
+    n_channels = _num_channels(dataset_json)
+    expected = set(range(n_channels))
+    problems: List[str] = []
+    cases: Dict[str, List[str]] = {}
+
+    folder = os.path.join(raw_dataset_folder, UNLABELED_IMAGES_FOLDER)
+    if os.path.isdir(folder):
+        pattern = re.compile(r"(?P<case>.+)_(?P<channel>\d{4})" + re.escape(file_ending))
+        by_case: Dict[str, Dict[int, str]] = {}
+        for name in sorted(os.listdir(folder)):
+            if name.startswith("."):
+                continue
+            path = os.path.join(folder, name)
+            if os.path.isdir(path):
+                problems.append(f"{path}: is a folder; {UNLABELED_IMAGES_FOLDER} must only hold image files "
+                                f"(<case>_0000{file_ending}, ...)")
+                continue
+            if not name.endswith(file_ending):
+                problems.append(f"{path}: file name does not end with the dataset's file_ending {file_ending!r} "
+                                f"(dataset.json); remove or convert it")
+                continue
+            m = pattern.fullmatch(name)
+            if m is None:
+                problems.append(f"{path}: file name lacks the 4-digit channel suffix "
+                                f"(expected <case>_0000{file_ending})")
+                continue
+            by_case.setdefault(m.group("case"), {})[int(m.group("channel"))] = path
+        for case, channels in sorted(by_case.items()):
+            missing = sorted(expected - set(channels))
+            extra = sorted(set(channels) - expected)
+            if missing:
+                names = ", ".join(f"{case}_{c:04d}{file_ending}" for c in missing)
+                problems.append(f"case {case!r} in {folder}: missing channel file(s) {names} (dataset.json "
+                                f"channel_names has {n_channels} channel(s): _0000.._{n_channels - 1:04d})")
+            if extra:
+                names = ", ".join(os.path.basename(channels[c]) for c in extra)
+                problems.append(f"case {case!r} in {folder}: unexpected channel file(s) {names} (dataset.json "
+                                f"channel_names has {n_channels} channel(s): _0000.._{n_channels - 1:04d})")
+            if not missing and not extra:
+                cases[case] = [channels[c] for c in range(n_channels)]
+
+    listed = dataset_json.get(DATASET_JSON_KEY)
+    if listed is not None:
+        if not isinstance(listed, Mapping):
+            problems.append(f'dataset.json key "{DATASET_JSON_KEY}" must map case ids to lists of files, '
+                            f"got {type(listed).__name__}")
+            listed = {}
+        for case, files in sorted(listed.items()):
+            if isinstance(files, str) or not isinstance(files, Sequence) or \
+                    not all(isinstance(f, str) for f in files):
+                problems.append(f'dataset.json "{DATASET_JSON_KEY}" case {case!r}: expected a list of file paths '
+                                f"(one per channel), got {files!r}")
+                continue
+            if case in cases:
+                problems.append(f'case {case!r} is both in {folder} and in dataset.json "{DATASET_JSON_KEY}"')
+                continue
+            resolved = [_resolve(raw_dataset_folder, f) for f in files]
+            bad = False
+            if len(resolved) != n_channels:
+                problems.append(f'dataset.json "{DATASET_JSON_KEY}" case {case!r}: {len(resolved)} file(s) '
+                                f"{resolved} but dataset.json channel_names has {n_channels} channel(s)")
+                bad = True
+            for f in resolved:
+                if not f.endswith(file_ending):
+                    problems.append(f"{f} (dataset.json \"{DATASET_JSON_KEY}\", case {case!r}): file name does not "
+                                    f"end with the dataset's file_ending {file_ending!r}")
+                    bad = True
+                elif not os.path.isfile(f):
+                    problems.append(f"{f} (dataset.json \"{DATASET_JSON_KEY}\", case {case!r}): file not found")
+                    bad = True
+            if not bad:
+                cases[case] = resolved
+
+    _raise_problems(f"unlabeled images of {raw_dataset_folder} are not usable", problems)
+    return dict(sorted(cases.items()))
+
+
+def labeled_case_identifiers(raw_dataset_folder: str, dataset_json: Optional[Mapping] = None) -> List[str]:
+    """Identifiers of the labeled training cases, as nnU-Net names them (``"dataset"`` key or ``imagesTr``)."""
+    raw_dataset_folder = os.fspath(raw_dataset_folder)
+    if dataset_json is None:
+        dataset_json = load_json(os.path.join(raw_dataset_folder, "dataset.json"))
+    if "dataset" in dataset_json:
+        return sorted(dataset_json["dataset"])
+    folder = os.path.join(raw_dataset_folder, "imagesTr")
+    if not os.path.isdir(folder):
+        return []
+    pattern = re.compile(r"(.+)_\d{4}" + re.escape(dataset_json["file_ending"]))
+    return sorted({m.group(1) for m in map(pattern.fullmatch, os.listdir(folder)) if m is not None})
+
+
+def _default_reader_writer(dataset_json: Mapping, example_file: Optional[str] = None):
+    from nnunetv2.imageio.reader_writer_registry import determine_reader_writer_from_dataset_json
+
+    return determine_reader_writer_from_dataset_json(dict(dataset_json), example_file, verbose=False)
+
+
+def _check_gzip_stream(path: str) -> None:
+    """Raise if a gzip-compressed file is truncated or corrupt. Needed because SimpleITK (and so nnU-Net's
+    SimpleITKIO) reads a truncated ``.nii.gz`` without any error and silently fills the missing voxels with 0."""
+    with gzip.open(path, "rb") as fh:
+        while fh.read(1 << 22):
+            pass
+
+
+def _geometry(path: str, reader_writer_class) -> Dict[str, tuple]:
+    """Shape/spacing (+origin/direction for SimpleITK files) of one image file, raising if it cannot be read.
+    SimpleITK-readable files: header only (cheap) plus a gzip integrity check of ``*.gz`` files; other readers:
+    a full read with nnU-Net's reader class."""
+    from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
+
+    if path.endswith(".gz"):
+        _check_gzip_stream(path)
+    if reader_writer_class is not None and issubclass(reader_writer_class, SimpleITKIO):
+        import SimpleITK as sitk
+
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(path)
+        reader.ReadImageInformation()
+        return {"shape": tuple(reader.GetSize()) + (reader.GetNumberOfComponents(),),
+                "spacing": tuple(reader.GetSpacing()), "origin": tuple(reader.GetOrigin()),
+                "direction": tuple(reader.GetDirection())}
+    data, props = reader_writer_class().read_images([path])
+    return {"shape": tuple(data.shape), "spacing": tuple(props["spacing"])}
+
+
+def _same(key: str, a: tuple, b: tuple) -> bool:
+    if key == "shape":
+        return a == b
+    # nnU-Net's readers compare geometry with np.allclose as well (BaseReaderWriter._check_all_same)
+    return len(a) == len(b) and bool(np.allclose(a, b))
+
+
+def validate_unlabeled_images(cases: Mapping[str, Sequence[str]], dataset_json: Mapping,
+                              reader_writer_class=None, labeled_identifiers: Iterable[str] = (),
+                              num_threads: int = 1) -> None:
+    """Content checks of :func:`find_unlabeled_images`' result; raises one :class:`UnlabeledImageError` listing
+    every problem: case id equal to a labeled case id, unreadable (or truncated ``*.gz``) files, channels of a case
+    whose shape/spacing (SimpleITK files: also origin/direction) differ. ``reader_writer_class``: nnU-Net's reader
+    class (the plans' ``image_reader_writer``); default: the one nnU-Net picks for ``dataset.json``'s file ending.
+    ``num_threads``: files checked in parallel (header reads and decompression release the GIL)."""
+    problems: List[str] = []
+    collisions = sorted(set(cases) & set(labeled_identifiers))
+    if collisions:
+        problems.append(f"unlabeled case id(s) {', '.join(repr(c) for c in collisions)} equal labeled training "
+                        f"case id(s) (imagesTr); rename the unlabeled files "
+                        f"({', '.join(os.path.basename(cases[c][0]) for c in collisions)}, ...)")
+    if reader_writer_class is None and cases:
+        reader_writer_class = _default_reader_writer(dataset_json)
+
+    def check(path: str) -> Tuple[Optional[dict], Optional[str]]:
+        try:
+            return _geometry(path, reader_writer_class), None
+        except Exception as e:  # noqa: BLE001 - any reader failure means the file is unusable
+            msg = " ".join(str(e).split())
+            return None, (f"{path}: cannot be read with {reader_writer_class.__name__} "
+                          f"({type(e).__name__}: {msg[:300]})")
+
+    all_files = [f for files in cases.values() for f in files]
+    with ThreadPoolExecutor(max_workers=max(1, int(num_threads))) as pool:
+        checked = dict(zip(all_files, pool.map(check, all_files)))
+    for case, files in cases.items():
+        problems.extend(checked[f][1] for f in files if checked[f][1] is not None)
+        geometries = [(f, checked[f][0]) for f in files if checked[f][0] is not None]
+        if len(geometries) < 2 or len(geometries) != len(files):
+            continue
+        ref_file, ref = geometries[0]
+        for f, g in geometries[1:]:
+            for key in ref:
+                if not _same(key, ref[key], g[key]):
+                    problems.append(f"case {case!r}: channels differ in {key}: {os.path.basename(ref_file)} has "
+                                    f"{ref[key]}, {os.path.basename(f)} has {g[key]} ({os.path.dirname(f)})")
+    _raise_problems("unlabeled images are not usable", problems)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# the preprocessor
+# ---------------------------------------------------------------------------------------------------------------------
+
+def empty_class_locations(plans_manager: PlansManager, dataset_json: Mapping) -> Dict[Union[int, tuple], list]:
+    """``class_locations`` for a case without annotation: the keys nnU-Net uses for labeled cases, empty lists."""
+    label_manager = plans_manager.get_label_manager(dict(dataset_json))
+    keys = list(label_manager.foreground_regions if label_manager.has_regions else label_manager.foreground_labels)
+    if label_manager.has_ignore_label:
+        keys.append([-1] + label_manager.all_labels)
+    return {(tuple(int(i) for i in k) if isinstance(k, (tuple, list)) else int(k)): [] for k in keys}
+
+
+def _preprocess_unlabeled_case(preprocessor: DefaultPreprocessor, case: str, output_filename_truncated: str,
+                               image_files: List[str], plans_manager: PlansManager,
+                               configuration_manager: ConfigurationManager, dataset_json: dict) -> None:
+    """``DefaultPreprocessor.run_case_save`` for an image without label (see the module docstring)."""
+    try:
+        data, seg, properties = preprocessor.run_case(image_files, None, plans_manager, configuration_manager,
+                                                      dataset_json)
+        properties["class_locations"] = empty_class_locations(plans_manager, dataset_json)
+        # from here on identical to DefaultPreprocessor.run_case_save
+        data = data.astype(np.float32, copy=False)
+        seg = seg.astype(np.int16, copy=False)
+        block_size_data, chunk_size_data = comp_blosc2_params(data.shape, tuple(configuration_manager.patch_size),
+                                                              data.itemsize)
+        block_size_seg, chunk_size_seg = comp_blosc2_params(seg.shape, tuple(configuration_manager.patch_size),
+                                                            seg.itemsize)
+        nnUNetDatasetBlosc2.save_case(data, seg, properties, output_filename_truncated,
+                                      chunks=chunk_size_data, blocks=block_size_data,
+                                      chunks_seg=chunk_size_seg, blocks_seg=block_size_seg)
+    except Exception as e:  # noqa: BLE001 - name the case whatever went wrong (e.g. disk full)
+        msg = " ".join(str(e).split())
+        raise UnlabeledImageError(f"unlabeled case {case!r} ({', '.join(image_files)}) could not be preprocessed: "
+                                  f"{type(e).__name__}: {msg[:500]}") from e
+
+
+_DEAD_WORKER = ("A background worker of the unlabeled preprocessing died (look for an error message above; without "
+                "one, running out of RAM is likely: use fewer processes, e.g. -np 1).")
+
+
+class DCAPreprocessor(DefaultPreprocessor):
+    """nnU-Net's ``DefaultPreprocessor`` that also preprocesses ``imagesTrUnlabeled`` (see the module docstring).
+    Labeled preprocessing and inference (``run_case``) are nnU-Net's, unchanged."""
+
+    def run(self, dataset_name_or_id: Union[int, str], configuration_name: str, plans_identifier: str,
+            num_processes: int):
+        dataset_name = maybe_convert_to_dataset_name(dataset_name_or_id)
+        raw_folder = os.path.join(nnUNet_raw, dataset_name)
+        raw_json_file = os.path.join(raw_folder, "dataset.json")
+        # validate before anything is written (the labeled step below deletes and rewrites its own folder first)
+        cases: Dict[str, List[str]] = {}
+        if os.path.isfile(raw_json_file):
+            raw_json = load_json(raw_json_file)
+            plans_file = os.path.join(nnUNet_preprocessed, dataset_name, plans_identifier + ".json")
+            reader_writer_class = PlansManager(plans_file).image_reader_writer_class \
+                if os.path.isfile(plans_file) else None
+            cases = find_unlabeled_images(raw_folder, raw_json)
+            validate_unlabeled_images(cases, raw_json, reader_writer_class,
+                                      labeled_case_identifiers(raw_folder, raw_json), num_threads=num_processes)
+
+        super().run(dataset_name_or_id, configuration_name, plans_identifier, num_processes)
+
+        plans_manager = PlansManager(os.path.join(nnUNet_preprocessed, dataset_name, plans_identifier + ".json"))
+        configuration_manager = plans_manager.get_configuration(configuration_name)
+        dataset_json = load_json(os.path.join(nnUNet_preprocessed, dataset_name, "dataset.json"))
+        target = unlabeled_folder(os.path.join(nnUNet_preprocessed, dataset_name),
+                                  configuration_manager.data_identifier)
+        if not cases:
+            print(f"DCAPreprocessor: no unlabeled images found in {os.path.join(raw_folder, UNLABELED_IMAGES_FOLDER)}"
+                  f" (nor under the dataset.json key \"{DATASET_JSON_KEY}\"); skipping the unlabeled preprocessing. "
+                  f"To add some, put them there named like imagesTr (<case>_0000{dataset_json['file_ending']}, one "
+                  f"file per channel, no labels) and run nnUNetv2_preprocess again.", flush=True)
+            if os.path.isdir(target):
+                shutil.rmtree(target)
+                print(f"DCAPreprocessor: removed the stale {target} of an earlier run.", flush=True)
+            return
+        self.preprocess_unlabeled(cases, target, plans_manager, configuration_manager, dataset_json, num_processes)
+
+    def preprocess_unlabeled(self, cases: Mapping[str, Sequence[str]], target: str, plans_manager: PlansManager,
+                             configuration_manager: ConfigurationManager, dataset_json: dict,
+                             num_processes: int) -> None:
+        """Preprocess ``cases`` into ``target`` atomically (temporary sibling folder, swapped in on success)."""
+        parent = os.path.dirname(target)
+        os.makedirs(parent, exist_ok=True)
+        print(f"DCAPreprocessor: preprocessing {len(cases)} unlabeled case(s) into {target} "
+              f"({num_processes} process(es))", flush=True)
+        tmp = tempfile.mkdtemp(prefix=os.path.basename(target) + ".tmp-", dir=parent)
+        try:
+            jobs = [(case, os.path.join(tmp, case), list(files)) for case, files in cases.items()]
+            with tqdm(desc="Preprocessing unlabeled cases", total=len(jobs),
+                      disable=not getattr(self, "show_progress_bar", True)) as pbar:
+                if num_processes <= 1:
+                    for case, out, files in jobs:
+                        _preprocess_unlabeled_case(self, case, out, files, plans_manager, configuration_manager,
+                                                   dataset_json)
+                        pbar.update()
+                else:
+                    self._run_pool(jobs, num_processes, plans_manager, configuration_manager, dataset_json, pbar)
+            _replace_folder(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        print(f"DCAPreprocessor: {len(cases)} unlabeled case(s) written to {target}", flush=True)
+
+    def _run_pool(self, jobs, num_processes, plans_manager, configuration_manager, dataset_json, pbar) -> None:
+        # the same pattern as DefaultPreprocessor.run: spawn context, and watch the workers so that a worker killed
+        # by the OS (out of RAM) raises instead of hanging forever
+        with multiprocessing.get_context("spawn").Pool(num_processes) as pool:
+            workers = list(pool._pool)
+            results = [pool.starmap_async(_preprocess_unlabeled_case,
+                                          ((self, case, out, files, plans_manager, configuration_manager,
+                                            dataset_json),)) for case, out, files in jobs]
+            remaining = list(range(len(results)))
+            while remaining:
+                if not all(w.is_alive() for w in workers):
+                    raise RuntimeError(_DEAD_WORKER)
+                done = [i for i in remaining if results[i].ready()]
+                for i in done:
+                    results[i].get()  # re-raises the worker's error (an UnlabeledImageError naming the case)
+                    pbar.update()
+                remaining = [i for i in remaining if i not in done]
+                if remaining:
+                    sleep(0.1)
+
+
+def _replace_folder(new: str, target: str) -> None:
+    """Move ``new`` to ``target``; an existing ``target`` is moved aside first and only deleted once ``new`` is in
+    place (restored if the rename fails)."""
+    old = None
+    if os.path.lexists(target):
+        old = f"{target}.old-{os.urandom(4).hex()}"
+        os.rename(target, old)
+    try:
+        os.rename(new, target)
+    except BaseException:
+        if old is not None:
+            os.rename(old, target)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
