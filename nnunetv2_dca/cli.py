@@ -134,6 +134,21 @@ def _cmd_cost(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import json
+
+    from nnunetv2_dca.evaluation.evaluate import evaluate_folders, json_ready, markdown_table
+
+    result = evaluate_folders(args.ref, args.pred, args.djfile, plans_file=args.pfile, output_folder=args.o,
+                              protocol_b=args.protocol_b)
+    if args.json:
+        print(json.dumps(json_ready({k: v for k, v in result.items() if k != "output_files"}), indent=2))
+    else:
+        print(markdown_table(result))
+    print("wrote " + ", ".join(result["output_files"].values()), file=sys.stderr)
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from nnunetv2_dca.demo import run_demo
 
@@ -218,6 +233,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-c", "--configuration", default="3d_fullres")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=_cmd_cost)
+
+    p = sub.add_parser("evaluate", help="Dice, ASD and HD95 per case and class of a prediction folder, with "
+                                        "head/medium/tail group means (or the published protocol B)",
+                       description="Compares every reference file with the prediction file of the same name (read "
+                                   "with nnU-Net's reader for the dataset) and writes evaluation.json (nnU-Net "
+                                   "summary.json layout + group_mean), evaluation.csv (case x class) and "
+                                   "evaluation.md; prints the Markdown table. Default: Dice, average symmetric "
+                                   "surface distance and HD95 in mm. --protocol-b: the class-imbalanced SSL papers' "
+                                   "convention (resize to 160x160x80, Dice and ASD in voxels, missing class = "
+                                   "ASD 128), written as evaluation_protocol_b.*.")
+    p.add_argument("-ref", dest="ref", metavar="REF_FOLDER", required=True,
+                   help="folder with the reference segmentations")
+    p.add_argument("-pred", dest="pred", metavar="PRED_FOLDER", required=True,
+                   help="folder with the predicted segmentations (same file names)")
+    p.add_argument("-djfile", metavar="DATASET_JSON", required=True,
+                   help="dataset.json (labels, ignore label, file_ending)")
+    p.add_argument("-pfile", metavar="PLANS_JSON", default=None,
+                   help="DCA plans JSON: its 'dca' class_groups give the group means")
+    p.add_argument("-o", metavar="OUT", default=None, help="output folder (default: the prediction folder)")
+    p.add_argument("--protocol-b", action="store_true",
+                   help="published protocol B: nearest resize to 160x160x80 (x, y, z), Dice and directed ASD in "
+                        "voxels, class missing on one side = Dice 0 / ASD 128, on both = Dice 1 / ASD 0")
+    p.add_argument("--json", action="store_true", help="print the JSON result instead of the Markdown table")
+    p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("demo", help="main job end to end on a phantom: phantom, plan/preprocess, train, predict, "
                                     "evaluate, all through the stock nnU-Net commands")

@@ -1,0 +1,308 @@
+"""``nnunetv2-dca evaluate``: a reference folder against a prediction folder, per case and class, with group means.
+
+Files are matched by name: every reference file (``*<file_ending>`` of dataset.json) needs a prediction file of the
+same name (missing ones are an error that names them; extra prediction files are ignored). Both are read with
+nnU-Net's reader for the dataset (``determine_reader_writer_from_dataset_json``), so every format nnU-Net reads
+works. Classes are the foreground labels of dataset.json (background and ``ignore`` left out); reference voxels with
+the ignore label are excluded from every metric; region-based labels are refused. The class groups come from the
+``"dca"`` section of a DCA plans file (``class_groups``, ``group_names``).
+
+Two modes (the metric definitions are in :mod:`nnunetv2_dca.evaluation.metrics`):
+
+- default: images compared as they are (shapes and spacings must agree), Dice, ASD (symmetric) and HD95 in the
+  image's spacing units (mm for medical images);
+- ``protocol_b=True``: the convention of the published class-imbalanced SSL papers, for comparison with their
+  tables: both label maps resized (nearest) to an array of shape (80, 160, 160) = 160 x 160 x 80 (x, y, z), Dice
+  and directed ASD in voxels, a class missing on one side = Dice 0 / ASD 128, missing on both = Dice 1 / ASD 0.
+
+Outputs (default folder: the prediction folder): ``evaluation.json`` (the layout of nnU-Net's ``summary.json`` plus
+``group_mean`` and a few descriptive keys), ``evaluation.csv`` (one row per case x class) and ``evaluation.md``
+(per-class and group means); protocol B writes ``evaluation_protocol_b.*`` instead, so both can sit side by side.
+Undefined values (NaN) are ``null`` in JSON, empty cells in CSV and ``n/a`` in Markdown.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import sys
+from typing import Dict, List, Mapping, Optional, Tuple
+
+import numpy as np
+
+from nnunetv2_dca.evaluation.metrics import (PROTOCOL_B_MISSING_ASD, PROTOCOL_B_SHAPE, evaluate_case_mm,
+                                             evaluate_case_protocol_b, summarise)
+
+BASENAME = "evaluation"
+BASENAME_PROTOCOL_B = "evaluation_protocol_b"
+MISSING_LIST_LIMIT = 20
+
+DEFINITIONS = {
+    "default": {
+        "Dice": "2 TP / (|P| + |R|) over voxels whose reference label is not the ignore label",
+        "ASD": "average symmetric surface distance (MedPy >= 0.5 assd): mean of d(P->R) and d(R->P) pooled, "
+               "i.e. (sum d(P->R) + sum d(R->P)) / (|surface P| + |surface R|), in spacing units (mm)",
+        "HD95": "95th percentile (numpy linear) of d(P->R) and d(R->P) pooled (MedPy hd95), in spacing units (mm)",
+        "surface": "mask XOR binary_erosion(mask, face connectivity); d(A->B) = Euclidean distance (scipy "
+                   "distance_transform_edt, sampling = spacing) from each surface voxel of A to B's surface",
+        "both_empty": "Dice 1, ASD 0, HD95 0 (empty = 'both')",
+        "one_empty": "Dice 0, ASD and HD95 undefined (null), counted in n_undefined, left out of their means",
+        "means": "class mean = mean over cases (undefined left out); foreground_mean and group_mean = mean over "
+                 "classes of the class means",
+    },
+    "B": {
+        "resize": "prediction and reference resized (nearest, PyTorch F.interpolate(mode='nearest') index "
+                  "mapping) to array shape (80, 160, 160) = (z, y, x), i.e. 160 x 160 x 80 (x, y, z)",
+        "Dice": "2 TP / (|P| + |R|) on the resized maps",
+        "ASD": "directed average surface distance from the prediction's surface to the reference's surface "
+               "(MedPy asd(pred, ref), as in DHC's evaluate_Ntimes.py), in voxels, spacing ignored",
+        "one_empty": f"Dice 0, ASD {PROTOCOL_B_MISSING_ASD:g}",
+        "both_empty": "Dice 1, ASD 0",
+        "means": "class mean = mean over cases; foreground_mean = mean over classes of the class means = mean "
+                 "over cases of the mean over classes; group_mean = mean over the group's classes",
+    },
+}
+
+
+# --------------------------------------------------------------------------------------------------------- inputs
+def _load_json(path: str, what: str) -> dict:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{what} not found: {path}")
+    with open(path, encoding="utf-8") as f:
+        try:
+            return json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{what} {path} is not valid JSON: {e}") from None
+
+
+def labels_from_dataset_json(dataset_json: Mapping) -> Tuple[Dict[int, str], Optional[int]]:
+    """(foreground class id -> name, ignore label or None). Region-based labels are refused."""
+    labels = dataset_json.get("labels")
+    if not isinstance(labels, Mapping) or not labels:
+        raise ValueError("dataset.json has no 'labels' mapping")
+    regions = [name for name, value in labels.items() if isinstance(value, (list, tuple))]
+    if regions:
+        raise ValueError(f"region-based labels are not supported by nnunetv2-dca evaluate (regions: "
+                         f"{', '.join(regions)}); use nnUNetv2_evaluate_folder for region-based datasets")
+    ignore = labels.get("ignore")
+    classes = {int(v): str(k) for k, v in labels.items() if k not in ("background", "ignore")}
+    if not classes:
+        raise ValueError("dataset.json 'labels' has no foreground class")
+    return dict(sorted(classes.items())), (int(ignore) if ignore is not None else None)
+
+
+def groups_from_plans(plans: Mapping, classes: Mapping[int, str]) -> Tuple[Optional[List[List[int]]],
+                                                                            Optional[List[str]]]:
+    """``plans["dca"]["class_groups"]`` / ``["group_names"]``; (None, None) when the plans have no DCA section."""
+    dca = plans.get("dca")
+    if not isinstance(dca, Mapping) or dca.get("class_groups") is None:
+        return None, None
+    groups = [[int(c) for c in g] for g in dca["class_groups"]]
+    unknown = sorted({c for g in groups for c in g} - set(classes))
+    if unknown:
+        raise ValueError(f"the plans' class groups name classes that dataset.json does not have: {unknown}")
+    names = dca.get("group_names")
+    if names is None or len(names) != len(groups):
+        from nnunetv2_dca.planning.grouping import group_names
+
+        names = group_names(len(groups))
+    return groups, [str(n) for n in names]
+
+
+def match_files(ref_folder: str, pred_folder: str, file_ending: str) -> List[Tuple[str, str, str]]:
+    """(case, reference file, prediction file) for every reference file; missing predictions are an error."""
+    for folder, what in ((ref_folder, "reference folder"), (pred_folder, "prediction folder")):
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"{what} not found: {folder}")
+    refs = sorted(f for f in os.listdir(ref_folder)
+                  if f.endswith(file_ending) and os.path.isfile(os.path.join(ref_folder, f)))
+    if not refs:
+        raise FileNotFoundError(f"no reference files ending in {file_ending!r} in {ref_folder}")
+    missing = [f for f in refs if not os.path.isfile(os.path.join(pred_folder, f))]
+    if missing:
+        shown = ", ".join(missing[:MISSING_LIST_LIMIT])
+        more = f" and {len(missing) - MISSING_LIST_LIMIT} more" if len(missing) > MISSING_LIST_LIMIT else ""
+        raise FileNotFoundError(f"{len(missing)} of {len(refs)} reference files have no prediction of the same name "
+                                f"in {pred_folder}: {shown}{more}")
+    return [(f[: -len(file_ending)], os.path.join(ref_folder, f), os.path.join(pred_folder, f)) for f in refs]
+
+
+def read_label_map(reader, path: str) -> Tuple[np.ndarray, Tuple[float, ...]]:
+    """Label map without nnU-Net's channel axis (integer array) and its spacing in array axis order."""
+    seg, props = reader.read_seg(path)
+    seg = np.asarray(seg)[0]
+    if np.issubdtype(seg.dtype, np.integer):
+        labels = seg
+    else:
+        labels = seg.astype(np.int32)
+        if not np.array_equal(labels, seg):
+            raise ValueError(f"{path} holds non-integer label values")
+    spacing = tuple(float(s) for s in props["spacing"])
+    if len(spacing) != labels.ndim:
+        raise ValueError(f"{path}: spacing {spacing} does not match the array shape {labels.shape}")
+    return labels, spacing
+
+
+# ----------------------------------------------------------------------------------------------------- evaluation
+def evaluate_folders(ref_folder: str, pred_folder: str, dataset_json_file: str, plans_file: Optional[str] = None,
+                     output_folder: Optional[str] = None, protocol_b: bool = False, write: bool = True) -> Dict:
+    """Evaluate and (``write``) save JSON/CSV/Markdown. Returns the result dict (JSON content, NaN as NaN) with
+    ``"output_files"`` naming what was written."""
+    from nnunetv2.imageio.reader_writer_registry import determine_reader_writer_from_dataset_json
+
+    dataset_json = _load_json(dataset_json_file, "dataset.json")
+    classes, ignore_label = labels_from_dataset_json(dataset_json)
+    file_ending = dataset_json.get("file_ending")
+    if not file_ending:
+        raise ValueError(f"{dataset_json_file} has no 'file_ending'")
+    groups = names = None
+    if plans_file is not None:
+        groups, names = groups_from_plans(_load_json(plans_file, "plans file"), classes)
+        if groups is None:
+            print(f"warning: {plans_file} has no 'dca' section with class_groups (not DCA plans?): no group means",
+                  file=sys.stderr)
+    cases = match_files(ref_folder, pred_folder, file_ending)
+    reader = determine_reader_writer_from_dataset_json(dict(dataset_json), cases[0][1], verbose=False)()
+    class_ids = list(classes)
+    metric_names = ["Dice", "ASD"] if protocol_b else ["Dice", "ASD", "HD95"]
+
+    per_case, entries = [], []
+    for case, ref_file, pred_file in cases:
+        ref, ref_spacing = read_label_map(reader, ref_file)
+        pred, pred_spacing = read_label_map(reader, pred_file)
+        if protocol_b:
+            try:
+                metrics = evaluate_case_protocol_b(ref, pred, class_ids, ignore_label)
+            except ValueError as e:
+                raise ValueError(f"{case}: {e}") from None
+        else:
+            if ref.shape != pred.shape:
+                raise ValueError(f"{case}: prediction {pred_file} has shape {pred.shape}, reference {ref_file} has "
+                                 f"{ref.shape}")
+            if not np.allclose(ref_spacing, pred_spacing, rtol=1e-4, atol=1e-6):
+                raise ValueError(f"{case}: prediction {pred_file} has spacing {pred_spacing}, reference {ref_file} "
+                                 f"has {ref_spacing}")
+            metrics = evaluate_case_mm(ref, pred, class_ids, ref_spacing, ignore_label)
+        per_case.append(metrics)
+        entries.append({"case": case, "reference_file": ref_file, "prediction_file": pred_file,
+                        "shape": list(ref.shape), "spacing": list(ref_spacing),
+                        "metrics": {str(c): metrics[c] for c in class_ids}})
+
+    summary = summarise(per_case, class_ids, metric_names, groups, names)
+    for entry, case_mean in zip(entries, summary["case_mean"]):
+        entry["mean"] = case_mean
+    grouped = {c for g in groups for c in g} if groups else set()
+    result = {
+        "protocol": "B" if protocol_b else "default",
+        "distance_unit": "voxel" if protocol_b else "spacing unit (mm)",
+        "definitions": DEFINITIONS["B" if protocol_b else "default"],
+        "reference_folder": os.path.abspath(ref_folder),
+        "prediction_folder": os.path.abspath(pred_folder),
+        "dataset_json": os.path.abspath(dataset_json_file),
+        "plans_file": os.path.abspath(plans_file) if plans_file else None,
+        "labels": {str(c): n for c, n in classes.items()},
+        "ignore_label": ignore_label,
+        "groups": {n: g for n, g in zip(names, groups)} if groups else None,
+        "ungrouped_classes": [c for c in class_ids if c not in grouped] if groups else None,
+        "n_cases": len(cases),
+        "metric_names": metric_names,
+        "metric_per_case": entries,
+        "mean": {str(c): summary["mean"][c] for c in class_ids},
+        "foreground_mean": summary["foreground_mean"],
+        "group_mean": summary.get("group_mean"),
+    }
+    if protocol_b:
+        result["resize_shape_zyx"] = list(PROTOCOL_B_SHAPE)
+    if write:
+        result["output_files"] = write_outputs(result, output_folder or pred_folder)
+    return result
+
+
+# -------------------------------------------------------------------------------------------------------- outputs
+def json_ready(obj):
+    """``obj`` with str keys, plain ints/floats and NaN as None (strict JSON)."""
+    if isinstance(obj, dict):
+        return {str(k): json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_ready(v) for v in obj]
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return None if math.isnan(obj) else float(obj)
+    return obj
+
+
+def _write_text(path: str, text: str) -> None:
+    with open(path + ".tmp", "w", encoding="utf-8", newline="") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)
+
+
+def csv_text(result: Mapping) -> str:
+    import io
+
+    group_of = {c: n for n, members in (result.get("groups") or {}).items() for c in members}
+    metric_names = result["metric_names"]
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["case", "reference_file", "prediction_file", "class_id", "class_name", "group", *metric_names,
+                "TP", "FP", "FN", "n_ref", "n_pred", "empty"])
+    for entry in result["metric_per_case"]:
+        for key, m in entry["metrics"].items():
+            values = ["" if m[k] is None or (isinstance(m[k], float) and math.isnan(m[k])) else repr(float(m[k]))
+                      for k in metric_names]
+            w.writerow([entry["case"], entry["reference_file"], entry["prediction_file"], key,
+                        result["labels"][key], group_of.get(int(key), ""), *values,
+                        m["TP"], m["FP"], m["FN"], m["n_ref"], m["n_pred"], m["empty"]])
+    return buf.getvalue()
+
+
+def _fmt(v, scale: float = 1.0) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "n/a"
+    return f"{v * scale:.2f}"
+
+
+def markdown_table(result: Mapping) -> str:
+    """Per-class means (Dice in %), then the group means and the mean over classes."""
+    pb = result["protocol"] == "B"
+    unit = "voxels" if pb else "mm"
+    metric_names = result["metric_names"]
+    heads = ["Dice (%)"] + [f"{m} ({unit})" for m in metric_names[1:]]
+    group_of = {c: n for n, members in (result.get("groups") or {}).items() for c in members}
+    title = ("protocol B (resized to 160x160x80, voxels; published class-imbalanced SSL convention)" if pb
+             else "Dice, ASD (symmetric), HD95 in mm")
+    lines = [f"### Evaluation: {result['n_cases']} cases, {title}", ""]
+    cols = ["class", "name", "group", *heads] + ([] if pb else ["undefined"])
+    lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+
+    def row(first, name, group, entry):
+        vals = [_fmt(entry["Dice"], 100.0)] + [_fmt(entry[m]) for m in metric_names[1:]]
+        return "| " + " | ".join([first, name, group, *vals] + ([] if pb else [str(entry["n_undefined"])])) + " |"
+
+    for key, entry in result["mean"].items():
+        lines.append(row(key, result["labels"][key], group_of.get(int(key), ""), entry))
+    for gname, entry in (result.get("group_mean") or {}).items():
+        lines.append(row(f"**{gname}**", "classes " + ", ".join(str(c) for c in entry["classes"]), "", entry))
+    fg = result["foreground_mean"]
+    lines.append(row("**mean**", f"{len(fg['classes'])} classes", "", fg))
+    if not pb:
+        lines += ["", "undefined: (case, class) pairs where exactly one of reference and prediction is empty (Dice 0, "
+                      "no ASD/HD95; left out of the distance means). Both empty: Dice 1, ASD 0, HD95 0."]
+    else:
+        lines += ["", f"ASD: prediction surface -> reference surface. Class on one side only: Dice 0, ASD "
+                      f"{PROTOCOL_B_MISSING_ASD:g}; on neither side: Dice 1, ASD 0."]
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(result: Dict, output_folder: str) -> Dict[str, str]:
+    os.makedirs(output_folder, exist_ok=True)
+    base = os.path.join(output_folder, BASENAME_PROTOCOL_B if result["protocol"] == "B" else BASENAME)
+    paths = {"json": base + ".json", "csv": base + ".csv", "md": base + ".md"}
+    content = {k: v for k, v in result.items() if k != "output_files"}
+    _write_text(paths["json"], json.dumps(json_ready(content), indent=2, allow_nan=False) + "\n")
+    _write_text(paths["csv"], csv_text(result))
+    _write_text(paths["md"], markdown_table(result))
+    return paths
