@@ -1,0 +1,142 @@
+"""DCA's training procedure (seed ``003``, "Loss & Training", Key Designs 2-4) on the semi-supervised base trainer.
+
+One forward of the labeled and the unlabeled batch, concatenated, through ``self.network(x, return_all=True)``
+(so DDP and torch.compile see every parameter used), then:
+
+* ``L_sup = sum_g L_seg(expert_g(x_l), split_g(y_l))``: label-split, classes outside group g become background
+  (:func:`split_target`); the ignore label stays ignored. ``L_seg`` is nnU-Net's own loss object (Dice + CE with its
+  deep-supervision weights), which works for any number of channels.
+* fused pseudo-labels on x_u: class c's logit from the expert owning c, background = mean of the experts' background
+  logits (:func:`nnunetv2_dca.network.dca_unet.fuse_expert_logits`), argmax, no gradient. With deep supervision the
+  fusion is done at every scale from the experts' own deep-supervision heads (each scale's pseudo-label is the
+  experts' opinion at that scale, not a downsampled full-resolution map).
+* ``L_un = L_seg(D_A(x_u), pseudo-labels)``; ``total = L_sup + lambda(t) * L_un``, lambda = 10 with the base
+  trainer's sigmoid ramp-up over the first 20 % of iterations. The network detaches the experts' features before
+  DFAM (stop-gradient, see the network module), so L_un trains D_A, DFAM and the shared encoder, never the experts.
+* Beyond the paper: ``supervise_aggregation`` adds ``L_seg(D_A(x_l), y_l)`` (the paper's D_A learns from pseudo-
+  labels only, a stated weakness: a tier the experts miss is then missed by D_A too). Off by default, as in the
+  paper, until the benchmark measures it (trainer variant ``nnUNetTrainerDCA_supAgg``).
+
+Logged per epoch (``progress_semi_supervised.png``): supervised loss per expert, unsupervised loss, lambda, share of
+pseudo-label voxels per group (+ background), mean DFAM gate weight per expert at full resolution, seconds per
+iteration.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence, Union
+
+import torch
+from torch._dynamo import OptimizedModule
+
+from nnunetv2_dca.network.dca_unet import DCAUNet, fuse_expert_logits
+from nnunetv2_dca.planning.grouping import group_names
+from nnunetv2_dca.training.semi_supervised import nnUNetTrainerSemiSupervised
+
+TensorOrList = Union[torch.Tensor, List[torch.Tensor]]
+
+
+def split_lookup(class_groups: Sequence[Sequence[int]], num_labels: int, ignore_label: Optional[int] = None
+                 ) -> torch.Tensor:
+    """(G, num_labels) table: label value -> expert g's channel (0 for classes of other groups); the ignore label
+    keeps its value so nnU-Net's loss keeps ignoring it."""
+    size = max(num_labels, (ignore_label or 0) + 1)
+    lut = torch.zeros(len(class_groups), size, dtype=torch.long)
+    for g, members in enumerate(class_groups):
+        for i, c in enumerate(members):
+            lut[g, c] = i + 1
+        if ignore_label is not None:
+            lut[g, ignore_label] = ignore_label
+    return lut
+
+
+def split_target(target: torch.Tensor, lut_row: torch.Tensor) -> torch.Tensor:
+    """Label-split of one target tensor (B, 1, ...) for one expert, dtype kept (nnU-Net's loss casts)."""
+    return lut_row.to(target.device)[target.long().clamp_min(0)].to(target.dtype)
+
+
+class DCATrainer(nnUNetTrainerSemiSupervised):
+    lambda_max = 10.0
+    rampup_fraction = 0.2
+    supervise_aggregation = False
+    aggregation_supervision_weight = 1.0
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.class_groups = self._planned_groups()
+        self.group_names = group_names(len(self.class_groups))
+        self._lut = split_lookup(self.class_groups, self.label_manager.num_segmentation_heads,
+                                 self.label_manager.ignore_label)
+
+    def _planned_groups(self) -> List[List[int]]:
+        groups = self.configuration_manager.network_arch_init_kwargs.get("class_groups")
+        if groups is None:
+            raise RuntimeError(
+                f"{self.__class__.__name__}: plans {self.plans_manager.plans_name!r} (configuration "
+                f"{self.configuration_name!r}) do not describe a DCA network (no 'class_groups' in arch_kwargs). "
+                f"Plan with: nnUNetv2_plan_and_preprocess -d {self.plans_manager.dataset_name} -pl nnUNetPlannerDCA, "
+                f"then train with -p nnUNetPlansDCA")
+        return [[int(c) for c in g] for g in groups]
+
+    def extra_log_keys(self) -> List[str]:
+        names = group_names(len(self._planned_groups()))
+        return ([f"dca_loss_sup_{n}" for n in names] + ["dca_loss_unsup"]
+                + (["dca_loss_sup_aggregation"] if self.supervise_aggregation else [])
+                + ["dca_share_background"] + [f"dca_share_{n}" for n in names] + [f"dca_gate_{n}" for n in names])
+
+    def _plain_network(self) -> torch.nn.Module:
+        net = self.network.module if self.is_ddp else self.network
+        return net._orig_mod if isinstance(net, OptimizedModule) else net
+
+    def initialize(self):
+        super().initialize()
+        if not isinstance(self._plain_network(), DCAUNet):
+            raise RuntimeError(f"{self.__class__.__name__} needs the DCA network; the plans build "
+                               f"{type(self._plain_network()).__name__}. Plan with -pl nnUNetPlannerDCA.")
+
+    def semi_supervised_losses(self, data: torch.Tensor, target: TensorOrList, unlabeled: torch.Tensor
+                               ) -> Dict[str, torch.Tensor]:
+        n = data.shape[0]
+        out = self.network(torch.cat((data, unlabeled)), return_all=True)
+        ds = isinstance(out.aggregate, list)
+        targets = target if isinstance(target, list) else [target]
+
+        def part(o: TensorOrList, sl: slice) -> TensorOrList:
+            return [t[sl] for t in o] if ds else o[sl]
+
+        def as_target(ts: List[torch.Tensor]) -> TensorOrList:
+            return ts if ds else ts[0]
+
+        labeled, unlabeled_part = slice(0, n), slice(n, None)
+        logs: Dict[str, torch.Tensor] = {}
+        sup = 0.0
+        for g, (name, expert_out) in enumerate(zip(self.group_names, out.experts)):
+            split = [split_target(t, self._lut[g]) for t in targets]
+            loss_g = self.loss(part(expert_out, labeled), as_target(split))
+            logs[f"dca_loss_sup_{name}"] = loss_g
+            sup = sup + loss_g
+
+        with torch.no_grad():
+            scales = len(out.aggregate) if ds else 1
+            per_scale = [[(e[s] if ds else e)[unlabeled_part] for e in out.experts] for s in range(scales)]
+            pseudo = [fuse_expert_logits(experts, self.class_groups).argmax(1, keepdim=True).to(targets[0].dtype)
+                      for experts in per_scale]
+        unsup = self.loss(part(out.aggregate, unlabeled_part), as_target(pseudo))
+        total = sup + self.unsupervised_weight() * unsup
+        logs["dca_loss_unsup"] = unsup
+        if self.supervise_aggregation:
+            agg = self.loss(part(out.aggregate, labeled), target)
+            logs["dca_loss_sup_aggregation"] = agg
+            total = total + self.aggregation_supervision_weight * agg
+
+        with torch.no_grad():
+            counts = torch.bincount(pseudo[0].long().flatten(), minlength=self.label_manager.num_segmentation_heads)
+            counts = counts.float() / counts.sum().clamp_min(1)
+            logs["dca_share_background"] = counts[0]
+            for name, members in zip(self.group_names, self.class_groups):
+                logs[f"dca_share_{name}"] = counts[members].sum()
+            gate = out.gates[0].float().mean(dim=[0] + list(range(2, out.gates[0].ndim)))
+            for g, name in enumerate(self.group_names):
+                logs[f"dca_gate_{name}"] = gate[g]
+        return {"loss": total, **logs}
