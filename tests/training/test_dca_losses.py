@@ -1,0 +1,127 @@
+"""DCA training step pieces in-process: label-split, ramp-up, the loss of one step on a tiny DCA network
+(pseudo-labels from the owning experts, stop-gradient, every parameter gets a gradient)."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from nnunetv2.training.loss.compound_losses import DC_and_CE_loss
+from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
+from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
+from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+
+from nnunetv2_dca.network.dca_unet import fuse_expert_logits
+from nnunetv2_dca.training.dca import DCATrainer, split_lookup, split_target
+from nnunetv2_dca.training.semi_supervised import sigmoid_rampup
+
+GROUPS = [[3], [1, 4], [2, 5]]
+
+
+def test_split_target_maps_foreign_classes_to_background_and_keeps_ignore():
+    lut = split_lookup(GROUPS, num_labels=6, ignore_label=6)
+    target = torch.tensor([0, 1, 2, 3, 4, 5, 6], dtype=torch.float32).view(1, 1, 7)
+    assert split_target(target, lut[0]).flatten().tolist() == [0, 0, 0, 1, 0, 0, 6]
+    assert split_target(target, lut[1]).flatten().tolist() == [0, 1, 0, 0, 2, 0, 6]
+    assert split_target(target, lut[2]).flatten().tolist() == [0, 0, 1, 0, 0, 2, 6]
+    assert split_target(target, lut[2]).dtype == torch.float32
+
+
+def test_sigmoid_rampup_curve():
+    assert sigmoid_rampup(0, 100) == pytest.approx(math.exp(-5))
+    assert sigmoid_rampup(50, 100) == pytest.approx(math.exp(-5 * 0.25))
+    assert sigmoid_rampup(100, 100) == 1.0 and sigmoid_rampup(1000, 100) == 1.0
+    assert sigmoid_rampup(3, 0) == 1.0
+    values = [sigmoid_rampup(s, 100) for s in range(0, 101, 10)]
+    assert values == sorted(values)
+
+
+def _tiny_net(deep_supervision: bool):
+    kw = {"n_stages": 3, "features_per_stage": [4, 8, 8], "conv_op": "torch.nn.modules.conv.Conv3d",
+          "kernel_sizes": [[3, 3, 3]] * 3, "strides": [[1, 1, 1], [2, 2, 2], [2, 2, 2]], "n_conv_per_stage": [1, 1, 1],
+          "n_conv_per_stage_decoder": [1, 1], "conv_bias": True,
+          "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d", "norm_op_kwargs": {"eps": 1e-5, "affine": True},
+          "dropout_op": None, "dropout_op_kwargs": None, "nonlin": "torch.nn.LeakyReLU",
+          "nonlin_kwargs": {"inplace": True}, "class_groups": GROUPS}
+    return get_network_from_plans("nnunetv2_dca.network.dca_unet.DCAPlainConvUNet", kw,
+                                  ["conv_op", "norm_op", "dropout_op", "nonlin"], 1, 6,
+                                  deep_supervision=deep_supervision)
+
+
+def _fake_trainer(net, deep_supervision: bool, weight: float = 10.0, supervise_aggregation: bool = False):
+    loss = DC_and_CE_loss({"batch_dice": False, "smooth": 1e-5, "do_bg": False, "ddp": False}, {}, weight_ce=1,
+                          weight_dice=1, ignore_label=None, dice_class=MemoryEfficientSoftDiceLoss)
+    if deep_supervision:
+        loss = DeepSupervisionWrapper(loss, [2 / 3, 1 / 3])
+    return SimpleNamespace(network=net, loss=loss, class_groups=GROUPS, group_names=["head", "medium", "tail"],
+                           _lut=split_lookup(GROUPS, 6), label_manager=SimpleNamespace(num_segmentation_heads=6),
+                           unsupervised_weight=lambda: weight, supervise_aggregation=supervise_aggregation,
+                           aggregation_supervision_weight=1.0)
+
+
+def _batch(deep_supervision: bool):
+    torch.manual_seed(0)
+    data, unlabeled = torch.randn(2, 1, 8, 16, 16), torch.randn(2, 1, 8, 16, 16)
+    target = torch.randint(0, 6, (2, 1, 8, 16, 16)).float()
+    targets = [target, target[:, :, ::2, ::2, ::2]] if deep_supervision else target
+    return data, targets, unlabeled
+
+
+@pytest.mark.parametrize("deep_supervision", [True, False])
+def test_one_dca_step_touches_every_parameter(deep_supervision):
+    net = _tiny_net(deep_supervision)
+    fake = _fake_trainer(net, deep_supervision)
+    data, target, unlabeled = _batch(deep_supervision)
+    out = DCATrainer.semi_supervised_losses(fake, data, target, unlabeled)
+    assert torch.isfinite(out["loss"])
+    expected = (out["dca_loss_sup_head"] + out["dca_loss_sup_medium"] + out["dca_loss_sup_tail"]
+                + 10.0 * out["dca_loss_unsup"])
+    torch.testing.assert_close(out["loss"], expected)
+    shares = [float(out[f"dca_share_{n}"]) for n in ("background", "head", "medium", "tail")]
+    assert sum(shares) == pytest.approx(1.0, abs=1e-5)
+    assert sum(float(out[f"dca_gate_{n}"]) for n in ("head", "medium", "tail")) == pytest.approx(1.0, abs=1e-5)
+    out["loss"].backward()
+    unused = [n for n, p in net.named_parameters() if p.grad is None]
+    if deep_supervision:
+        assert unused == []  # DDP without find_unused_parameters
+    else:  # without deep supervision only the full-resolution heads run, as in nnU-Net's own nets
+        assert unused and all(".seg_layers.0." in n for n in unused)
+
+
+def test_unsupervised_loss_trains_aggregation_not_experts():
+    net = _tiny_net(True)
+    fake = _fake_trainer(net, True)
+    data, target, unlabeled = _batch(True)
+    out = DCATrainer.semi_supervised_losses(fake, data, target, unlabeled)
+    out["dca_loss_unsup"].backward()
+    assert all(p.grad is None or float(p.grad.abs().sum()) == 0 for p in net.decoder.experts.parameters())
+    assert sum(float(p.grad.abs().sum()) for p in net.decoder.aggregation.parameters() if p.grad is not None) > 0
+
+
+def test_pseudo_labels_come_from_the_owning_expert():
+    """Make the tail expert certain of class 5 everywhere (and others certain of background): the fused
+    pseudo-label must be class 5, although it is only one expert's opinion."""
+    n = 2
+    shape = (n, 1, 4, 4, 4)
+    head = torch.cat([torch.full(shape, 5.0), torch.full(shape, -5.0)], 1)
+    medium = torch.cat([torch.full(shape, 5.0), torch.full(shape, -5.0), torch.full(shape, -5.0)], 1)
+    tail = torch.cat([torch.full(shape, -5.0), torch.full(shape, -5.0), torch.full(shape, 20.0)], 1)
+    fused = fuse_expert_logits([head, medium, tail], GROUPS)
+    assert torch.all(fused.argmax(1) == 5)
+    # background = mean of the three background logits: (5 + 5 - 5) / 3
+    assert torch.allclose(fused[:, 0], torch.full((n, 4, 4, 4), 5.0 / 3))
+
+
+def test_aggregation_supervision_option_adds_its_loss():
+    net = _tiny_net(True)
+    data, target, unlabeled = _batch(True)
+    with_agg = DCATrainer.semi_supervised_losses(_fake_trainer(net, True, supervise_aggregation=True),
+                                                 data, target, unlabeled)
+    assert "dca_loss_sup_aggregation" in with_agg
+    torch.testing.assert_close(with_agg["loss"], with_agg["dca_loss_sup_head"] + with_agg["dca_loss_sup_medium"]
+                               + with_agg["dca_loss_sup_tail"] + 10 * with_agg["dca_loss_unsup"]
+                               + with_agg["dca_loss_sup_aggregation"])
