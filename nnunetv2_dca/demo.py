@@ -2,13 +2,13 @@
 
 Every step is the console script a user would type (run in a subprocess, so the class discovery through
 ``nnunetv2_dca.pth`` is exercised exactly as in a user's shell). The commands are written to ``commands.sh`` in the
-output folder so the run can be repeated by hand. CPU-sized: a small phantom and nnU-Net's standard trainer with
-a smoke-test schedule (``nnUNetTrainer_smoke``); DCA trainers join this job as they land.
+output folder so the run can be repeated by hand. CPU-sized: a small phantom, DCA plans at CPU width
+(``-pl nnUNetPlannerDCA_CPU``: same pipeline, 8 base features) and DCA with a smoke schedule
+(``nnUNetTrainerDCA_smoke``, 2 epochs x 5 iterations), evaluated per class and per head/medium/tail group.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import subprocess
@@ -18,7 +18,9 @@ from typing import Dict, List, Mapping, Optional
 
 from nnunetv2_dca.data.phantom import write_phantom_dataset
 
-DEMO_TRAINER = "nnUNetTrainer_smoke"
+DEMO_TRAINER = "nnUNetTrainerDCA_smoke"
+DEMO_PLANNER = "nnUNetPlannerDCA_CPU"
+DEMO_PLANS = "nnUNetPlansDCA_CPU"
 DEMO_CONFIG = "3d_fullres"
 DEMO_PHANTOM = {"labeled": 8, "unlabeled": 8, "test": 3}
 
@@ -74,34 +76,26 @@ def run_demo(out: str, dataset_id: int = 901, seed: int = 0) -> int:
         f.write(f"nnunetv2-dca phantom -d {dataset_id} {flags} --seed {seed} --overwrite\n")
     d = str(dataset_id)
     print("[2/5] plan and preprocess", flush=True)
-    run_step(["nnUNetv2_plan_and_preprocess", "-d", d, "-c", DEMO_CONFIG, "-np", "1", "-npfp", "1",
-              "--verify_dataset_integrity"], env, log)
+    run_step(["nnUNetv2_plan_and_preprocess", "-d", d, "-pl", DEMO_PLANNER, "-c", DEMO_CONFIG, "-np", "1",
+              "-npfp", "1", "--verify_dataset_integrity"], env, log)
     print("[3/5] train (fold 0)", flush=True)
-    run_step(["nnUNetv2_train", d, DEMO_CONFIG, "0", "-tr", DEMO_TRAINER, "-device", "cpu"], train_env, log)
+    run_step(["nnUNetv2_train", d, DEMO_CONFIG, "0", "-tr", DEMO_TRAINER, "-p", DEMO_PLANS, "-device", "cpu"],
+             train_env, log)
     print("[4/5] predict the test images", flush=True)
     pred = os.path.join(os.path.abspath(out), "predictions_test")
     run_step(["nnUNetv2_predict", "-i", os.path.join(ds, "imagesTs"), "-o", pred, "-d", d, "-c", DEMO_CONFIG,
-              "-f", "0", "-tr", DEMO_TRAINER, "-device", "cpu", "-npp", "0", "-nps", "0"], train_env, log)
+              "-f", "0", "-tr", DEMO_TRAINER, "-p", DEMO_PLANS, "-device", "cpu", "-npp", "0", "-nps", "0"],
+             train_env, log)
     print("[5/5] evaluate", flush=True)
-    plans = os.path.join(env["nnUNet_preprocessed"], os.path.basename(ds), "nnUNetPlans.json")
-    summary = os.path.join(pred, "summary.json")
-    run_step(["nnUNetv2_evaluate_folder", os.path.join(ds, "labelsTs"), pred, "-djfile",
-              os.path.join(ds, "dataset.json"), "-pfile", plans, "-o", summary, "-np", "1"], env, log)
-    print_summary(summary, os.path.join(ds, "dataset.json"))
+    plans = os.path.join(env["nnUNet_preprocessed"], os.path.basename(ds), f"{DEMO_PLANS}.json")
+    run_step(["nnunetv2-dca", "evaluate", "-ref", os.path.join(ds, "labelsTs"), "-pred", pred, "-djfile",
+              os.path.join(ds, "dataset.json"), "-pfile", plans], env, log)
+    print("test-set metrics per class and per group (a smoke schedule of 2 x 5 iterations shows that the pipeline "
+          "runs, not what the model can reach):")
+    with open(os.path.join(pred, "evaluation.md"), encoding="utf-8") as f:
+        print(f.read())
     print(f"done in {time.time() - t_start:.0f} s; outputs in {os.path.abspath(out)}", flush=True)
     return 0
-
-
-def print_summary(summary_file: str, dataset_json: str) -> None:
-    with open(summary_file, encoding="utf-8") as f:
-        summary = json.load(f)
-    with open(dataset_json, encoding="utf-8") as f:
-        names = {str(v): k for k, v in json.load(f)["labels"].items()}
-    print("test-set Dice per class (nnU-Net's evaluate_folder; a smoke schedule of 2 x 5 iterations shows that the "
-          "pipeline runs, not what the model can reach):")
-    for key in sorted(summary["mean"], key=int):
-        print(f"  {names.get(key, key):28s} {summary['mean'][key]['Dice']:.3f}")
-    print(f"  {'mean':28s} {summary['foreground_mean']['Dice']:.3f}")
 
 
 if __name__ == "__main__":

@@ -21,11 +21,15 @@ def test_demo_runs_end_to_end(tmp_path: Path):
     env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep) if p and os.path.abspath(p) != str(BIN))
     proc = run_cmd([str(BIN / "nnunetv2-dca"), "demo", "--out", str(out), "-d", "902"], env, cwd=tmp_path,
                    timeout=1500)
-    for step in ("[1/5]", "[2/5]", "[3/5]", "[4/5]", "[5/5]", "nnUNetv2_train 902 3d_fullres 0 -tr nnUNetTrainer_smoke"):
+    for step in ("[1/5]", "[2/5]", "[3/5]", "[4/5]", "[5/5]",
+                 "nnUNetv2_train 902 3d_fullres 0 -tr nnUNetTrainerDCA_smoke -p nnUNetPlansDCA_CPU"):
         assert step in proc.stdout
-    summary = json.loads((out / "predictions_test" / "summary.json").read_text())
-    assert len(summary["metric_per_case"]) == 3
-    assert set(summary["mean"]) == {str(i) for i in range(1, 14)}
-    assert "liver" in proc.stdout and "mean" in proc.stdout
+    evaluation = json.loads((out / "predictions_test" / "evaluation.json").read_text())
+    assert len(evaluation["metric_per_case"]) == 3
+    assert set(evaluation["mean"]) == {str(i) for i in range(1, 14)}
+    assert set(evaluation["group_mean"]) == {"head", "medium", "tail"}
+    assert "liver" in proc.stdout and "**tail**" in proc.stdout
+    results = out / "nnUNet_results" / "Dataset902_AbdomenPhantom" / "nnUNetTrainerDCA_smoke__nnUNetPlansDCA_CPU__3d_fullres"
+    assert (results / "fold_0" / "progress_semi_supervised.png").is_file()
     commands = (out / "commands.sh").read_text()
-    assert "nnUNetv2_plan_and_preprocess -d 902" in commands and "nnUNetv2_predict" in commands
+    assert "nnUNetv2_plan_and_preprocess -d 902 -pl nnUNetPlannerDCA_CPU" in commands and "nnUNetv2_predict" in commands
