@@ -15,6 +15,16 @@ def _raw_dir(arg: Optional[str]) -> str:
     return raw
 
 
+def _dataset_name(d) -> str:
+    """nnU-Net's own id/name resolution (looks in raw, preprocessed and results); a clear error otherwise."""
+    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+
+    try:
+        return maybe_convert_to_dataset_name(d)
+    except RuntimeError as e:
+        raise ValueError(str(e)) from None
+
+
 def _cmd_phantom(args: argparse.Namespace) -> int:
     from nnunetv2_dca.data.phantom import write_phantom_dataset
 
@@ -65,12 +75,7 @@ def _cmd_groups(args: argparse.Namespace) -> int:
     prep = os.environ.get("nnUNet_preprocessed")
     if not prep:
         raise SystemExit("error: nnUNet_preprocessed is not set (the chart is written next to the plans there)")
-    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
-
-    try:
-        name = maybe_convert_to_dataset_name(args.d)
-    except RuntimeError as e:
-        raise ValueError(str(e)) from None
+    name = _dataset_name(args.d)
     ds = os.path.join(raw, name)
     with open(os.path.join(ds, "dataset.json"), encoding="utf-8") as f:
         dataset_json = json.load(f)
@@ -122,12 +127,7 @@ def _cmd_cost(args: argparse.Namespace) -> int:
         prep = os.environ.get("nnUNet_preprocessed")
         if not prep:
             raise SystemExit("error: nnUNet_preprocessed is not set; export it or pass --plans-file")
-        from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
-
-        try:
-            name = maybe_convert_to_dataset_name(args.d)
-        except RuntimeError as e:
-            raise ValueError(str(e)) from None
+        name = _dataset_name(args.d)
         plans_file = os.path.join(prep, name, f"{args.plans}.json")
     report = cost_report_from_files(plans_file, args.configuration)
     print(json.dumps(report, indent=2) if args.json else format_cost_report(report))

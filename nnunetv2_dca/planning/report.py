@@ -68,12 +68,18 @@ def plot_grouping(g: Grouping, names: Mapping[int, str], path: str, title: str =
                  fontsize=9, pad=16)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    # write next to the target, then move: no half-written PNG
+    return save_figure_atomic(fig, path, dpi=110)
+
+
+def save_figure_atomic(fig, path: str, dpi: int = 100) -> str:
+    """Save a matplotlib figure next to the target, then move it: no half-written PNG; the figure is closed."""
+    import matplotlib.pyplot as plt
+
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix=".png", dir=os.path.dirname(os.path.abspath(path)))
     os.close(fd)
     try:
-        fig.savefig(tmp, dpi=110)
+        fig.savefig(tmp, dpi=dpi)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the chart normal file permissions

@@ -4,11 +4,11 @@ seconds per iteration."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from typing import Dict, List, Mapping, Sequence
 
 import numpy as np
+
+from nnunetv2_dca.planning.report import save_figure_atomic
 
 PANELS = (
     ("losses", lambda k: "loss" in k or k.endswith(("_balance", "_consistency"))),
@@ -50,14 +50,4 @@ def plot_progress(log: Mapping[str, Sequence[float]], keys: Sequence[str], path:
     if title:
         axes[0, 0].set_title(title)
     fig.tight_layout()
-    # write next to the target and rename: a crash never leaves a truncated PNG
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, path)
-    finally:
-        plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+    return save_figure_atomic(fig, path)
