@@ -99,13 +99,11 @@ def _cmd_groups(args: argparse.Namespace) -> int:
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     if args.save:
+        from nnunetv2_dca.atomic import write_json_atomic
         from nnunetv2_dca.planning.planner import GROUPS_FILE
 
-        os.makedirs(out_dir, exist_ok=True)
         target = os.path.join(out_dir, GROUPS_FILE)
-        with open(target + ".tmp", "w", encoding="utf-8") as f:
-            json.dump({"groups": grouping.groups}, f, indent=2)
-        os.replace(target + ".tmp", target)
+        write_json_atomic({"groups": grouping.groups}, target)
         print(f"saved {target}: the DCA planners use these groups from now on (delete the file to go back to "
               f"the log-gap rule)", file=sys.stderr)
     png = plot_grouping(grouping, names, os.path.join(out_dir, f"{args.plans}_class_groups.png"))

@@ -55,6 +55,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from nnunetv2_dca import __version__
+from nnunetv2_dca.atomic import write_json_atomic
 
 
 @dataclass(frozen=True)
@@ -439,9 +440,7 @@ def make_semi_supervised_split(raw_dir: str, source_id: int, out_id: int, *,
         if splits_file and (splits or old_splits is not None):
             os.makedirs(os.path.dirname(splits_file), exist_ok=True)
             if splits:
-                partial = splits_file + ".partial"
-                _write_json(splits, partial)
-                os.replace(partial, splits_file)
+                write_json_atomic(splits, splits_file)
             else:
                 os.remove(splits_file)  # stale split of an earlier --overwrite'd dataset
                 result.notes.append(f"removed stale {splits_file}")

@@ -32,6 +32,7 @@ from typing import Dict, List, Mapping, Optional, Tuple
 
 import numpy as np
 
+from nnunetv2_dca.atomic import write_text_atomic
 from nnunetv2_dca.evaluation.metrics import (PROTOCOL_B_MISSING_ASD, PROTOCOL_B_SHAPE, evaluate_case_mm,
                                              evaluate_case_protocol_b, summarise)
 
@@ -234,12 +235,6 @@ def json_ready(obj):
     return obj
 
 
-def _write_text(path: str, text: str) -> None:
-    with open(path + ".tmp", "w", encoding="utf-8", newline="") as f:
-        f.write(text)
-    os.replace(path + ".tmp", path)
-
-
 def csv_text(result: Mapping) -> str:
     import io
 
@@ -302,7 +297,7 @@ def write_outputs(result: Dict, output_folder: str) -> Dict[str, str]:
     base = os.path.join(output_folder, BASENAME_PROTOCOL_B if result["protocol"] == "B" else BASENAME)
     paths = {"json": base + ".json", "csv": base + ".csv", "md": base + ".md"}
     content = {k: v for k, v in result.items() if k != "output_files"}
-    _write_text(paths["json"], json.dumps(json_ready(content), indent=2, allow_nan=False) + "\n")
-    _write_text(paths["csv"], csv_text(result))
-    _write_text(paths["md"], markdown_table(result))
+    write_text_atomic(paths["json"], json.dumps(json_ready(content), indent=2, allow_nan=False) + "\n")
+    write_text_atomic(paths["csv"], csv_text(result))
+    write_text_atomic(paths["md"], markdown_table(result))
     return paths

@@ -7,13 +7,12 @@ it added here, and the DCA planner counts the labels itself if a stock extractor
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 
 from nnunetv2.experiment_planning.dataset_fingerprint.fingerprint_extractor import DatasetFingerprintExtractor
 from nnunetv2.paths import nnUNet_preprocessed
 
+from nnunetv2_dca.atomic import write_json_atomic
 from nnunetv2_dca.planning.labels import CLASS_COUNTS_KEY, count_label_voxels
 
 
@@ -23,22 +22,10 @@ class DCAFingerprintExtractor(DatasetFingerprintExtractor):
         if CLASS_COUNTS_KEY not in fingerprint:
             counts = count_label_voxels(self.input_folder, self.dataset_json)
             fingerprint[CLASS_COUNTS_KEY] = {str(k): int(v) for k, v in counts.items()}
-            _write_json_atomic(fingerprint, os.path.join(nnUNet_preprocessed, self.dataset_name,
-                                                         "dataset_fingerprint.json"))
+            # a crash mid-write must not leave a truncated fingerprint that nnU-Net would load next time
+            write_json_atomic(fingerprint, os.path.join(nnUNet_preprocessed, self.dataset_name,
+                                                        "dataset_fingerprint.json"), indent=4, default=_to_builtin)
         return fingerprint
-
-
-def _write_json_atomic(obj: dict, path: str) -> None:
-    # a crash mid-write must not leave a truncated fingerprint that nnU-Net would load next time
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(obj, f, indent=4, default=_to_builtin)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _to_builtin(o):

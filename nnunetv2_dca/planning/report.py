@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from typing import Dict, Mapping
 
+from nnunetv2_dca.atomic import atomic_output
 from nnunetv2_dca.planning.grouping import Grouping, group_names
 
 _COLORS = ["#1f77b4", "#2ca02c", "#d62728", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2"]
@@ -72,20 +71,12 @@ def plot_grouping(g: Grouping, names: Mapping[int, str], path: str, title: str =
 
 
 def save_figure_atomic(fig, path: str, dpi: int = 100) -> str:
-    """Save a matplotlib figure next to the target, then move it: no half-written PNG; the figure is closed."""
+    """Save a matplotlib figure without ever leaving a half-written PNG; the figure is closed."""
     import matplotlib.pyplot as plt
 
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=os.path.dirname(os.path.abspath(path)))
-    os.close(fd)
     try:
-        fig.savefig(tmp, dpi=dpi)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the chart normal file permissions
-        os.replace(tmp, path)
+        with atomic_output(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=dpi)
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path
