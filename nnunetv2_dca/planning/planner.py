@@ -92,8 +92,8 @@ def dca_feature_map_estimate(patch_size, input_channels: int, num_classes: int, 
     return float(net.compute_conv_feature_map_size(list(patch_size))) * (1.0 + unlabeled_per_labeled)
 
 
-def resolve_grouping(raw_dataset_folder: str, dataset_json: Mapping, preprocessed_dataset_folder: str,
-                     fingerprint: Optional[Mapping] = None) -> Tuple[Grouping, str]:
+def resolve_grouping(raw_dataset_folder: str, dataset_json: Mapping, preprocessed_dataset_folder: str
+                     ) -> Tuple[Grouping, str]:
     """Groups for planning and where they came from (the user's dca_groups.json or the log-gap rule)."""
     names = foreground_classes(dataset_json)  # refuses region-based labels, drops background and ignore
     fp_file = os.path.join(preprocessed_dataset_folder, "dataset_fingerprint.json")
