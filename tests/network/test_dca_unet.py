@@ -16,35 +16,17 @@ from torch import nn
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 
+from netspec import REQ_IMPORT, conv_output_elements, grad_sum, tiny_arch_kwargs
 from nnunetv2_dca.network.dca_unet import (DCAOutput, DCAPlainConvUNet, DCAResidualEncoderUNet, DFAM,
                                            default_expert_settings, fuse_expert_logits, validate_class_groups)
 
 NUM_CLASSES = 8  # background + 7 foreground classes
 GROUPS = {3: [[3], [1, 4, 6], [2, 5, 7]], 4: [[3], [1, 4], [6], [2, 5, 7]]}
-REQ_IMPORT = ("conv_op", "norm_op", "dropout_op", "nonlin")
 
 
 def arch(dim: int, encoder: str, groups: List[List[int]], anisotropic: bool = False, **extra) -> Dict:
-    """arch_kwargs as a DCA plan stores them (strings for classes), tiny widths for CPU."""
-    n = 3
-    if dim == 3:
-        kernels = [[1, 3, 3], [3, 3, 3], [3, 3, 3]] if anisotropic else [[3, 3, 3]] * n
-        strides = [[1, 1, 1], [1, 2, 2], [2, 2, 2]] if anisotropic else [[1, 1, 1], [2, 2, 2], [2, 2, 2]]
-    else:
-        kernels, strides = [[3, 3]] * n, [[1, 1], [2, 2], [2, 2]]
-    kw = {
-        "n_stages": n, "features_per_stage": [4, 8, 16], "conv_op": f"torch.nn.modules.conv.Conv{dim}d",
-        "kernel_sizes": kernels, "strides": strides, "n_conv_per_stage_decoder": [2, 2] if encoder == "plain" else [1, 1],
-        "conv_bias": True, "norm_op": f"torch.nn.modules.instancenorm.InstanceNorm{dim}d",
-        "norm_op_kwargs": {"eps": 1e-5, "affine": True}, "dropout_op": None, "dropout_op_kwargs": None,
-        "nonlin": "torch.nn.LeakyReLU", "nonlin_kwargs": {"inplace": True}, "class_groups": groups,
-    }
-    if encoder == "plain":
-        kw["n_conv_per_stage"] = [2, 2, 2]
-    else:
-        kw["n_blocks_per_stage"] = [1, 2, 2]
-    kw.update(extra)
-    return kw
+    """arch_kwargs as a plan stores them (strings for classes), tiny widths for CPU."""
+    return tiny_arch_kwargs(dim, encoder, anisotropic, **{"class_groups": groups, **extra})  # extra may override
 
 
 CLASS = {"plain": "nnunetv2_dca.network.dca_unet.DCAPlainConvUNet",
@@ -97,10 +79,6 @@ def test_output_shapes_channels_and_gates(dim, encoder, num_groups, ds, aniso):
     torch.testing.assert_close(net(x)[0] if ds else net(x), allout.aggregate[0] if ds else allout.aggregate)
 
 
-def _grads(module: nn.Module) -> float:
-    return sum(float(p.grad.abs().sum()) for p in module.parameters() if p.grad is not None)
-
-
 @pytest.mark.parametrize("encoder", ["plain", "resenc"])
 def test_expert_loss_reaches_only_its_expert(encoder):
     torch.manual_seed(0)
@@ -108,8 +86,8 @@ def test_expert_loss_reaches_only_its_expert(encoder):
     out = net(torch.randn(1, 1, *patch(3)), return_all=True)
     sum(o.square().mean() for o in out.experts[2]).backward()
     experts = net.decoder.experts
-    assert _grads(experts[2]) > 0 and _grads(net.encoder) > 0
-    assert _grads(experts[0]) == 0 and _grads(experts[1]) == 0 and _grads(net.decoder.aggregation) == 0
+    assert grad_sum(experts[2]) > 0 and grad_sum(net.encoder) > 0
+    assert grad_sum(experts[0]) == 0 and grad_sum(experts[1]) == 0 and grad_sum(net.decoder.aggregation) == 0
 
 
 @pytest.mark.parametrize("detach", [True, False])
@@ -118,12 +96,12 @@ def test_stop_gradient_switch_for_aggregation_loss(detach):
     net = build(3, "plain", 3, True, detach_expert_features=detach)
     out = net(torch.randn(1, 1, *patch(3)), return_all=True)
     sum(o.square().mean() for o in out.aggregate).backward()
-    assert _grads(net.decoder.aggregation) > 0
-    assert _grads(net.encoder) > 0  # D_A's own skips reach the shared encoder by default
-    expert_grad = sum(_grads(e.stages) + _grads(e.transpconvs) for e in net.decoder.experts)
+    assert grad_sum(net.decoder.aggregation) > 0
+    assert grad_sum(net.encoder) > 0  # D_A's own skips reach the shared encoder by default
+    expert_grad = sum(grad_sum(e.stages) + grad_sum(e.transpconvs) for e in net.decoder.experts)
     assert (expert_grad == 0) if detach else (expert_grad > 0)
     # the experts' heads are never on D_A's path
-    assert all(_grads(e.seg_layers) == 0 for e in net.decoder.experts)
+    assert all(grad_sum(e.seg_layers) == 0 for e in net.decoder.experts)
 
 
 def test_aggregation_can_be_cut_from_encoder():
@@ -131,7 +109,7 @@ def test_aggregation_can_be_cut_from_encoder():
     net = build(3, "plain", 3, True, detach_encoder_for_aggregation=True)
     out = net(torch.randn(1, 1, *patch(3)), return_all=True)
     sum(o.square().mean() for o in out.aggregate).backward()
-    assert _grads(net.decoder.aggregation) > 0 and _grads(net.encoder) == 0
+    assert grad_sum(net.decoder.aggregation) > 0 and grad_sum(net.encoder) == 0
 
 
 def test_every_parameter_gets_a_gradient_from_a_training_step():
@@ -237,28 +215,13 @@ def test_dfam_weights_mix_expert_features():
     torch.testing.assert_close(w.sum(1), torch.ones(1, 6, 6))
 
 
-def _conv_output_elements(net: nn.Module, x: torch.Tensor) -> int:
-    total = 0
-
-    def hook(_m, _i, o):
-        nonlocal total
-        total += o[0].numel()  # batch 1 -> per-sample elements
-
-    handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, (nn.Conv3d, nn.ConvTranspose3d))]
-    with torch.no_grad():
-        net(x, return_all=True)
-    for h in handles:
-        h.remove()
-    return total
-
-
 @pytest.mark.parametrize("encoder", ["plain", "resenc"])
 def test_feature_map_estimate_counts_all_decoders(encoder):
     """compute_conv_feature_map_size follows DNA's convention (one map per conv output) over the encoder, every
     expert with its heads, D_A and DFAM; it must match the conv outputs of an actual training forward."""
     net = build(3, encoder, 3, True)
     estimate = int(net.compute_conv_feature_map_size(patch(3)))
-    measured = _conv_output_elements(net, torch.randn(1, 1, *patch(3)))
+    measured = conv_output_elements(net, torch.randn(1, 1, *patch(3)))
     # every conv output is counted; the rest is DFAM's element-wise maps (softmax, weighted sum)
     assert measured <= estimate <= 1.2 * measured, (estimate, measured)
     more = build(3, encoder, 4, True)

@@ -16,31 +16,18 @@ from torch import nn
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 
+from netspec import REQ_IMPORT, conv_output_elements, grad_sum, tiny_arch_kwargs
 from nnunetv2_dca.network.moe_unet import (ExpertEncoders, ImageGate, MoEOutput, MoEPlainConvUNet,
                                            MoEResidualEncoderUNet, VoxelGate, mix_expert_outputs, mix_logits)
 
 NUM_CLASSES = 3
-REQ_IMPORT = ("conv_op", "norm_op", "dropout_op", "nonlin")
 CLASS = {"plain": "nnunetv2_dca.network.moe_unet.MoEPlainConvUNet",
          "resenc": "nnunetv2_dca.network.moe_unet.MoEResidualEncoderUNet"}
 
 
 def arch(dim: int, encoder: str, **extra) -> Dict:
     """arch_kwargs as a plan stores them (strings for classes), tiny widths for CPU."""
-    kw = {
-        "n_stages": 3, "features_per_stage": [4, 8, 16], "conv_op": f"torch.nn.modules.conv.Conv{dim}d",
-        "kernel_sizes": [[3] * dim] * 3, "strides": [[1] * dim, [2] * dim, [2] * dim],
-        "n_conv_per_stage_decoder": [2, 2] if encoder == "plain" else [1, 1],
-        "conv_bias": True, "norm_op": f"torch.nn.modules.instancenorm.InstanceNorm{dim}d",
-        "norm_op_kwargs": {"eps": 1e-5, "affine": True}, "dropout_op": None, "dropout_op_kwargs": None,
-        "nonlin": "torch.nn.LeakyReLU", "nonlin_kwargs": {"inplace": True},
-    }
-    if encoder == "plain":
-        kw["n_conv_per_stage"] = [2, 2, 2]
-    else:
-        kw["n_blocks_per_stage"] = [1, 2, 2]
-    kw.update(extra)
-    return kw
+    return tiny_arch_kwargs(dim, encoder, **extra)
 
 
 def build(dim=3, encoder="plain", deep_supervision=True, in_ch=1, allow_init=True, **extra):
@@ -72,10 +59,6 @@ def randomize_gate(net: nn.Module) -> None:
         if isinstance(m, (nn.Linear, nn.Conv2d, nn.Conv3d)):
             nn.init.normal_(m.weight, std=0.5)
             nn.init.normal_(m.bias, std=0.5)
-
-
-def _grads(module: nn.Module) -> float:
-    return sum(float(p.grad.abs().sum()) for p in module.parameters() if p.grad is not None)
 
 
 CASES = [(d, e, ds, g) for d in (2, 3) for e in ("plain", "resenc") for ds in (True, False)
@@ -136,9 +119,9 @@ def test_shapes_gates_mixture_and_gradients(dim, encoder, ds, gating):
 
     # a loss on the mixture reaches the gate, every expert and the encoder
     sum(o.square().mean() for o in mixture).backward()
-    assert _grads(net.gate) > 0 and _grads(net.encoder) > 0
-    assert all(_grads(e.stages) > 0 and _grads(e.transpconvs) > 0 for e in net.decoder.experts)
-    assert all(_grads(e.seg_layers) > 0 for e in net.decoder.experts)
+    assert grad_sum(net.gate) > 0 and grad_sum(net.encoder) > 0
+    assert all(grad_sum(e.stages) > 0 and grad_sum(e.transpconvs) > 0 for e in net.decoder.experts)
+    assert all(grad_sum(e.seg_layers) > 0 for e in net.decoder.experts)
 
 
 @pytest.mark.parametrize("gating", ["image", "voxel"])
@@ -154,7 +137,7 @@ def test_gates_start_uniform_after_nnunet_init(gating):
     # the output layer learns from the first step
     sum(o.square().mean() for o in out.mixture).backward()
     last = net.gate.mlp[-1] if gating == "image" else net.gate.convs
-    assert _grads(last) > 0
+    assert grad_sum(last) > 0
 
 
 def test_every_parameter_gets_a_gradient_with_deep_supervision():
@@ -228,8 +211,8 @@ def test_network_scope_gives_each_expert_its_own_encoder():
     out = net(torch.randn(2, 1, *patch(2)), return_all=True)
     assert len(out.experts) == 2 and tuple(out.mixture[0].shape) == (2, NUM_CLASSES, *patch(2))
     out.experts[1][0].square().mean().backward()  # expert 1's loss reaches only expert 1's encoder
-    assert _grads(net.encoder.encoders[1]) > 0 and _grads(net.encoder.encoders[0]) == 0
-    assert _grads(net.decoder.experts[0]) == 0
+    assert grad_sum(net.encoder.encoders[1]) > 0 and grad_sum(net.encoder.encoders[0]) == 0
+    assert grad_sum(net.decoder.experts[0]) == 0
     # DNA's transfer keys point at the first expert's encoder
     assert net.get_submodule(net.key_to_encoder) is net.encoder.encoders[0].stages
     for key in net.keys_to_in_proj:
@@ -257,28 +240,13 @@ def test_configurable_expert_count_and_invalid_settings():
     assert isinstance(build(2, "plain", gating="voxel").gate, VoxelGate)
 
 
-def _conv_output_elements(net: nn.Module, x: torch.Tensor) -> int:
-    total = 0
-
-    def hook(_m, _i, o):
-        nonlocal total
-        total += o[0].numel()  # batch 1 -> per-sample elements
-
-    handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, (nn.Conv3d, nn.ConvTranspose3d))]
-    with torch.no_grad():
-        net(x, return_all=True)
-    for h in handles:
-        h.remove()
-    return total
-
-
 @pytest.mark.parametrize("encoder,gating,scope", [("plain", "image", "decoder"), ("resenc", "voxel", "decoder"),
                                                   ("plain", "voxel", "network")])
 def test_feature_map_estimate_counts_encoder_experts_and_gate(encoder, gating, scope):
     """DNA's convention (one map per conv output): encoder(s), every expert with its heads, the gate and mixture."""
     net = build(3, encoder, True, gating=gating, expert_scope=scope)
     estimate = int(net.compute_conv_feature_map_size(patch(3)))
-    measured = _conv_output_elements(net, torch.randn(1, 1, *patch(3)))
+    measured = conv_output_elements(net, torch.randn(1, 1, *patch(3)))
     assert measured <= estimate <= 1.3 * measured, (estimate, measured)
     more = build(3, encoder, True, gating=gating, expert_scope=scope, num_experts=4)
     assert more.compute_conv_feature_map_size(patch(3)) > estimate
