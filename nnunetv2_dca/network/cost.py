@@ -19,13 +19,13 @@ from nnunetv2_dca.planning.planner import (DCA_NETWORKS, UNLABELED_PER_LABELED, 
                                            stock_architecture)
 
 
-def _build(architecture: Mapping, input_channels: int, num_classes: int, deep_supervision: bool):
+def _build(architecture: Mapping, input_channels: int, num_classes: int) -> torch.nn.Module:
     from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 
     with torch.device("meta"):
         return get_network_from_plans(architecture["network_class_name"], architecture["arch_kwargs"],
                                       architecture["_kw_requires_import"], input_channels, num_classes,
-                                      allow_init=False, deep_supervision=deep_supervision)
+                                      allow_init=False, deep_supervision=False)
 
 
 def _flops(net: torch.nn.Module, x: torch.Tensor, **kwargs) -> int:
@@ -38,16 +38,17 @@ def network_cost(architecture: Mapping, patch_size: Sequence[int], input_channel
                  ) -> Dict[str, float]:
     """Parameters, inference FLOPs (what nnUNetv2_predict runs per patch), training-forward FLOPs (deep supervision
     on; for DCA every expert head too) and feature maps (``compute_conv_feature_map_size``) of one network."""
-    x_shape = (1, input_channels, *[int(p) for p in patch_size])
-    infer = _build(architecture, input_channels, num_classes, deep_supervision=False)
-    train = _build(architecture, input_channels, num_classes, deep_supervision=True)
+    net = _build(architecture, input_channels, num_classes)
     is_dca = architecture["network_class_name"] in DCA_NETWORKS.values()
-    x = torch.empty(x_shape, device="meta")
+    x = torch.empty((1, input_channels, *[int(p) for p in patch_size]), device="meta")
+    parameters = int(sum(p.numel() for p in net.parameters()))
+    inference = _flops(net, x)
+    net.decoder.deep_supervision = True  # what nnU-Net's set_deep_supervision_enabled does for training
     return {
-        "parameters": int(sum(p.numel() for p in infer.parameters())),
-        "inference_gflops": _flops(infer, x) / 1e9,
-        "training_forward_gflops": _flops(train, x, **({"return_all": True} if is_dca else {})) / 1e9,
-        "feature_maps_millions": float(train.compute_conv_feature_map_size(list(patch_size))) / 1e6,
+        "parameters": parameters,
+        "inference_gflops": inference / 1e9,
+        "training_forward_gflops": _flops(net, x, **({"return_all": True} if is_dca else {})) / 1e9,
+        "feature_maps_millions": float(net.compute_conv_feature_map_size(list(patch_size))) / 1e6,
     }
 
 
