@@ -153,6 +153,31 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args.out, dataset_id=args.d, seed=args.seed)
 
 
+def _int_list(text: str) -> List[int]:
+    try:
+        return [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def _cmd_benchmark(args: argparse.Namespace) -> int:
+    from nnunetv2_dca.evaluation.benchmark import BenchmarkConfig, BenchmarkError, run_benchmark
+
+    cfg = BenchmarkConfig(
+        out=args.out, dataset=args.d, full_dataset=args.full_dataset,
+        arms=[a.strip() for a in args.arms.split(",") if a.strip()], epochs=args.epochs, iterations=args.iterations,
+        val_iterations=args.val_iterations, width=args.width, seeds=args.seeds, planner=args.planner,
+        configuration=args.c, device=args.device, phantom_labeled=args.phantom_labeled,
+        phantom_unlabeled=args.phantom_unlabeled, phantom_test=args.phantom_test, phantom_seed=args.phantom_seed,
+        phantom_size=args.phantom_size, gates_picture=not args.no_gates, tta=args.tta)
+    try:
+        run_benchmark(cfg)
+    except BenchmarkError as e:
+        print(f"nnunetv2-dca benchmark: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nnunetv2-dca",
@@ -263,6 +288,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-d", type=int, default=901, help="dataset id for the phantom (default 901)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_demo)
+
+    from nnunetv2_dca.evaluation.gates import add_gates_parser
+
+    add_gates_parser(sub)
+
+    from nnunetv2_dca.evaluation.benchmark import ARMS, DEFAULT_ARMS  # light: stdlib imports only
+
+    p = sub.add_parser("benchmark", help="DCA vs nnU-Net baselines (labeled-only, offline pseudo-labels, all labels) "
+                                         "in one run: train, predict, evaluate, cost; report with charts",
+                       description="Trains every arm with the stock nnUNetv2_train (same plans, budget and seeds), "
+                                   "predicts the test set with nnUNetv2_predict, evaluates per class and group, "
+                                   "measures seconds per iteration / per case and network cost, and writes "
+                                   "OUT/README.md, OUT/benchmark.json and charts. Default data: a fresh phantom. "
+                                   "The default budget takes about an hour on 2 CPU cores.")
+    p.add_argument("--out", default="benchmark_output", help="output folder (replaced nnUNet_raw/_preprocessed "
+                                                            "inside it; default ./benchmark_output)")
+    p.add_argument("-d", type=int, default=None,
+                   help="semi-supervised raw dataset id in $nnUNet_raw (imagesTr/labelsTr, imagesTrUnlabeled, "
+                        "imagesTs/labelsTs; e.g. from `nnunetv2-dca split`); default: a generated phantom")
+    p.add_argument("--full-dataset", type=int, default=None,
+                   help="with -d: the fully labeled source dataset id, for the 'full' arm")
+    p.add_argument("--arms", default=",".join(DEFAULT_ARMS),
+                   help=f"comma-separated arms out of {','.join(ARMS)} (default {','.join(DEFAULT_ARMS)}; "
+                        f"baseline is required)")
+    p.add_argument("--epochs", type=int, default=12, help="epochs per arm (default 12)")
+    p.add_argument("--iterations", type=int, default=25, help="training iterations per epoch (default 25)")
+    p.add_argument("--val-iterations", type=int, default=1, help="validation iterations per epoch (default 1)")
+    p.add_argument("--width", type=int, default=None,
+                   help="features of the first stage (others scaled alike); default: as planned")
+    p.add_argument("--seeds", type=_int_list, default=[0], help="comma-separated seeds, e.g. 0,1,2 (mean ± std)")
+    p.add_argument("--planner", default="nnUNetPlannerDCA_CPU",
+                   help="DCA planner (default nnUNetPlannerDCA_CPU; on a GPU nnUNetPlannerDCA or "
+                        "nnUNetPlannerDCAResEncM)")
+    p.add_argument("-c", default="3d_fullres", help="configuration (default 3d_fullres)")
+    p.add_argument("-device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--phantom-labeled", type=int, default=4)
+    p.add_argument("--phantom-unlabeled", type=int, default=16)
+    p.add_argument("--phantom-test", type=int, default=6)
+    p.add_argument("--phantom-seed", type=int, default=0)
+    p.add_argument("--phantom-size", choices=["small", "medium"], default="small")
+    p.add_argument("--no-gates", action="store_true", help="skip the DFAM gates picture")
+    p.add_argument("--tta", action="store_true",
+                   help="predict with nnU-Net's mirroring test-time augmentation (default off: 8x cheaper in 3D; "
+                        "the same for every arm)")
+    p.set_defaults(func=_cmd_benchmark)
     return parser
 
 

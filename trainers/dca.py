@@ -6,6 +6,7 @@ nnU-Net's own ``nnUNetTrainer_Xepochs`` variants.
 
 import torch
 
+from nnunetv2_dca.training.budget import BudgetMixin
 from nnunetv2_dca.training.dca import DCATrainer
 
 
@@ -48,3 +49,11 @@ class nnUNetTrainerDCA_250epochs(DCATrainer):
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.num_epochs = 250
+
+
+class nnUNetTrainerDCA_budget(BudgetMixin, DCATrainer):
+    """DCA with the benchmark's schedule and seed from the environment (see nnunetv2_dca/training/budget.py)."""
+
+
+class nnUNetTrainerDCA_supAgg_budget(BudgetMixin, nnUNetTrainerDCA_supAgg):
+    """nnUNetTrainerDCA_supAgg with the benchmark's schedule and seed from the environment."""

@@ -7,6 +7,8 @@ The training itself is nnU-Net's, unchanged; only the schedule is shortened (lik
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
+from nnunetv2_dca.training.budget import BudgetMixin
+
 
 class nnUNetTrainer_smoke(nnUNetTrainer):
     """2 epochs x 5 iterations, 2 validation iterations: checks a pipeline end to end in about a minute on CPU."""
@@ -17,3 +19,8 @@ class nnUNetTrainer_smoke(nnUNetTrainer):
         self.num_epochs = 2
         self.num_iterations_per_epoch = 5
         self.num_val_iterations_per_epoch = 2
+
+
+class nnUNetTrainer_budget(BudgetMixin, nnUNetTrainer):
+    """nnU-Net's trainer with the benchmark's schedule and seed from the environment (the labeled-only baseline and
+    the pseudo-label recipe of ``nnunetv2-dca benchmark``; see nnunetv2_dca/training/budget.py)."""

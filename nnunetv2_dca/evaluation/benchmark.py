@@ -1,0 +1,518 @@
+"""``nnunetv2-dca benchmark``: DCA against nnU-Net baselines in one run, one output folder, everything measured here.
+
+Every training and prediction is a stock nnU-Net console script (``nnUNetv2_train``, ``nnUNetv2_predict``,
+``nnUNetv2_plan_and_preprocess`` ...) run in a subprocess, exactly as a user would type it; all commands land in
+``commands.sh``. The arms differ only in the trainer (and, for two arms, the training data):
+
+==============  ===========================================  =================================================
+arm             trainer (-tr) and plans (-p)                 training data
+==============  ===========================================  =================================================
+``baseline``    ``nnUNetTrainer_budget`` + stock network     labeled cases only (nnU-Net as it is)
+``dca``         ``nnUNetTrainerDCA_budget`` + DCA network    labeled + unlabeled
+``dca_supagg``  ``nnUNetTrainerDCA_supAgg_budget``           labeled + unlabeled (D_A also sees ground truth)
+``semimoe``     ``nnUNetTrainerSemiMoE_budget`` + MoE        labeled + unlabeled
+``pseudolabel`` ``nnUNetTrainer_budget`` + stock network     labeled + the *baseline's* predictions on the
+                                                             unlabeled images (the recipe nnU-Net's
+                                                             maintainers recommend: train, pseudo-label
+                                                             offline, retrain on both)
+``full``        ``nnUNetTrainer_budget`` + stock network     all training cases with their true labels
+                                                             (upper bound; needs a fully labeled source)
+==============  ===========================================  =================================================
+
+Same plans for all arms: the dataset is planned once with a DCA planner (default ``nnUNetPlannerDCA_CPU``); the
+benchmark writes two plans files from it that share its preprocessed data (same ``data_identifier``):
+``nnUNetPlansBenchDCA`` (the DCA network) and ``nnUNetPlansBenchStock`` (nnU-Net's network of the same encoder,
+:func:`nnunetv2_dca.planning.planner.stock_architecture`); ``--width`` scales both networks' features per stage.
+The ``full`` and ``pseudolabel`` datasets get the same plans with nnU-Net's own transfer recipe
+(``nnUNetv2_extract_fingerprint``, ``nnUNetv2_move_plans_between_datasets``, ``nnUNetv2_preprocess``).
+
+Same budget: epochs x iterations per epoch and the seed reach every arm's ``*_budget`` trainer through environment
+variables (:mod:`nnunetv2_dca.training.budget`). All arms train with ``-f all`` (every labeled case: with a handful
+of labels, holding 20 % out for validation would change the comparison) and are evaluated on the held-out test
+set (``imagesTs``/``labelsTs``) with :func:`nnunetv2_dca.evaluation.evaluate.evaluate_folders`.
+
+Folders: ``OUT/nnUNet_raw`` and ``OUT/nnUNet_preprocessed`` (the benchmark's own copies: a user dataset given with
+``-d`` is hard-linked in, never modified), ``OUT/seed_<s>/nnUNet_results`` (one per seed, so seeds never overwrite
+each other), ``OUT/seed_<s>/predictions/<arm>``, and the report: ``OUT/README.md``, ``OUT/benchmark.json``,
+``OUT/dice_per_class.png``, ``OUT/class_groups.png``, ``OUT/commands.sh``.
+
+Cost, measured in this run: seconds per training iteration of each arm (median over epochs, the first epoch left
+out when there are more; data loading included, validation excluded; :mod:`~nnunetv2_dca.training.budget`),
+inference seconds per test case (wall time of ``nnUNetv2_predict``, without mirroring TTA unless ``--tta``, for all
+arms alike, minus the measured start-up of the same command
+on an empty folder, divided by the number of cases), parameters and FLOPs per patch (built on the meta device,
+:func:`nnunetv2_dca.network.cost.network_cost`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Mapping, Optional, Sequence
+
+from nnunetv2_dca.atomic import write_json_atomic, write_text_atomic
+
+ARMS = ("baseline", "dca", "dca_supagg", "semimoe", "pseudolabel", "full")
+DEFAULT_ARMS = ("baseline", "dca", "pseudolabel", "full")
+ARM_TRAINERS = {"baseline": "nnUNetTrainer_budget", "dca": "nnUNetTrainerDCA_budget",
+                "dca_supagg": "nnUNetTrainerDCA_supAgg_budget", "semimoe": "nnUNetTrainerSemiMoE_budget",
+                "pseudolabel": "nnUNetTrainer_budget", "full": "nnUNetTrainer_budget"}
+ARM_TITLES = {"baseline": "nnU-Net, labeled only", "dca": "DCA", "dca_supagg": "DCA + supervised D_A",
+              "semimoe": "Semi-MoE", "pseudolabel": "nnU-Net + offline pseudo-labels",
+              "full": "nnU-Net, all labels (upper bound)"}
+PLANS_DCA = "nnUNetPlansBenchDCA"
+PLANS_STOCK = "nnUNetPlansBenchStock"
+FOLD = "all"
+# dataset ids inside the benchmark's own nnUNet_raw
+ID_FULL, ID_SEMI, ID_PSEUDO = 951, 952, 960
+
+
+class BenchmarkError(RuntimeError):
+    """A benchmark step failed; the message names the step and the command."""
+
+
+@dataclass
+class BenchmarkConfig:
+    out: str
+    dataset: Optional[int] = None          # user dataset (semi-supervised: imagesTr, imagesTrUnlabeled, imagesTs)
+    full_dataset: Optional[int] = None     # its fully labeled source (for the 'full' arm)
+    arms: Sequence[str] = DEFAULT_ARMS
+    epochs: int = 12
+    iterations: int = 25
+    val_iterations: int = 1
+    width: Optional[int] = None
+    seeds: Sequence[int] = (0,)
+    planner: str = "nnUNetPlannerDCA_CPU"
+    configuration: str = "3d_fullres"
+    device: str = "cpu"
+    phantom_labeled: int = 4
+    phantom_unlabeled: int = 16
+    phantom_test: int = 6
+    phantom_seed: int = 0
+    phantom_size: str = "small"
+    gates_picture: bool = True
+    tta: bool = False                      # nnUNetv2_predict's mirroring test-time augmentation (8x cost in 3D)
+    extra: Dict[str, object] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        unknown = [a for a in self.arms if a not in ARMS]
+        if unknown:
+            raise ValueError(f"--arms: unknown arm(s) {', '.join(unknown)}; choose from {', '.join(ARMS)}")
+        if "baseline" not in self.arms:
+            raise ValueError("--arms must include 'baseline' (every delta is measured against it)")
+        for flag, value in (("--epochs", self.epochs), ("--iterations", self.iterations),
+                            ("--val-iterations", self.val_iterations)):
+            if value < 1:
+                raise ValueError(f"{flag} must be >= 1, got {value}")
+        if self.width is not None and self.width < 1:
+            raise ValueError(f"--width must be >= 1, got {self.width}")
+        if not self.seeds:
+            raise ValueError("--seeds is empty")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"--seeds has repeats: {list(self.seeds)}")
+        if self.dataset is None:
+            if self.phantom_labeled < 1 or self.phantom_unlabeled < 1 or self.phantom_test < 1:
+                raise ValueError("the phantom needs >= 1 labeled, unlabeled and test case")
+        elif "full" in self.arms and self.full_dataset is None:
+            raise ValueError("arm 'full' needs the fully labeled source dataset: --full-dataset ID")
+
+
+# ---------------------------------------------------------------------------------------------- small helpers
+class Runner:
+    """Runs console scripts, logs them to commands.sh and prints progress."""
+
+    def __init__(self, out: str, total_steps: int):
+        self.out = out
+        self.log = os.path.join(out, "commands.sh")
+        self.total = total_steps
+        self.done = 0
+        self.t0 = time.time()
+        with open(self.log, "w", encoding="utf-8") as f:
+            f.write("#!/usr/bin/env bash\n# commands run by `nnunetv2-dca benchmark` (nnUNet_raw/_preprocessed under "
+                    "this folder, nnUNet_results under seed_<s>/)\nset -euo pipefail\n")
+
+    def step(self, title: str) -> None:
+        self.done += 1
+        elapsed = time.time() - self.t0
+        eta = ""
+        if self.done > 1:
+            eta = f", about {elapsed / (self.done - 1) * (self.total - self.done + 1) / 60:.0f} min left"
+        print(f"[{self.done}/{self.total}] {title} ({elapsed / 60:.1f} min elapsed{eta})", flush=True)
+
+    def run(self, cmd: List[str], env: Mapping[str, str], env_shown: Sequence[str] = ()) -> float:
+        prefix = " ".join(f"{k}={shlex.quote(str(env[k]))}" for k in env_shown)
+        line = (prefix + " " if prefix else "") + shlex.join(cmd)
+        with open(self.log, "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+        print(f"  $ {line}", flush=True)
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        seconds = time.perf_counter() - t0
+        if proc.returncode != 0:
+            raise BenchmarkError(f"command failed with exit code {proc.returncode}: {line}\n--- last output ---\n"
+                                 f"{proc.stdout[-4000:]}")
+        return seconds
+
+
+def link_tree(src: str, dst: str) -> None:
+    """Copy a folder as hard links (plain copies across filesystems)."""
+    def link(s: str, d: str) -> None:
+        try:
+            os.link(s, d)
+        except OSError:
+            shutil.copy2(s, d)
+
+    shutil.copytree(src, dst, copy_function=link)
+
+
+def find_dataset(raw: str, dataset_id: int) -> str:
+    prefix = f"Dataset{dataset_id:03d}_"
+    found = sorted(d for d in os.listdir(raw) if d.startswith(prefix)) if os.path.isdir(raw) else []
+    if len(found) != 1:
+        raise FileNotFoundError(f"expected one Dataset{dataset_id:03d}_* in {raw}, found {found or 'none'}")
+    return os.path.join(raw, found[0])
+
+
+def scale_width(arch_kwargs: dict, width: int) -> None:
+    """Scale features_per_stage so the first stage has ``width`` features (the planned stage ratios, incl. the cap
+    on the deepest stages, are kept)."""
+    features = list(arch_kwargs["features_per_stage"])
+    arch_kwargs["features_per_stage"] = [max(1, round(f * width / features[0])) for f in features]
+
+
+def write_bench_plans(preprocessed_dataset: str, plans_name: str, configuration: str, width: Optional[int]
+                      ) -> Dict[str, str]:
+    """``nnUNetPlansBenchDCA`` / ``nnUNetPlansBenchStock`` next to the planned DCA plans (same data identifier, so
+    the preprocessed data are shared). Returns plans name -> file."""
+    from nnunetv2_dca.planning.planner import DCA_NETWORKS, stock_architecture
+
+    with open(os.path.join(preprocessed_dataset, plans_name + ".json"), encoding="utf-8") as f:
+        plans = json.load(f)
+    if configuration not in plans["configurations"]:
+        raise ValueError(f"configuration {configuration!r} is not in {plans_name} "
+                         f"(has {sorted(plans['configurations'])})")
+    arch = plans["configurations"][configuration]["architecture"]
+    if arch["network_class_name"] not in DCA_NETWORKS.values():
+        raise ValueError(f"{plans_name} is not a DCA plan ({arch['network_class_name']}); use a DCA planner")
+    files = {}
+    for name, architecture in ((PLANS_DCA, json.loads(json.dumps(arch))), (PLANS_STOCK, stock_architecture(arch))):
+        architecture = dict(architecture)
+        architecture["arch_kwargs"] = dict(architecture["arch_kwargs"])
+        architecture["_kw_requires_import"] = list(architecture["_kw_requires_import"])
+        if width is not None:
+            scale_width(architecture["arch_kwargs"], width)
+        derived = json.loads(json.dumps(plans))
+        derived["plans_name"] = name
+        derived["configurations"] = {configuration: dict(plans["configurations"][configuration],
+                                                         architecture=architecture)}
+        derived["configurations"][configuration].pop("inherits_from", None)
+        path = os.path.join(preprocessed_dataset, name + ".json")
+        write_json_atomic(derived, path)
+        files[name] = path
+    return files
+
+
+def make_pseudo_label_dataset(raw: str, semi_folder: str, pseudo_labels: str, dataset_id: int) -> str:
+    """Raw dataset = the semi dataset's labeled cases + its unlabeled images with ``pseudo_labels`` as labels."""
+    with open(os.path.join(semi_folder, "dataset.json"), encoding="utf-8") as f:
+        dj = json.load(f)
+    ending = dj["file_ending"]
+    target = os.path.join(raw, f"Dataset{dataset_id:03d}_{os.path.basename(semi_folder).split('_', 1)[1]}PL")
+    if os.path.exists(target):
+        shutil.rmtree(target)
+    tmp = target + ".partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
+            if os.path.isdir(os.path.join(semi_folder, sub)):
+                link_tree(os.path.join(semi_folder, sub), os.path.join(tmp, sub))
+        n_pseudo = 0
+        for fname in sorted(os.listdir(os.path.join(semi_folder, "imagesTrUnlabeled"))):
+            if not fname.endswith(ending):
+                continue
+            case = fname[:-len(ending)].rsplit("_", 1)[0]
+            label = os.path.join(pseudo_labels, case + ending)
+            if not os.path.isfile(label):
+                raise FileNotFoundError(f"no pseudo-label {label} for unlabeled image {fname}")
+            os.link(os.path.join(semi_folder, "imagesTrUnlabeled", fname), os.path.join(tmp, "imagesTr", fname))
+            dst = os.path.join(tmp, "labelsTr", case + ending)
+            if not os.path.exists(dst):
+                shutil.copy2(label, dst)
+                n_pseudo += 1
+        dj = dict(dj, numTraining=dj["numTraining"] + n_pseudo,
+                  description=f"{dj.get('description', '')} + {n_pseudo} offline pseudo-labels "
+                              f"(nnunetv2-dca benchmark)")
+        dj.pop("numUnlabeled", None)
+        with open(os.path.join(tmp, "dataset.json"), "w", encoding="utf-8") as f:
+            json.dump(dj, f, indent=2)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    os.replace(tmp, target)
+    return target
+
+
+def machine_info(device: str) -> Dict[str, object]:
+    import torch
+    from importlib.metadata import version
+
+    info: Dict[str, object] = {
+        "platform": platform.platform(), "python": platform.python_version(), "cpu_count": os.cpu_count(),
+        "processor": platform.processor() or platform.machine(), "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(), "nnunetv2": version("nnunetv2"),
+        "nnunetv2_dca": version("nnunetv2-dca"), "device": device,
+    }
+    if device.startswith("cuda") and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+# ------------------------------------------------------------------------------------------------- the run
+class Benchmark:
+    def __init__(self, cfg: BenchmarkConfig):
+        cfg.validate()
+        self.cfg = cfg
+        self.out = os.path.abspath(cfg.out)
+        self.raw = os.path.join(self.out, "nnUNet_raw")
+        self.pre = os.path.join(self.out, "nnUNet_preprocessed")
+        self.arms = [a for a in ARMS if a in cfg.arms]  # fixed order: pseudolabel after baseline
+        self.results: Dict[str, Dict[int, Dict]] = {a: {} for a in self.arms}
+        self.timings: Dict[str, Dict[int, Dict]] = {a: {} for a in self.arms}
+
+    # environment of every command
+    def env(self, seed: Optional[int] = None, training: bool = False) -> Dict[str, str]:
+        from nnunetv2_dca.training.budget import (ENV_EPOCHS, ENV_ITERATIONS, ENV_SEED, ENV_VAL_ITERATIONS)
+
+        env = dict(os.environ)
+        env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+        env["nnUNet_raw"], env["nnUNet_preprocessed"] = self.raw, self.pre
+        env["nnUNet_results"] = os.path.join(self.out, f"seed_{seed if seed is not None else 'none'}",
+                                             "nnUNet_results")
+        if training:
+            # on few CPU cores every spawned worker re-imports nnU-Net for seconds; GPU runs keep nnU-Net's default
+            if self.cfg.device == "cpu":
+                env["nnUNet_def_n_proc"] = "1"
+                env["nnUNet_n_proc_DA"] = "0"
+            env[ENV_EPOCHS] = str(self.cfg.epochs)
+            env[ENV_ITERATIONS] = str(self.cfg.iterations)
+            env[ENV_VAL_ITERATIONS] = str(self.cfg.val_iterations)
+            env[ENV_SEED] = str(seed)
+        return env
+
+    def training_env_keys(self) -> List[str]:
+        from nnunetv2_dca.training.budget import (ENV_EPOCHS, ENV_ITERATIONS, ENV_SEED, ENV_VAL_ITERATIONS)
+
+        keys = ["nnUNet_results", ENV_EPOCHS, ENV_ITERATIONS, ENV_VAL_ITERATIONS, ENV_SEED]
+        return (["nnUNet_def_n_proc", "nnUNet_n_proc_DA"] if self.cfg.device == "cpu" else []) + keys
+
+    def total_steps(self) -> int:
+        per_seed = sum(1 for a in self.arms) + (1 if "pseudolabel" in self.arms else 0)
+        return 3 + len(self.cfg.seeds) * per_seed + 1
+
+    # ---- data
+    def prepare_data(self, runner: Runner) -> None:
+        from nnunetv2_dca.data.phantom import write_phantom_dataset
+        from nnunetv2_dca.data.split import make_semi_supervised_split
+
+        cfg = self.cfg
+        if os.path.isdir(self.raw):
+            shutil.rmtree(self.raw)
+        if os.path.isdir(self.pre):
+            shutil.rmtree(self.pre)
+        os.makedirs(self.raw)
+        os.makedirs(self.pre)
+        runner.step("data")
+        if cfg.dataset is None:
+            n_train = cfg.phantom_labeled + cfg.phantom_unlabeled
+            # one fully labeled phantom; the semi-supervised dataset keeps the first cases labeled
+            write_phantom_dataset(self.raw, ID_FULL, labeled=n_train, unlabeled=0, test=cfg.phantom_test,
+                                  seed=cfg.phantom_seed, size=cfg.phantom_size)
+            labeled = [f"phantom_{i:04d}" for i in range(cfg.phantom_labeled)]
+            make_semi_supervised_split(self.raw, ID_FULL, ID_SEMI, labeled_cases=labeled, name="AbdomenPhantomSemi",
+                                       preprocessed_dir=self.pre)
+            with open(runner.log, "a", encoding="utf-8") as f:
+                f.write(f"nnunetv2-dca phantom -d {ID_FULL} --labeled {n_train} --unlabeled 0 --test "
+                        f"{cfg.phantom_test} --seed {cfg.phantom_seed} --size {cfg.phantom_size}\n"
+                        f"nnunetv2-dca split -d {ID_FULL} --out-id {ID_SEMI} --labeled-cases {','.join(labeled)} "
+                        f"--name AbdomenPhantomSemi\n")
+            self.has_full = True
+        else:
+            user_raw = os.environ.get("nnUNet_raw")
+            if not user_raw:
+                raise ValueError("-d needs $nnUNet_raw (the benchmark hard-links the dataset from there)")
+            src = find_dataset(user_raw, cfg.dataset)
+            link_tree(src, os.path.join(self.raw, f"Dataset{ID_SEMI:03d}_" + os.path.basename(src).split("_", 1)[1]))
+            self.has_full = cfg.full_dataset is not None
+            if self.has_full:
+                full = find_dataset(user_raw, cfg.full_dataset)
+                link_tree(full, os.path.join(self.raw, f"Dataset{ID_FULL:03d}_" + os.path.basename(full).split("_", 1)[1]))
+        self.semi = find_dataset(self.raw, ID_SEMI)
+        for sub in ("imagesTs", "labelsTs", "imagesTrUnlabeled"):
+            if not os.path.isdir(os.path.join(self.semi, sub)):
+                raise ValueError(f"{self.semi} has no {sub}/: the benchmark needs unlabeled images and a labeled test "
+                                 f"set (make one with `nnunetv2-dca split`)")
+
+    def plan(self, runner: Runner) -> None:
+        cfg = self.cfg
+        runner.step("plan and preprocess (DCA planner; labeled + unlabeled images)")
+        runner.run(["nnUNetv2_plan_and_preprocess", "-d", str(ID_SEMI), "-pl", cfg.planner, "-c", cfg.configuration,
+                    "-np", "1", "-npfp", "1", "--verify_dataset_integrity"], self.env())
+        from nnunetv2_dca.discovery import find_registered_class
+
+        planner = find_registered_class(cfg.planner)
+        if planner is None or not hasattr(planner, "dca_plans_name"):
+            raise ValueError(f"--planner {cfg.planner!r} is not a DCA planner (nnUNetPlannerDCA, "
+                             f"nnUNetPlannerDCAResEncM/L/XL, nnUNetPlannerDCA_CPU)")
+        plans_name = planner.dca_plans_name
+        self.pre_semi = os.path.join(self.pre, os.path.basename(self.semi))
+        self.plans_files = write_bench_plans(self.pre_semi, plans_name, cfg.configuration, cfg.width)
+        with open(runner.log, "a", encoding="utf-8") as f:
+            f.write(f"# {PLANS_DCA}.json and {PLANS_STOCK}.json: copies of {plans_name}.json with the DCA network and "
+                    f"nnU-Net's network of the same encoder (width {cfg.width or 'as planned'}); see "
+                    f"nnunetv2_dca/evaluation/benchmark.py\n")
+        if self.has_full and "full" in self.arms:
+            runner.step("plans for the fully labeled dataset (nnU-Net's plan transfer)")
+            self.transfer_plans(runner, ID_FULL)
+
+    def transfer_plans(self, runner: Runner, target_id: int) -> None:
+        env = self.env()
+        runner.run(["nnUNetv2_extract_fingerprint", "-d", str(target_id), "-np", "1"], env)
+        # nnU-Net's planner copies dataset.json into nnUNet_preprocessed; the transfer recipe skips the planner
+        name = os.path.basename(find_dataset(self.raw, target_id))
+        shutil.copy2(os.path.join(self.raw, name, "dataset.json"), os.path.join(self.pre, name, "dataset.json"))
+        with open(runner.log, "a", encoding="utf-8") as f:
+            f.write(f'cp "$nnUNet_raw/{name}/dataset.json" "$nnUNet_preprocessed/{name}/"\n')
+        runner.run(["nnUNetv2_move_plans_between_datasets", "-s", str(ID_SEMI), "-t", str(target_id),
+                    "-sp", PLANS_STOCK, "-tp", PLANS_STOCK], env)
+        runner.run(["nnUNetv2_preprocess", "-d", str(target_id), "-plans_name", PLANS_STOCK, "-c",
+                    self.cfg.configuration, "-np", "1"], env)
+
+    # ---- arms
+    def train_predict(self, runner: Runner, arm: str, seed: int, dataset_id: int, plans: str) -> None:
+        cfg = self.cfg
+        trainer = ARM_TRAINERS[arm]
+        env = self.env(seed, training=True)
+        runner.run(["nnUNetv2_train", str(dataset_id), cfg.configuration, FOLD, "-tr", trainer, "-p", plans,
+                    "-device", cfg.device], env, self.training_env_keys())
+        from nnunetv2_dca.training.budget import load_timing
+
+        model = os.path.join(env["nnUNet_results"], os.path.basename(find_dataset(self.raw, dataset_id)),
+                             f"{trainer}__{plans}__{cfg.configuration}", f"fold_{FOLD}")
+        timing = load_timing(model)
+        pred = os.path.join(self.out, f"seed_{seed}", "predictions", arm)
+        predict = ["nnUNetv2_predict", "-i", os.path.join(self.semi, "imagesTs"), "-o", pred, "-d", str(dataset_id),
+                   "-c", cfg.configuration, "-f", FOLD, "-tr", trainer, "-p", plans, "-device", cfg.device,
+                   "-npp", "0", "-nps", "0"] + ([] if cfg.tta else ["--disable_tta"])
+        seconds = runner.run(predict, self.env(seed), ["nnUNet_results"])
+        # start-up of the same command (imports, model loading) on an empty input folder
+        empty = os.path.join(self.out, f"seed_{seed}", "predictions", ".empty")
+        os.makedirs(empty, exist_ok=True)
+        t0 = time.perf_counter()
+        subprocess.run(predict[:2] + [empty] + predict[3:4] + [empty + "_out"] + predict[5:], env=self.env(seed),
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        startup = time.perf_counter() - t0
+        shutil.rmtree(empty, ignore_errors=True)
+        shutil.rmtree(empty + "_out", ignore_errors=True)
+        n_cases = len([f for f in os.listdir(pred) if f.endswith(self.file_ending)])
+        per_iter = timing["seconds_per_iteration_per_epoch"]
+        steady = per_iter[1:] if len(per_iter) > 1 else per_iter
+        self.timings[arm][seed] = {
+            "seconds_per_iteration": statistics.median(steady),
+            "seconds_per_iteration_per_epoch": per_iter,
+            "predict_wall_seconds": seconds, "predict_startup_seconds": startup,
+            "inference_seconds_per_case": max(seconds - startup, 0.0) / max(1, n_cases),
+            "model_folder": model,
+        }
+        self.results[arm][seed] = self.evaluate(pred)
+        self.model_folders = getattr(self, "model_folders", {})
+        self.model_folders[(arm, seed)] = model
+
+    def evaluate(self, pred: str) -> Dict:
+        from nnunetv2_dca.evaluation.evaluate import evaluate_folders
+
+        return evaluate_folders(os.path.join(self.semi, "labelsTs"), pred, os.path.join(self.semi, "dataset.json"),
+                                plans_file=self.plans_files[PLANS_DCA])
+
+    def pseudo_label_arm(self, runner: Runner, seed: int, index: int) -> None:
+        cfg = self.cfg
+        runner.step(f"seed {seed}: pseudo-label the unlabeled images with the baseline, build the dataset")
+        pl = os.path.join(self.out, f"seed_{seed}", "pseudo_labels")
+        runner.run(["nnUNetv2_predict", "-i", os.path.join(self.semi, "imagesTrUnlabeled"), "-o", pl, "-d",
+                    str(ID_SEMI), "-c", cfg.configuration, "-f", FOLD, "-tr", ARM_TRAINERS["baseline"], "-p",
+                    PLANS_STOCK, "-device", cfg.device, "-npp", "0", "-nps", "0"]
+                   + ([] if cfg.tta else ["--disable_tta"]), self.env(seed), ["nnUNet_results"])
+        pid = ID_PSEUDO + index
+        make_pseudo_label_dataset(self.raw, self.semi, pl, pid)
+        with open(runner.log, "a", encoding="utf-8") as f:
+            f.write(f"# Dataset{pid:03d}: imagesTr+labelsTr of Dataset{ID_SEMI:03d} plus imagesTrUnlabeled with the "
+                    f"labels predicted above (hard links), written by the benchmark\n")
+        self.transfer_plans(runner, pid)
+        runner.step(f"seed {seed}: arm pseudolabel ({ARM_TITLES['pseudolabel']})")
+        self.train_predict(runner, "pseudolabel", seed, pid, PLANS_STOCK)
+
+    def run(self) -> Dict:
+        cfg = self.cfg
+        os.makedirs(self.out, exist_ok=True)
+        runner = Runner(self.out, self.total_steps())
+        t_start = time.time()
+        self.prepare_data(runner)
+        with open(os.path.join(self.semi, "dataset.json"), encoding="utf-8") as f:
+            self.dataset_json = json.load(f)
+        self.file_ending = self.dataset_json["file_ending"]
+        self.plan(runner)
+        for index, seed in enumerate(cfg.seeds):
+            for arm in self.arms:
+                if arm == "pseudolabel":
+                    self.pseudo_label_arm(runner, seed, index)
+                    continue
+                runner.step(f"seed {seed}: arm {arm} ({ARM_TITLES[arm]})")
+                dataset_id = ID_FULL if arm == "full" else ID_SEMI
+                plans = PLANS_DCA if arm in ("dca", "dca_supagg") else PLANS_STOCK
+                self.train_predict(runner, arm, seed, dataset_id, plans)
+        runner.step("report")
+        report = self.report(time.time() - t_start, runner)
+        print(f"benchmark done in {(time.time() - t_start) / 60:.1f} min; report: "
+              f"{os.path.join(self.out, 'README.md')}", flush=True)
+        return report
+
+    # ---- report
+    def network_costs(self) -> Dict[str, Dict[str, float]]:
+        from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
+        from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+        from nnunetv2_dca.network.cost import network_cost
+
+        costs = {}
+        for arm in self.arms:
+            plans_file = self.plans_files[PLANS_DCA if arm in ("dca", "dca_supagg") else PLANS_STOCK]
+            with open(plans_file, encoding="utf-8") as f:
+                plans = json.load(f)
+            arch = plans["configurations"][self.cfg.configuration]["architecture"]
+            if arm == "semimoe":
+                from nnunetv2_dca.training.semi_moe import SemiMoETrainer, semi_moe_architecture
+
+                t = SemiMoETrainer
+                arch = semi_moe_architecture(arch, t.num_experts, t.gating, t.expert_scope)
+            pm = PlansManager(plans)
+            cm = pm.get_configuration(self.cfg.configuration)
+            n_in = determine_num_input_channels(pm, cm, self.dataset_json)
+            n_out = pm.get_label_manager(self.dataset_json).num_segmentation_heads
+            costs[arm] = network_cost(arch, cm.patch_size, n_in, n_out)
+        return costs
+
+    def report(self, wall_seconds: float, runner: Runner) -> Dict:
+        from nnunetv2_dca.evaluation.benchmark_report import build_report
+
+        return build_report(self, wall_seconds, runner)
+
+
+def run_benchmark(cfg: BenchmarkConfig) -> Dict:
+    return Benchmark(cfg).run()

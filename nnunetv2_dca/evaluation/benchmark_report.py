@@ -1,0 +1,365 @@
+"""The benchmark's report: ``benchmark.json``, ``README.md`` (tables), ``dice_per_class.png`` and the class-groups
+chart, all from the measured results of one :class:`nnunetv2_dca.evaluation.benchmark.Benchmark` run.
+
+Aggregation: per arm and seed, a class's Dice is the mean over the test cases (``evaluate_folders``); a group's
+Dice is the mean over its classes; with several seeds the report gives mean +- standard deviation (sample, n-1)
+over seeds of those per-seed values. Deltas are arm minus baseline of the same seed, then averaged over seeds.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import statistics
+from typing import Dict, List, Mapping, Optional, Sequence
+
+from nnunetv2_dca.atomic import write_json_atomic, write_text_atomic
+from nnunetv2_dca.evaluation.evaluate import json_ready
+
+_ARM_COLORS = {"baseline": "#7f7f7f", "dca": "#d62728", "dca_supagg": "#ff9896", "semimoe": "#9467bd",
+               "pseudolabel": "#1f77b4", "full": "#2ca02c"}
+
+
+def mean_std(values: Sequence[float]) -> Dict[str, float]:
+    vals = [v for v in values if v is not None and not math.isnan(v)]
+    if not vals:
+        return {"mean": float("nan"), "std": float("nan"), "n": 0}
+    return {"mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else 0.0, "n": len(vals)}
+
+
+def fmt(stat: Mapping[str, float], scale: float = 100.0, digits: int = 1) -> str:
+    if stat["n"] == 0:
+        return "n/a"
+    if stat["n"] == 1:
+        return f"{stat['mean'] * scale:.{digits}f}"
+    return f"{stat['mean'] * scale:.{digits}f} ± {stat['std'] * scale:.{digits}f}"
+
+
+def fmt_delta(stat: Mapping[str, float]) -> str:
+    if stat["n"] == 0:
+        return "n/a"
+    return f"{stat['mean'] * 100:+.1f}"
+
+
+def summarise_arms(results: Mapping[str, Mapping[int, Mapping]], seeds: Sequence[int]) -> Dict:
+    """Per arm: class / group / mean Dice (mean, std over seeds) and deltas to the baseline."""
+    arms = list(results)
+    first = results["baseline"][seeds[0]]
+    classes = list(first["mean"])  # str ids, dataset.json order
+    groups = first.get("group_mean") or {}
+
+    def per_seed(arm: str, seed: int) -> Dict[str, float]:
+        r = results[arm][seed]
+        d = {f"class:{c}": r["mean"][c]["Dice"] for c in classes}
+        d.update({f"group:{g}": v["Dice"] for g, v in (r.get("group_mean") or {}).items()})
+        d["mean"] = r["foreground_mean"]["Dice"]
+        return d
+
+    out = {}
+    for arm in arms:
+        values = {s: per_seed(arm, s) for s in seeds}
+        base = {s: per_seed("baseline", s) for s in seeds}
+        keys = list(values[seeds[0]])
+        out[arm] = {
+            "dice": {k: mean_std([values[s][k] for s in seeds]) for k in keys},
+            "delta_to_baseline": {k: mean_std([values[s][k] - base[s][k] for s in seeds]) for k in keys},
+        }
+    return {"classes": classes, "labels": first["labels"], "groups": {g: v["classes"] for g, v in groups.items()},
+            "arms": out}
+
+
+def plot_dice_per_class(summary: Mapping, path: str, title: str) -> str:
+    """Grouped bars: classes (head -> tail, groups separated), one bar per arm, error bars = std over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from nnunetv2_dca.planning.report import save_figure_atomic
+
+    groups = summary["groups"]
+    ordered: List[str] = [str(c) for members in groups.values() for c in members] or summary["classes"]
+    ordered += [c for c in summary["classes"] if c not in ordered]
+    arms = list(summary["arms"])
+    width = 0.8 / len(arms)
+    fig, ax = plt.subplots(figsize=(max(7.0, 0.75 * len(ordered) + 2.5), 4.8))
+    for i, arm in enumerate(arms):
+        stats = [summary["arms"][arm]["dice"][f"class:{c}"] for c in ordered]
+        xs = [x + (i - (len(arms) - 1) / 2) * width for x in range(len(ordered))]
+        ax.bar(xs, [s["mean"] for s in stats], width, yerr=[s["std"] if s["n"] > 1 else 0 for s in stats],
+               color=_ARM_COLORS.get(arm, None), label=arm, capsize=2, error_kw={"linewidth": 0.8})
+    pos = 0
+    for g, members in groups.items():
+        if pos:
+            ax.axvline(pos - 0.5, color="k", linestyle="--", linewidth=0.8)
+        ax.text(pos - 0.45, 1.02, g, fontsize=8, transform=ax.get_xaxis_transform())
+        pos += len(members)
+    ax.set_xticks(range(len(ordered)))
+    ax.set_xticklabels([summary["labels"].get(c, c) for c in ordered], rotation=50, ha="right", fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("Dice (test set, mean over cases)")
+    ax.set_title(title, fontsize=9, pad=14)
+    ax.legend(fontsize=8, ncol=min(len(arms), 3), loc="upper right")
+    fig.tight_layout()
+    return save_figure_atomic(fig, path, dpi=110)
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b else float("nan")
+
+
+def build_report(bench, wall_seconds: float, runner) -> Dict:
+    from nnunetv2_dca.evaluation.benchmark import ARM_TITLES, ARM_TRAINERS, PLANS_DCA, machine_info
+    from nnunetv2_dca.planning.grouping import Grouping  # noqa: F401  (documents where groups come from)
+
+    cfg = bench.cfg
+    seeds = list(cfg.seeds)
+    out = bench.out
+    summary = summarise_arms(bench.results, seeds)
+    costs = bench.network_costs()
+    timing = {arm: {"seconds_per_iteration": mean_std([bench.timings[arm][s]["seconds_per_iteration"] for s in seeds]),
+                    "inference_seconds_per_case": mean_std([bench.timings[arm][s]["inference_seconds_per_case"]
+                                                           for s in seeds])}
+              for arm in bench.arms}
+    base_t = timing["baseline"]
+    for arm in bench.arms:
+        timing[arm]["iteration_ratio_to_baseline"] = _ratio(timing[arm]["seconds_per_iteration"]["mean"],
+                                                            base_t["seconds_per_iteration"]["mean"])
+        timing[arm]["inference_ratio_to_baseline"] = _ratio(timing[arm]["inference_seconds_per_case"]["mean"],
+                                                            base_t["inference_seconds_per_case"]["mean"])
+        for k in ("parameters", "inference_gflops", "training_forward_gflops"):
+            costs[arm][f"{k}_ratio_to_baseline"] = _ratio(costs[arm][k], costs["baseline"][k])
+
+    with open(bench.plans_files[PLANS_DCA], encoding="utf-8") as f:
+        import json
+
+        plans = json.load(f)
+    dca_block = plans.get("dca", {})
+    # the planner's log-gap chart, redrawn from the plans (the grouping the DCA arm was trained with)
+    charts = {"dice_per_class": plot_dice_per_class(
+        summary, os.path.join(out, "dice_per_class.png"),
+        f"test-set Dice per class, {len(seeds)} seed(s), {cfg.epochs} epochs x {cfg.iterations} iterations")}
+    groups_png = _class_groups_chart(bench, dca_block, os.path.join(out, "class_groups.png"))
+    if groups_png:
+        charts["class_groups"] = groups_png
+    for arm in ("dca", "semimoe"):
+        if arm in bench.arms:
+            src = os.path.join(bench.timings[arm][seeds[0]]["model_folder"], "progress_semi_supervised.png")
+            if os.path.isfile(src):
+                dst = os.path.join(out, f"progress_{arm}_seed{seeds[0]}.png")
+                shutil.copy2(src, dst)
+                charts[f"progress_{arm}"] = dst
+    gates = None
+    if cfg.gates_picture and "dca" in bench.arms:
+        gates = _gates_picture(bench, seeds[0], runner)
+        if gates:
+            charts["gates"] = gates["png"]
+
+    report = {
+        "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(cfg).items()},
+        "arms": {arm: {"title": ARM_TITLES[arm], "trainer": ARM_TRAINERS[arm]} for arm in bench.arms},
+        "dataset": {"folder": bench.semi, "labels": summary["labels"], "groups": summary["groups"],
+                    "class_voxel_counts": dca_block.get("class_voxel_counts"),
+                    "n_labeled": len(os.listdir(os.path.join(bench.semi, "labelsTr"))),
+                    "n_unlabeled": len(os.listdir(os.path.join(bench.semi, "imagesTrUnlabeled"))),
+                    "n_test": len(os.listdir(os.path.join(bench.semi, "labelsTs")))},
+        "seeds": seeds,
+        "dice": summary["arms"],
+        "per_seed_evaluation": {arm: {str(s): {k: v for k, v in r.items() if k != "metric_per_case"}
+                                      for s, r in bench.results[arm].items()} for arm in bench.arms},
+        "timing": timing,
+        "timing_per_seed": {arm: {str(s): t for s, t in bench.timings[arm].items()} for arm in bench.arms},
+        "network_cost": costs,
+        "machine": machine_info(cfg.device),
+        "wall_seconds": wall_seconds,
+        "commands": os.path.join(out, "commands.sh"),
+        "charts": {k: os.path.basename(v) for k, v in charts.items()},
+        "gates": gates["numbers"] if gates else None,
+    }
+    report["verdict"] = verdict(summary, seeds)
+    write_json_atomic(json_ready(report), os.path.join(out, "benchmark.json"))
+    write_text_atomic(os.path.join(out, "README.md"), markdown_report(report, summary, bench))
+    return report
+
+
+def verdict(summary: Mapping, seeds: Sequence[int]) -> Dict[str, object]:
+    """Does DCA beat the labeled-only baseline on the tail group (and overall)? Stated, never tuned."""
+    if "dca" not in summary["arms"]:
+        return {}
+    groups = list(summary["groups"])
+    tail = groups[-1] if groups else None
+    d = summary["arms"]["dca"]["delta_to_baseline"]
+    res: Dict[str, object] = {"mean_delta": d["mean"]["mean"]}
+    if tail:
+        res["tail_group"] = tail
+        res["tail_delta"] = d[f"group:{tail}"]["mean"]
+        res["dca_beats_baseline_on_tail"] = bool(d[f"group:{tail}"]["mean"] > 0)
+    if "pseudolabel" in summary["arms"]:
+        res["mean_delta_to_pseudolabel"] = (summary["arms"]["dca"]["dice"]["mean"]["mean"]
+                                            - summary["arms"]["pseudolabel"]["dice"]["mean"]["mean"])
+    return res
+
+
+def _class_groups_chart(bench, dca_block: Mapping, path: str) -> Optional[str]:
+    from nnunetv2_dca.planning.grouping import explicit_grouping
+    from nnunetv2_dca.planning.report import plot_grouping
+
+    counts = {int(k): int(v) for k, v in (dca_block.get("class_voxel_counts") or {}).items()}
+    groups = dca_block.get("class_groups")
+    if not counts or not groups:
+        return None
+    names = {int(v): k for k, v in bench.dataset_json["labels"].items() if isinstance(v, int)}
+    grouping = explicit_grouping(groups, counts, names)
+    grouping_source = dca_block.get("grouping_source", "plans")
+    return plot_grouping(grouping, names, path, title=f"labeled voxel share per class, groups from {grouping_source} "
+                                                      f"(dashed = group borders)")
+
+
+def _gates_picture(bench, seed: int, runner) -> Optional[Dict]:
+    """DFAM gates of the DCA model on the first test case (what ``nnunetv2-dca gates`` draws), with its numbers."""
+    import shlex
+
+    from nnunetv2_dca.evaluation.gates import run_gates
+
+    ending = bench.file_ending
+    images = sorted(f for f in os.listdir(os.path.join(bench.semi, "imagesTs")) if f.endswith("_0000" + ending))
+    if not images:
+        return None
+    image = os.path.join(bench.semi, "imagesTs", images[0])
+    reference = os.path.join(bench.semi, "labelsTs", images[0][:-len("_0000" + ending)] + ending)
+    model = os.path.dirname(bench.timings["dca"][seed]["model_folder"])
+    png = os.path.join(bench.out, f"gates_dca_seed{seed}.png")
+    cmd = ["nnunetv2-dca", "gates", "-m", model, "-f", "all", "-i", image, "-o", png, "-device", bench.cfg.device]
+    if os.path.isfile(reference):
+        cmd[cmd.index("-o"):cmd.index("-o")] = ["-ref", reference]
+    with open(runner.log, "a", encoding="utf-8") as f:
+        f.write(shlex.join(cmd) + "\n")
+    result = run_gates([image], png, model_folder=model, fold="all",
+                       reference_file=reference if os.path.isfile(reference) else None, device=bench.cfg.device)
+    return {"png": png, "numbers": {k: result[k] for k in ("case", "slice", "experts", "class_groups", "prediction",
+                                                           "reference") if k in result}}
+
+
+def gates_table(numbers: Mapping) -> str:
+    """Mean DFAM gate of each expert inside each region of the reference (else prediction) of the gates case."""
+    source = "reference" if numbers.get("reference") else "prediction"
+    stats = numbers[source]
+    experts = numbers["experts"]
+    rows = [f"Mean gate weight per expert inside each {source} region of {numbers['case']} (whole case; equal "
+            f"weight = {1 / len(experts):.2f}):", "",
+            "| region | voxels | " + " | ".join(experts) + " |", "|---|---|" + "---|" * len(experts)]
+    for region, entry in stats.items():
+        cells = ["n/a" if entry["mean_gate"][e] is None else f"{entry['mean_gate'][e]:.2f}" for e in experts]
+        rows.append(f"| {region} | {entry['voxels']} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def markdown_report(report: Mapping, summary: Mapping, bench) -> str:
+    cfg = bench.cfg
+    arms = list(summary["arms"])
+    seeds = report["seeds"]
+    lines: List[str] = []
+    add = lines.append
+    add("# nnunetv2-dca benchmark")
+    add("")
+    add(f"Dataset `{os.path.basename(report['dataset']['folder'])}`: {report['dataset']['n_labeled']} labeled, "
+        f"{report['dataset']['n_unlabeled']} unlabeled training images, {report['dataset']['n_test']} test cases. "
+        f"Budget per arm: {cfg.epochs} epochs x {cfg.iterations} iterations, width "
+        f"{cfg.width or 'as planned'} ({cfg.planner}, {cfg.configuration}), seeds {', '.join(map(str, seeds))}, "
+        f"device {cfg.device}. Total wall time {report['wall_seconds'] / 60:.0f} min.")
+    add("")
+    add("Arms: " + "; ".join(f"**{a}** = {report['arms'][a]['title']} (`-tr {report['arms'][a]['trainer']}`)"
+                            for a in arms) + ". All trained with the stock `nnUNetv2_train ... -f all`, predicted "
+        "with `nnUNetv2_predict`, evaluated on the held-out test set; the exact commands are in "
+        "[commands.sh](commands.sh).")
+    add("")
+    v = report.get("verdict") or {}
+    if v.get("tail_group"):
+        verb = "beats" if v["dca_beats_baseline_on_tail"] else "does NOT beat"
+        add(f"**Result: DCA {verb} the labeled-only baseline on the {v['tail_group']} group** "
+            f"({v['tail_delta'] * 100:+.1f} Dice points; mean over classes {v['mean_delta'] * 100:+.1f}"
+            + (f"; vs. offline pseudo-labels {v['mean_delta_to_pseudolabel'] * 100:+.1f}"
+               if "mean_delta_to_pseudolabel" in v else "") + ").")
+        add("")
+    add("![Dice per class](dice_per_class.png)")
+    add("")
+    add("## Dice (%) per group" + (" (mean ± std over seeds)" if len(seeds) > 1 else ""))
+    add("")
+    group_keys = [f"group:{g}" for g in summary["groups"]] + ["mean"]
+    headers = [g.split(":", 1)[1] for g in group_keys[:-1]] + ["mean over classes"]
+    add("| arm | " + " | ".join(headers) + " |")
+    add("|---|" + "---|" * len(headers))
+    for arm in arms:
+        cells = []
+        for k in group_keys:
+            cell = fmt(summary["arms"][arm]["dice"][k])
+            if arm != "baseline":
+                cell += f" ({fmt_delta(summary['arms'][arm]['delta_to_baseline'][k])})"
+            cells.append(cell)
+        add(f"| {arm} | " + " | ".join(cells) + " |")
+    add("")
+    add("In parentheses: difference to the baseline in Dice points (same seed, then averaged).")
+    add("")
+    add("## Dice (%) per class")
+    add("")
+    order = [str(c) for members in summary["groups"].values() for c in members]
+    order += [c for c in summary["classes"] if c not in order]
+    group_of = {str(c): g for g, members in summary["groups"].items() for c in members}
+    add("| class | group | " + " | ".join(arms) + " |")
+    add("|---|---|" + "---|" * len(arms))
+    for c in order:
+        cells = []
+        for arm in arms:
+            cell = fmt(summary["arms"][arm]["dice"][f"class:{c}"])
+            if arm != "baseline":
+                cell += f" ({fmt_delta(summary['arms'][arm]['delta_to_baseline'][f'class:{c}'])})"
+            cells.append(cell)
+        add(f"| {summary['labels'].get(c, c)} ({c}) | {group_of.get(c, '')} | " + " | ".join(cells) + " |")
+    add("")
+    if "class_groups" in report["charts"]:
+        add("## Class groups (log-gap rule on the labeled voxel shares)")
+        add("")
+        add("![class groups](class_groups.png)")
+        add("")
+    add("## Cost, measured in this run")
+    add("")
+    add("| arm | s / training iteration | ratio | inference s / case | ratio | parameters | ratio | GFLOPs / patch "
+        "(inference) | ratio | GFLOPs / patch (training forward) |")
+    add("|---|---|---|---|---|---|---|---|---|---|")
+    for arm in arms:
+        t, c = report["timing"][arm], report["network_cost"][arm]
+        add(f"| {arm} | {fmt(t['seconds_per_iteration'], 1, 2)} | {t['iteration_ratio_to_baseline']:.2f} | "
+            f"{fmt(t['inference_seconds_per_case'], 1, 2)} | {t['inference_ratio_to_baseline']:.2f} | "
+            f"{c['parameters']:,} | {c['parameters_ratio_to_baseline']:.2f} | {c['inference_gflops']:.2f} | "
+            f"{c['inference_gflops_ratio_to_baseline']:.2f} | {c['training_forward_gflops']:.2f} |")
+    add("")
+    add("Seconds per iteration: median over epochs (first epoch left out), data loading included, validation "
+        "excluded. Inference: wall time of `nnUNetv2_predict` on the test folder minus its start-up on an empty "
+        "folder, per case. The DCA training step also runs the unlabeled batch (2 labeled + 2 unlabeled per step), "
+        "so its per-iteration cost covers twice the images of the baseline's step. FLOPs: one patch, batch 1 "
+        "(nnunetv2_dca.network.cost).")
+    add("")
+    pictures = [k for k in ("gates", "progress_dca", "progress_semimoe") if k in report["charts"]]
+    if pictures:
+        add("## Pictures")
+        add("")
+        captions = {"gates": "DFAM gate weight of each expert on a test slice (nnunetv2-dca gates)",
+                    "progress_dca": "DCA training log (losses, lambda, pseudo-label shares, gates)",
+                    "progress_semimoe": "Semi-MoE training log"}
+        for k in pictures:
+            add(f"{captions[k]}:")
+            add("")
+            add(f"![{k}]({report['charts'][k]})")
+            add("")
+            if k == "gates" and report.get("gates"):
+                add(gates_table(report["gates"]))
+                add("")
+    add("## Machine")
+    add("")
+    add(", ".join(f"{k}: {v}" for k, v in report["machine"].items()))
+    add("")
+    add("Files: `benchmark.json` (everything above plus per-seed evaluations and timings), `commands.sh`, "
+        "`seed_<s>/predictions/<arm>/evaluation.{json,csv,md}`.")
+    add("")
+    return "\n".join(lines)

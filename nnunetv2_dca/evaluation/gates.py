@@ -1,0 +1,610 @@
+"""``nnunetv2-dca gates``: a picture of DCA's DFAM gates for one case.
+
+For one case and a trained DCA model, a PNG with one row of panels: the image slice, one panel per expert with that
+expert's DFAM gate weight (softmax over experts, per voxel, in [0, 1], one shared colour scale) over the image and the
+outline of the classes that expert owns in the prediction, the prediction, and the reference if one is given. The
+title gives, for the whole case, the mean gate weight of every expert inside the voxels predicted as tail classes and
+inside the predicted background: the seed's claim ("gives the tail expert higher attention in small organ regions")
+can be read from the numbers as well as from the colours.
+
+How the maps are computed
+-------------------------
+* The model is loaded with nnU-Net's own ``nnUNetPredictor.initialize_from_trained_model_folder`` (one fold, the given
+  checkpoint; the network must be a :class:`~nnunetv2_dca.network.dca_unet.DCAUNet`).
+* The case is preprocessed with the configuration's own preprocessor (``configuration_manager.preprocessor_class``,
+  ``run_case_npy``): transpose, crop to the nonzero region, normalise, resample to the target spacing. A reference
+  goes through the same call as a segmentation (nnU-Net's segmentation resampling), so it lies voxel for voxel on the
+  image.
+* The network runs with ``return_all=True`` on nnU-Net's sliding-window tiles (``compute_steps_for_sliding_window``
+  with the predictor's tile step, the image padded to at least the patch size with ``pad_nd_image`` as nnU-Net does;
+  2D configurations tile each slice). Tiles are combined with nnU-Net's Gaussian importance weights
+  (``compute_gaussian``), for the aggregate logits and the gate maps alike; a weighted mean of softmax weights still
+  lies in [0, 1] and sums to 1 over the experts. The gate map is that of the full-resolution DFAM stage
+  (``gates[0]``). No test-time mirroring: the prediction can differ slightly from ``nnUNetv2_predict``'s. The
+  stitched maps are float32 on the CPU: about (classes + experts + 1) x 4 bytes per preprocessed voxel.
+* The padding is cropped off again, and the arrays are transposed back to the axis order of the image files
+  (nnU-Net's ``transpose_backward``).
+
+**Space of the picture:** nnU-Net's preprocessed space, i.e. the image cropped to its nonzero region and resampled
+to the configuration's target spacing, in the axis order of the image array as nnU-Net's reader returns it (for
+NIfTI read with SimpleITK: z, y, x). ``--slice`` indexes axis 0 of that array (the axial slice for such CT images);
+for 2D images (shape 1 x H x W) the only slice is 0. Slice numbers therefore refer to the preprocessed array, not to
+the original file, unless the target spacing equals the file's spacing and nothing was cropped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import itertools
+import json
+import math
+import os
+import re
+import sys
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+GATE_STAGE = "full-resolution DFAM stage (gates[0])"
+SPACE = ("nnU-Net preprocessed space (cropped to the nonzero region, resampled to the target spacing), axis order of "
+         "the image array")
+
+
+class GatesError(ValueError):
+    """A setting or input file that makes the gate picture impossible; the message names it."""
+
+
+# ----------------------------------------------------------------------------------------------- model and inputs
+def resolve_model_folder(model_folder: Optional[str] = None, dataset: Optional[str] = None,
+                         trainer: str = "nnUNetTrainerDCA", plans: str = "nnUNetPlansDCA",
+                         configuration: str = "3d_fullres") -> str:
+    """``-m`` as given, or nnUNet_results/DatasetX/Trainer__Plans__config from ``-d -tr -p -c``; checked to hold a
+    trained nnU-Net model (plans.json and dataset.json)."""
+    if model_folder is None:
+        if dataset is None:
+            raise GatesError("give the trained model either as -m MODEL_FOLDER or as -d DATASET [-tr -p -c]")
+        results = os.environ.get("nnUNet_results")
+        if not results:
+            raise GatesError("nnUNet_results is not set: export nnUNet_results=/path/to/nnUNet_results, or give the "
+                             "model folder with -m")
+        from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+
+        try:
+            name = maybe_convert_to_dataset_name(dataset)
+        except RuntimeError as e:
+            raise GatesError(f"dataset -d {dataset}: {e}") from None
+        model_folder = os.path.join(results, name, f"{trainer}__{plans}__{configuration}")
+    if not os.path.isdir(model_folder):
+        raise GatesError(f"model folder not found: {model_folder} (a trained model folder looks like "
+                         f"nnUNet_results/DatasetXXX_Name/Trainer__Plans__configuration)")
+    for f in ("plans.json", "dataset.json"):
+        if not os.path.isfile(os.path.join(model_folder, f)):
+            raise GatesError(f"{model_folder} is not a trained nnU-Net model folder: {f} is missing")
+    return model_folder
+
+
+def require_dca(network):
+    """The DCAUNet inside ``network`` (torch.compile / DDP wrappers removed), else a GatesError."""
+    from nnunetv2_dca.network.dca_unet import DCAUNet
+
+    net = network
+    for attr in ("_orig_mod", "module"):
+        net = getattr(net, attr, net)
+    if not isinstance(net, DCAUNet):
+        raise GatesError(f"gates needs a DCA model: this model's network is {type(net).__name__}, which has no DFAM "
+                         f"gates (train with -tr nnUNetTrainerDCA and DCA plans, -pl nnUNetPlannerDCA)")
+    return net
+
+
+def load_model(model_folder: str, fold="0", checkpoint: str = "checkpoint_final.pth", device: str = "cpu",
+               tile_step_size: float = 0.5):
+    """nnU-Net's predictor for one fold of a trained DCA model; ``predictor.network`` checked to be a DCAUNet."""
+    import torch
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    fold = str(fold)
+    ckpt = os.path.join(model_folder, f"fold_{fold}", checkpoint)
+    if not os.path.isfile(ckpt):
+        folds = sorted(d for d in os.listdir(model_folder) if d.startswith("fold_"))
+        raise GatesError(f"checkpoint not found: {ckpt} (fold -f {fold}, --checkpoint {checkpoint}; folds in the "
+                         f"model folder: {', '.join(folds) or 'none'})")
+    if device not in ("cpu", "cuda", "mps"):
+        raise GatesError(f"-device must be cpu, cuda or mps, got {device!r}")
+    with contextlib.redirect_stdout(sys.stderr):  # nnU-Net's notes must not mix with the numbers on stdout
+        predictor = nnUNetPredictor(tile_step_size=tile_step_size, use_gaussian=True, use_mirroring=False,
+                                    perform_everything_on_device=device != "cpu", device=torch.device(device),
+                                    verbose=False, verbose_preprocessing=False, allow_tqdm=False)
+        predictor.initialize_from_trained_model_folder(model_folder, (fold if fold == "all" else int(fold),),
+                                                       checkpoint)
+    require_dca(predictor.network)
+    return predictor
+
+
+def expand_image_files(image_files: Sequence[str], num_channels: int, file_ending: str,
+                       channel_names: Mapping[str, str]) -> List[str]:
+    """The case's channel files in order. One ``<case>_0000<ending>`` file stands for all channels of the case."""
+    files = [str(f) for f in image_files]
+    if len(files) == 1 and num_channels > 1:
+        m = re.fullmatch(r"(.*)_0000" + re.escape(file_ending), files[0])
+        if m:
+            files = [f"{m.group(1)}_{c:04d}{file_ending}" for c in range(num_channels)]
+    missing = [f for f in files if not os.path.isfile(f)]
+    if missing:
+        raise GatesError(f"image file(s) not found: {', '.join(missing)}")
+    wrong = [f for f in files if not f.endswith(file_ending)]
+    if wrong:
+        raise GatesError(f"image file(s) {', '.join(wrong)} do not end in {file_ending!r}, the file_ending of the "
+                         f"model's dataset.json")
+    if len(files) != num_channels:
+        names = ", ".join(f"{k}: {v}" for k, v in channel_names.items())
+        raise GatesError(f"the model expects {num_channels} channel file(s) per case ({names}; named "
+                         f"<case>_0000{file_ending}, <case>_0001{file_ending}, ...), got {len(files)}: "
+                         f"{', '.join(files)}")
+    return files
+
+
+def case_name(image_file: str, file_ending: str) -> str:
+    base = os.path.basename(image_file)
+    if base.endswith(file_ending):
+        base = base[: -len(file_ending)]
+    return re.sub(r"_\d{4}$", "", base)
+
+
+def preprocess_case(predictor, image_files: Sequence[str], reference_file: Optional[str] = None
+                    ) -> Tuple[np.ndarray, Optional[np.ndarray], Dict]:
+    """(data C x spatial float32, reference spatial int or None, properties), preprocessed as nnU-Net does for
+    inference (the reference as a segmentation through the same call). Arrays in nnU-Net's transposed order."""
+    pm = predictor.plans_manager
+    rw = pm.image_reader_writer_class()
+    try:
+        data, props = rw.read_images(list(image_files))
+    except Exception as e:  # nnU-Net's readers raise plain exceptions on channel mismatches
+        raise GatesError(f"cannot read the image files {', '.join(image_files)}: {e}") from None
+    seg = None
+    if reference_file is not None:
+        if not os.path.isfile(reference_file):
+            raise GatesError(f"reference file not found: {reference_file}")
+        seg, _ = rw.read_seg(reference_file)
+        if tuple(seg.shape[1:]) != tuple(data.shape[1:]):
+            raise GatesError(f"reference {reference_file} has shape {tuple(seg.shape[1:])}, the image "
+                             f"{image_files[0]} has {tuple(data.shape[1:])}: they must be the same case on the same "
+                             f"grid")
+    cm = predictor.configuration_manager
+    preprocessor = cm.preprocessor_class(verbose=False)
+    data, seg_pp, props = preprocessor.run_case_npy(data, seg, props, pm, cm, predictor.dataset_json)
+    reference = None
+    if reference_file is not None:
+        reference = np.asarray(seg_pp[0]).astype(np.int32)
+        reference[reference < 0] = 0  # outside the nonzero region: background, as nnU-Net's training treats it
+    return np.asarray(data, dtype=np.float32), reference, props
+
+
+def preprocessed_spacing(predictor, props: Mapping) -> List[float]:
+    """Target spacing in transposed order (for 2D configurations the first axis keeps the original spacing)."""
+    target = list(predictor.configuration_manager.spacing)
+    original = [props["spacing"][i] for i in predictor.plans_manager.transpose_forward]
+    if len(target) < len(original):
+        target = [original[0]] + target
+    return [float(s) for s in target]
+
+
+# ------------------------------------------------------------------------------------------------ sliding window
+def tile_slicers(image_size: Sequence[int], patch_size: Sequence[int], tile_step_size: float):
+    """nnU-Net's tiles (as ``nnUNetPredictor._internal_get_sliding_window_slicers``): index tuples into the
+    C x spatial array. A 2D patch on a 3D array (2D configuration) tiles every slice of axis 0 separately."""
+    from nnunetv2.inference.sliding_window_prediction import compute_steps_for_sliding_window
+
+    patch_size = [int(p) for p in patch_size]
+    slicers = []
+    if len(patch_size) < len(image_size):
+        steps = compute_steps_for_sliding_window(tuple(image_size[1:]), tuple(patch_size), tile_step_size)
+        for d in range(image_size[0]):
+            for sx in steps[0]:
+                for sy in steps[1]:
+                    slicers.append((slice(None), d, slice(sx, sx + patch_size[0]), slice(sy, sy + patch_size[1])))
+    else:
+        steps = compute_steps_for_sliding_window(tuple(image_size), tuple(patch_size), tile_step_size)
+        for start in itertools.product(*steps):
+            slicers.append((slice(None), *[slice(s, s + p) for s, p in zip(start, patch_size)]))
+    return slicers
+
+
+def sliding_window_gates(network, data, patch_size: Sequence[int], tile_step_size: float = 0.5,
+                         use_gaussian: bool = True, device=None):
+    """Aggregate logits (K x spatial) and full-resolution gate maps (G x spatial) of ``data`` (C x spatial), stitched
+    from nnU-Net's sliding-window tiles with Gaussian (or, ``use_gaussian=False``, plain) averaging. Float32 CPU
+    tensors, cropped back to the size of ``data``."""
+    import torch
+    from acvl_utils.cropping_and_padding.padding import pad_nd_image
+    from nnunetv2.inference.sliding_window_prediction import compute_gaussian
+
+    net = require_dca(network)
+    device = torch.device("cpu") if device is None else torch.device(device)
+    data = torch.as_tensor(data, dtype=torch.float32)
+    padded, revert = pad_nd_image(data, list(patch_size), "constant", {"value": 0}, True, None)
+    spatial = padded.shape[1:]
+    logits = gates = None
+    weight_sum = torch.zeros(spatial, dtype=torch.float32)
+    weight = compute_gaussian(tuple(int(p) for p in patch_size), sigma_scale=1. / 8, value_scaling_factor=10,
+                              dtype=torch.float32, device=torch.device("cpu")) if use_gaussian \
+        else torch.ones(tuple(int(p) for p in patch_size))
+    net.to(device)
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.no_grad():
+            for sl in tile_slicers(spatial, patch_size, tile_step_size):
+                out = net(padded[sl][None].to(device), return_all=True)
+                agg = out.aggregate[0] if isinstance(out.aggregate, (list, tuple)) else out.aggregate
+                gate = out.gates[0]
+                if logits is None:
+                    logits = torch.zeros((agg.shape[1], *spatial), dtype=torch.float32)
+                    gates = torch.zeros((gate.shape[1], *spatial), dtype=torch.float32)
+                logits[sl] += agg[0].float().cpu() * weight
+                gates[sl] += gate[0].float().cpu() * weight
+                weight_sum[sl[1:]] += weight
+    finally:
+        net.train(was_training)
+    logits /= weight_sum
+    gates /= weight_sum
+    keep = (slice(None), *revert[1:])
+    return logits[keep], gates[keep]
+
+
+# ------------------------------------------------------------------------------------------------------ numbers
+def group_regions(labels: np.ndarray, class_groups: Sequence[Sequence[int]], names: Sequence[str],
+                  ignore_label: Optional[int] = None) -> Dict[str, np.ndarray]:
+    """Masks: 'background' (label 0) and one per group (its classes); ignore-label voxels are in none."""
+    regions = {"background": labels == 0}
+    for name, members in zip(names, class_groups):
+        regions[name] = np.isin(labels, list(members))
+    if ignore_label is not None:
+        for k in regions:
+            regions[k] &= labels != ignore_label
+    return regions
+
+
+def gate_statistics(gates: np.ndarray, labels: np.ndarray, class_groups: Sequence[Sequence[int]],
+                    names: Sequence[str], ignore_label: Optional[int] = None) -> Dict[str, Dict]:
+    """Per region (background, then each group's classes in ``labels``): voxel count and the mean gate weight of
+    every expert over those voxels (None for an empty region). ``gates``: G x spatial, ``labels``: spatial."""
+    gates = np.asarray(gates)
+    if gates.shape[1:] != labels.shape:
+        raise ValueError(f"gate maps {gates.shape[1:]} and label map {labels.shape} differ in shape")
+    stats = {}
+    for region, mask in group_regions(labels, class_groups, names, ignore_label).items():
+        n = int(mask.sum())
+        stats[region] = {"voxels": n, "mean_gate": {e: (float(gates[g][mask].mean()) if n else None)
+                                                    for g, e in enumerate(names)}}
+    return stats
+
+
+def choose_slice(prediction: np.ndarray, class_groups: Sequence[Sequence[int]], names: Sequence[str]
+                 ) -> Tuple[int, str]:
+    """Slice (axis 0) with the most predicted voxels of the last (tail) group; if none, with the most predicted
+    foreground; if none, the middle slice. Returns (index, reason for the title)."""
+    tail = np.isin(prediction, list(class_groups[-1]))
+    axes = tuple(range(1, prediction.ndim))
+    if tail.any() and len(class_groups) > 1:
+        return int(tail.sum(axes).argmax()), f"most predicted {names[-1]} voxels"
+    fg = prediction > 0
+    if fg.any():
+        return int(fg.sum(axes).argmax()), "most predicted foreground voxels"
+    return prediction.shape[0] // 2, "middle slice, nothing predicted"
+
+
+# ------------------------------------------------------------------------------------------------------- figure
+def _fmt(v: Optional[float]) -> str:
+    return "n/a" if v is None else f"{v:.2f}"
+
+
+def _window(img: np.ndarray) -> np.ndarray:
+    lo, hi = np.percentile(img, [1, 99]) if img.size else (0.0, 1.0)
+    if hi <= lo:
+        lo, hi = float(img.min()), float(img.max()) if img.size else 1.0
+    return np.clip((img - lo) / (hi - lo if hi > lo else 1.0), 0, 1)
+
+
+def _class_colour(c: int):
+    import matplotlib
+
+    cmap = matplotlib.colormaps["tab20"]
+    return cmap(((c - 1) * 2 % 20 + (c - 1) // 10 % 2) / 20.0)  # distinct neighbours: 0, 2, 4, ... then 1, 3, ...
+
+
+def _label_rgba(labels: np.ndarray, alpha: float = 0.85) -> np.ndarray:
+    rgba = np.zeros((*labels.shape, 4), dtype=np.float32)
+    for c in np.unique(labels):
+        if c > 0:
+            rgba[labels == c] = (*_class_colour(int(c))[:3], alpha)
+    return rgba
+
+
+def summary_lines(result: Mapping) -> List[str]:
+    """The numbers in the title: mean gate per expert in the predicted tail region and in predicted background."""
+    names = result["experts"]
+    pred = result["prediction"]
+    tail = names[-1]
+    lines = []
+    for region in ([tail] if len(names) > 1 else []) + ["background"]:
+        entry = pred[region]
+        gates = ", ".join(f"{e} {_fmt(entry['mean_gate'][e])}" for e in names)
+        label = f"predicted {tail} voxels" if region == tail else "predicted background"
+        lines.append(f"mean gate in {label} (n={entry['voxels']}): {gates}")
+    return lines
+
+
+def plot_gates(path: str, image: np.ndarray, gates: np.ndarray, prediction: np.ndarray,
+               reference: Optional[np.ndarray], result: Mapping, class_names: Mapping[int, str],
+               aspect: float = 1.0, rgb: bool = False) -> str:
+    """One row: image, one gate panel per expert (shared 0..1 scale, colourbar), prediction, reference.
+    2D arrays of the chosen slice (``image``: H x W, or H x W x 3 with ``rgb``; ``gates``: G x H x W)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    from nnunetv2_dca.planning.report import save_figure_atomic
+
+    names, groups = result["experts"], result["class_groups"]
+    g_count = len(names)
+    n_after = 1 + (reference is not None)
+    ratios = [1.0] * (1 + g_count) + [0.07, 0.32] + [1.0] * n_after  # colourbar, its label, then label panels
+    fig = plt.figure(figsize=(0.6 + 2.9 * (1 + g_count + n_after) + 1.0, 4.9))
+    grid = fig.add_gridspec(1, len(ratios), width_ratios=ratios, left=0.01, right=0.99, wspace=0.06)
+    axes = [fig.add_subplot(grid[0, i]) for i in range(1 + g_count)]
+    cax = fig.add_subplot(grid[0, 1 + g_count])
+    fig.add_subplot(grid[0, 2 + g_count]).axis("off")
+    axes += [fig.add_subplot(grid[0, 3 + g_count + i]) for i in range(n_after)]
+    shown = image if rgb else _window(image)
+    kw = dict(aspect=aspect, interpolation="nearest")
+
+    def base(ax, title):
+        ax.imshow(shown, cmap=None if rgb else "gray", **kw)
+        ax.set_title(title, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+
+    base(axes[0], "image" + (" (RGB)" if rgb else f" ({result['channel']})") + "\n")
+    gate_im = None
+    for g, name in enumerate(names):
+        ax = axes[1 + g]
+        members = groups[name]
+        shown_members = ", ".join(str(c) for c in members[:8]) + (", ..." if len(members) > 8 else "")
+        base(ax, f"{name} expert: gate weight\nclasses {shown_members}")
+        gate_im = ax.imshow(gates[g], cmap="magma", vmin=0.0, vmax=1.0, alpha=0.85, **kw)
+        own = np.isin(prediction, members)
+        if own.any() and own.ndim == 2 and min(own.shape) > 1:
+            ax.contour(own.astype(float), levels=[0.5], colors="cyan", linewidths=0.9)
+        m = result["slice_prediction"][name]["mean_gate"][name]
+        ax.set_xlabel(f"mean in its predicted classes\n(this slice): {_fmt(m)}", fontsize=8)
+    base(axes[1 + g_count], "prediction\n(aggregation decoder D_A)")
+    axes[1 + g_count].imshow(_label_rgba(prediction), **kw)
+    if reference is not None:
+        base(axes[2 + g_count], "reference\n")
+        axes[2 + g_count].imshow(_label_rgba(reference), **kw)
+    cbar = fig.colorbar(gate_im, cax=cax)
+    cbar.set_ticks(sorted({0.0, 0.25, 0.5, 0.75, 1.0, round(1.0 / g_count, 3)}))
+    cbar.ax.tick_params(labelsize=7)
+    cbar.set_label(f"DFAM gate weight (softmax over experts, 1/{g_count} = uniform);\n"
+                   "cyan: outline of the expert's classes in the prediction", fontsize=7)
+
+    present = sorted(set(np.unique(prediction).tolist()) | (set(np.unique(reference).tolist())
+                                                           if reference is not None else set()))
+    group_of = {c: n for n, members in groups.items() for c in members}
+    handles = [Patch(color=_class_colour(c), label=f"{c} {class_names.get(c, '')} ({group_of.get(c, '?')})")
+               for c in present if c > 0]
+    ncol = min(len(handles), 6) if handles else 1
+    rows = math.ceil(len(handles) / ncol) if handles else 0
+    if handles:
+        fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=7, frameon=False,
+                   title="labels on this slice (" + ("prediction or reference" if reference is not None
+                                                      else "prediction") + ")", title_fontsize=7)
+    title = (f"{result['case']}: DFAM gates ({GATE_STAGE}), slice {result['slice']} of axis 0 "
+             f"({result['slice_reason']}), {result['space_short']}")
+    fig.suptitle(title + "\n" + "\n".join(summary_lines(result)), fontsize=9)
+    fig.subplots_adjust(top=0.78, bottom=0.10 + 0.045 * (rows + 1 if rows else 0))
+    return save_figure_atomic(fig, path, dpi=110)
+
+
+# ------------------------------------------------------------------------------------------------------ the job
+def _is_rgb(channel_names: Mapping[str, str]) -> bool:
+    names = [str(v).strip().lower() for _, v in sorted(channel_names.items(), key=lambda kv: int(kv[0]))]
+    return names in (["r", "g", "b"], ["red", "green", "blue"])
+
+
+def compute_gates(predictor, image_files: Sequence[str], reference_file: Optional[str] = None) -> Dict:
+    """Preprocess, run, stitch. Arrays in the image files' axis order (transpose_backward applied):
+    ``data`` C x spatial, ``gates`` G x spatial, ``prediction`` spatial, ``reference`` spatial or None, ``spacing``."""
+    import torch
+
+    net = require_dca(predictor.network)
+    data, reference, props = preprocess_case(predictor, image_files, reference_file)
+    spacing_t = preprocessed_spacing(predictor, props)
+    logits, gates = sliding_window_gates(predictor.network, torch.from_numpy(data),
+                                         predictor.configuration_manager.patch_size, predictor.tile_step_size,
+                                         predictor.use_gaussian, predictor.device)
+    prediction = predictor.label_manager.convert_logits_to_segmentation(logits)
+    prediction = np.asarray(prediction.numpy() if hasattr(prediction, "numpy") else prediction).astype(np.int32)
+    back = list(predictor.plans_manager.transpose_backward)
+    with_channel = [0, *[b + 1 for b in back]]
+    return {
+        "data": data.transpose(with_channel),
+        "gates": gates.numpy().transpose(with_channel),
+        "prediction": prediction.transpose(back),
+        "reference": None if reference is None else reference.transpose(back),
+        "spacing": [spacing_t[b] for b in back],
+        "class_groups": [list(g) for g in net.class_groups],
+    }
+
+
+def expert_names(predictor, num_groups: int) -> List[str]:
+    from nnunetv2_dca.planning.grouping import group_names
+
+    dca = predictor.plans_manager.plans.get("dca") or {}
+    names = dca.get("group_names")
+    if isinstance(names, list) and len(names) == num_groups:
+        return [str(n) for n in names]
+    return group_names(num_groups)
+
+
+def run_gates(image_files: Sequence[str], output: str, model_folder: Optional[str] = None,
+              dataset: Optional[str] = None, trainer: str = "nnUNetTrainerDCA", plans: str = "nnUNetPlansDCA",
+              configuration: str = "3d_fullres", fold="0", checkpoint: str = "checkpoint_final.pth",
+              reference_file: Optional[str] = None, slice_index: Optional[int] = None, device: str = "cpu",
+              tile_step_size: float = 0.5, predictor=None) -> Dict:
+    """Write the PNG; return the numbers (JSON-ready dict). ``predictor`` skips loading (tests)."""
+    if not output.lower().endswith(".png"):
+        raise GatesError(f"-o must name a .png file, got {output}")
+    if predictor is None:
+        folder = resolve_model_folder(model_folder, dataset, trainer, plans, configuration)
+        predictor = load_model(folder, fold, checkpoint, device, tile_step_size)
+    else:
+        folder = model_folder
+    dj = predictor.dataset_json
+    file_ending = dj.get("file_ending", "")
+    channel_names = dj.get("channel_names", dj.get("modality", {}))
+    from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
+
+    n_ch = determine_num_input_channels(predictor.plans_manager, predictor.configuration_manager, dj)
+    files = expand_image_files(image_files, n_ch, file_ending, channel_names)
+    maps = compute_gates(predictor, files, reference_file)
+
+    names = expert_names(predictor, len(maps["class_groups"]))
+    groups = maps["class_groups"]
+    pred, ref, gates = maps["prediction"], maps["reference"], maps["gates"]
+    ignore = predictor.label_manager.ignore_label
+    n_slices = pred.shape[0]
+    if slice_index is None:
+        slice_index, reason = choose_slice(pred, groups, names)
+    else:
+        if not -n_slices <= slice_index < n_slices:
+            raise GatesError(f"--slice {slice_index} is outside the preprocessed image, which has {n_slices} slices "
+                             f"along axis 0 (shape {tuple(pred.shape)}, {SPACE})")
+        slice_index, reason = slice_index % n_slices, "chosen with --slice"
+    from nnunetv2_dca.evaluation.evaluate import labels_from_dataset_json
+
+    try:
+        class_names, _ = labels_from_dataset_json(dj)
+    except ValueError:
+        class_names = {}
+    case = case_name(files[0], file_ending)
+    result = {
+        "case": case,
+        "image_files": [os.path.abspath(f) for f in files],
+        "reference_file": os.path.abspath(reference_file) if reference_file else None,
+        "model_folder": os.path.abspath(folder) if folder else None,
+        "fold": str(fold), "checkpoint": checkpoint,
+        "gate_stage": GATE_STAGE,
+        "space": SPACE,
+        "space_short": "preprocessed space",
+        "shape": list(pred.shape),
+        "spacing": maps["spacing"],
+        "slice_axis": 0,
+        "slice": int(slice_index),
+        "slice_reason": reason,
+        "experts": names,
+        "class_groups": {n: g for n, g in zip(names, groups)},
+        "channel": str(channel_names.get("0", channel_names.get(0, "channel 0"))),
+        "prediction": gate_statistics(gates, pred, groups, names),
+        "reference": None if ref is None else gate_statistics(gates, ref, groups, names, ignore),
+        "slice_prediction": gate_statistics(gates[:, slice_index], pred[slice_index], groups, names),
+        "output": os.path.abspath(output),
+    }
+    rgb = n_ch == 3 and _is_rgb(channel_names)
+    if rgb:
+        image = np.stack([_window(maps["data"][c, slice_index]) for c in range(3)], -1)
+    else:
+        image = maps["data"][0, slice_index]
+    sp = maps["spacing"]
+    aspect = float(sp[1] / sp[2]) if len(sp) >= 3 and sp[2] > 0 else 1.0
+    plot_gates(output, image, gates[:, slice_index], pred[slice_index],
+               None if ref is None else ref[slice_index], result, class_names, aspect=aspect, rgb=rgb)
+    return result
+
+
+def format_table(result: Mapping) -> str:
+    names = result["experts"]
+    lines = [f"case {result['case']}, slice {result['slice']} of axis 0 ({result['slice_reason']}); "
+             f"{result['space']}",
+             f"mean DFAM gate weight ({result['gate_stage']}) per expert, over the whole case:"]
+    for source in ("prediction", "reference"):
+        stats = result.get(source)
+        if not stats:
+            continue
+        lines.append(f"  region from the {source}:")
+        lines.append("    " + f"{'region':12s} {'voxels':>9} " + " ".join(f"{n:>8s}" for n in names))
+        for region, entry in stats.items():
+            lines.append("    " + f"{region:12s} {entry['voxels']:>9d} "
+                         + " ".join(f"{_fmt(entry['mean_gate'][n]):>8s}" for n in names))
+    lines.append(f"figure: {result['output']}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------------- CLI
+def _configure(p: argparse.ArgumentParser) -> None:
+    model = p.add_argument_group("model (either -m, or -d with -tr/-p/-c as for nnUNetv2_predict)")
+    model.add_argument("-m", "--model-folder", default=None,
+                       help="trained model folder nnUNet_results/DatasetXXX_Name/Trainer__Plans__configuration "
+                            "(as nnUNetv2_predict_from_modelfolder takes)")
+    model.add_argument("-d", default=None, help="dataset name or id (with -tr, -p, -c; needs nnUNet_results)")
+    model.add_argument("-tr", default="nnUNetTrainerDCA", help="trainer (default: nnUNetTrainerDCA)")
+    model.add_argument("-p", default="nnUNetPlansDCA", help="plans identifier (default: nnUNetPlansDCA)")
+    model.add_argument("-c", default="3d_fullres", help="configuration (default: 3d_fullres)")
+    model.add_argument("-f", default="0", help="fold (default: 0; 'all' for a model trained on fold all)")
+    model.add_argument("--checkpoint", "-chk", default="checkpoint_final.pth",
+                       help="checkpoint file in the fold folder (default: checkpoint_final.pth)")
+    p.add_argument("-i", nargs="+", required=True,
+                   help="image file(s) of one case, one per channel (<case>_0000<ending>, _0001, ...); the _0000 "
+                        "file alone stands for all channels of the case")
+    p.add_argument("-ref", default=None, help="optional reference label file of the same case")
+    p.add_argument("-o", required=True, help="output PNG")
+    p.add_argument("--slice", type=int, default=None,
+                   help="slice index along axis 0 of the preprocessed image (axial for CT NIfTI); default: the "
+                        "slice with the most predicted tail voxels, else the most predicted foreground")
+    p.add_argument("-device", default="cpu", help="cpu (default), cuda or mps")
+    p.add_argument("-step_size", type=float, default=0.5, help="sliding-window tile step, as nnUNetv2_predict "
+                                                               "(default 0.5)")
+    p.add_argument("--json", action="store_true", help="print the numbers as JSON instead of a table")
+
+
+def run_from_args(args: argparse.Namespace) -> int:
+    result = run_gates(args.i, args.o, model_folder=args.model_folder, dataset=args.d, trainer=args.tr,
+                       plans=args.p, configuration=args.c, fold=args.f, checkpoint=args.checkpoint,
+                       reference_file=args.ref, slice_index=args.slice, device=args.device,
+                       tile_step_size=args.step_size)
+    if args.json:
+        from nnunetv2_dca.evaluation.evaluate import json_ready
+
+        print(json.dumps(json_ready(result)))
+    else:
+        print(format_table(result))
+    return 0
+
+
+DESCRIPTION = ("PNG of one image slice with each DCA expert's DFAM gate weight as an overlay, next to the prediction "
+               "and (if given) the reference; prints the mean gate weight of every expert per predicted group region")
+
+
+def add_gates_parser(sub) -> None:
+    """Register ``gates`` on an argparse subparsers object."""
+    p = sub.add_parser("gates", help="picture of the DFAM gate weights of a trained DCA model for one case",
+                       description=DESCRIPTION + ". " + SPACE.capitalize() + ".")
+    _configure(p)
+    p.set_defaults(func=run_from_args)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="nnunetv2-dca gates", description=DESCRIPTION)
+    _configure(parser)
+    try:
+        return run_from_args(parser.parse_args(argv))
+    except (ValueError, FileNotFoundError) as e:  # as nnunetv2_dca.cli.main reports them
+        print(f"nnunetv2-dca gates: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""Benchmark budget: one schedule, seed and timing rule for every arm of ``nnunetv2-dca benchmark``.
+
+nnU-Net fixes a trainer's schedule in its class (``nnUNetTrainer_5epochs`` ...). A benchmark needs the *same*
+arbitrary budget (epochs x iterations) for nnU-Net's trainer, DCA and Semi-MoE, chosen on the command line, while
+still training through the stock ``nnUNetv2_train``. The ``*_budget`` trainer variants therefore read the schedule
+from environment variables (written into the benchmark's ``commands.sh``, so a run can be repeated by hand):
+
+======================================  =====================================================  =======
+variable                                meaning                                                required
+======================================  =====================================================  =======
+``nnUNetDCA_budget_epochs``             epochs                                                 yes
+``nnUNetDCA_budget_iterations``         training iterations per epoch                          yes
+``nnUNetDCA_budget_val_iterations``     validation iterations per epoch (default: iterations/5, at least 1)
+``nnUNetDCA_budget_seed``               seeds Python, NumPy and torch before the network is built (default 0)
+======================================  =====================================================  =======
+
+Nothing else of the trainers changes, except that with ``-f all`` the final validation (on the training cases
+themselves) is skipped. Prediction does not read the variables (the predictor only rebuilds the
+network). Timing: every arm records the wall time of its training iterations per epoch (data loading included, the
+validation iterations excluded) in ``budget_timing.json`` in its output folder, so seconds per iteration are measured
+the same way for all arms.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from typing import Dict, List
+
+import numpy as np
+import torch
+
+from nnunetv2_dca.atomic import write_json_atomic
+
+ENV_EPOCHS = "nnUNetDCA_budget_epochs"
+ENV_ITERATIONS = "nnUNetDCA_budget_iterations"
+ENV_VAL_ITERATIONS = "nnUNetDCA_budget_val_iterations"
+ENV_SEED = "nnUNetDCA_budget_seed"
+TIMING_FILE = "budget_timing.json"
+
+
+class BudgetError(RuntimeError):
+    """The budget variables are missing or invalid."""
+
+
+def _positive_int(name: str, default: int | None = None) -> int:
+    raw = os.environ.get(name)
+    if raw is None:
+        if default is None:
+            raise BudgetError(f"{name} is not set: the *_budget trainers take their schedule from the environment "
+                              f"({ENV_EPOCHS}, {ENV_ITERATIONS}; see nnunetv2_dca/training/budget.py), e.g. "
+                              f"{ENV_EPOCHS}=20 {ENV_ITERATIONS}=25 nnUNetv2_train ...")
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BudgetError(f"{name}={raw!r} is not an integer") from None
+    if value < 1:
+        raise BudgetError(f"{name}={value} must be >= 1")
+    return value
+
+
+def read_budget() -> Dict[str, int]:
+    """The schedule and seed from the environment (see the module docstring)."""
+    epochs = _positive_int(ENV_EPOCHS)
+    iterations = _positive_int(ENV_ITERATIONS)
+    val = _positive_int(ENV_VAL_ITERATIONS, max(1, iterations // 5))
+    seed_raw = os.environ.get(ENV_SEED, "0")
+    try:
+        seed = int(seed_raw)
+    except ValueError:
+        raise BudgetError(f"{ENV_SEED}={seed_raw!r} is not an integer") from None
+    return {"epochs": epochs, "iterations": iterations, "val_iterations": val, "seed": seed}
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class BudgetMixin:
+    """Put before a trainer class: ``class T(BudgetMixin, nnUNetTrainer)``. Reads the budget in ``__init__`` (which
+    nnU-Net calls before building the network, so the seed also fixes the initial weights) and times the training
+    iterations of each epoch."""
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        budget = read_budget()
+        seed_everything(budget["seed"])
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        self.num_epochs = budget["epochs"]
+        self.num_iterations_per_epoch = budget["iterations"]
+        self.num_val_iterations_per_epoch = budget["val_iterations"]
+        self.budget = budget
+        self._budget_epoch_start = 0.0
+        self._budget_seconds: List[float] = []
+
+    def on_train_epoch_start(self):
+        super().on_train_epoch_start()
+        self._budget_epoch_start = time.perf_counter()
+
+    def on_train_epoch_end(self, train_outputs):
+        # train_step of every iteration has run (loss.item()/numpy() synchronises on CUDA); logging not included
+        seconds = time.perf_counter() - self._budget_epoch_start
+        self._budget_seconds.append(seconds / max(1, len(train_outputs)))
+        super().on_train_epoch_end(train_outputs)
+
+    def perform_actual_validation(self, save_probabilities: bool = False):
+        # fold 'all' validates on the training cases themselves: minutes of sliding-window inference on CPU for a
+        # number that says nothing; the benchmark evaluates every arm on the held-out test set instead
+        if self.fold == "all":
+            self.print_to_log_file("budget trainer, fold 'all': final validation on the training cases skipped")
+            return
+        super().perform_actual_validation(save_probabilities)
+
+    def on_train_end(self):
+        super().on_train_end()
+        if self.local_rank == 0:
+            write_json_atomic({"trainer": self.__class__.__name__, "budget": self.budget,
+                               "seconds_per_iteration_per_epoch": self._budget_seconds, "device": str(self.device)},
+                              os.path.join(self.output_folder, TIMING_FILE))
+
+
+def load_timing(output_folder: str) -> Dict:
+    with open(os.path.join(output_folder, TIMING_FILE), encoding="utf-8") as f:
+        return json.load(f)

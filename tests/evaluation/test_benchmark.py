@@ -1,0 +1,203 @@
+"""`nnunetv2-dca benchmark`: plans derivation, pseudo-label dataset, aggregation and verdict, budget trainers, and one
+tiny end-to-end run through the stock commands that must produce a complete report."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import BIN, fresh_env, run_cmd
+from nnunetv2_dca.evaluation.benchmark import (BenchmarkConfig, PLANS_DCA, PLANS_STOCK, make_pseudo_label_dataset,
+                                               scale_width, write_bench_plans)
+from nnunetv2_dca.evaluation.benchmark_report import fmt, mean_std, summarise_arms, verdict
+from nnunetv2_dca.planning.planner import DCA_ARCH_KEYS
+from nnunetv2_dca.training import budget
+
+
+# ----------------------------------------------------------------------------------------------- configuration
+@pytest.mark.parametrize("kwargs, message", [
+    ({"arms": ["dca"]}, "must include 'baseline'"),
+    ({"arms": ["baseline", "mystery"]}, "unknown arm"),
+    ({"epochs": 0}, "--epochs"),
+    ({"width": 0}, "--width"),
+    ({"seeds": [1, 1]}, "repeats"),
+    ({"dataset": 5, "arms": ["baseline", "full"]}, "--full-dataset"),
+])
+def test_config_rejects_bad_settings(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        BenchmarkConfig(out="x", **kwargs).validate()
+
+
+def test_scale_width_keeps_stage_ratios_and_cap():
+    kw = {"features_per_stage": [32, 64, 128, 256, 320, 320]}
+    scale_width(kw, 8)
+    assert kw["features_per_stage"] == [8, 16, 32, 64, 80, 80]
+
+
+def _dca_plans(folder: Path) -> None:
+    arch = {"network_class_name": "nnunetv2_dca.network.dca_unet.DCAPlainConvUNet",
+            "arch_kwargs": {"n_stages": 3, "features_per_stage": [8, 16, 32], "class_groups": [[1], [2]],
+                            "expert_n_conv_per_stage": [[1, 1], [2, 2]], "expert_dilations": [[2, 2], [1, 1]],
+                            "detach_expert_features": True, "detach_encoder_for_aggregation": False},
+            "_kw_requires_import": ["conv_op"]}
+    plans = {"dataset_name": "Dataset1_X", "plans_name": "nnUNetPlansDCA_CPU", "dca": {"class_groups": [[1], [2]]},
+             "configurations": {"3d_fullres": {"data_identifier": "nnUNetPlansDCA_CPU_3d_fullres",
+                                               "architecture": arch},
+                                "2d": {"data_identifier": "nnUNetPlansDCA_CPU_2d", "architecture": arch}}}
+    (folder / "nnUNetPlansDCA_CPU.json").write_text(json.dumps(plans))
+
+
+def test_bench_plans_share_data_and_differ_only_in_network(tmp_path: Path):
+    _dca_plans(tmp_path)
+    files = write_bench_plans(str(tmp_path), "nnUNetPlansDCA_CPU", "3d_fullres", width=4)
+    dca, stock = (json.loads(Path(files[n]).read_text()) for n in (PLANS_DCA, PLANS_STOCK))
+    assert dca["plans_name"] == PLANS_DCA and stock["plans_name"] == PLANS_STOCK
+    assert list(dca["configurations"]) == list(stock["configurations"]) == ["3d_fullres"]
+    c_dca, c_stock = dca["configurations"]["3d_fullres"], stock["configurations"]["3d_fullres"]
+    assert c_dca["data_identifier"] == c_stock["data_identifier"] == "nnUNetPlansDCA_CPU_3d_fullres"
+    assert c_dca["architecture"]["network_class_name"].endswith("DCAPlainConvUNet")
+    assert c_stock["architecture"]["network_class_name"] == \
+        "dynamic_network_architectures.architectures.unet.PlainConvUNet"
+    assert not set(DCA_ARCH_KEYS) & set(c_stock["architecture"]["arch_kwargs"])
+    assert c_dca["architecture"]["arch_kwargs"]["features_per_stage"] == [4, 8, 16]
+    assert c_stock["architecture"]["arch_kwargs"]["features_per_stage"] == [4, 8, 16]
+    # the planned plans stay as they were
+    assert json.loads((tmp_path / "nnUNetPlansDCA_CPU.json").read_text())["configurations"]["3d_fullres"][
+        "architecture"]["arch_kwargs"]["features_per_stage"] == [8, 16, 32]
+
+
+def test_bench_plans_refuse_stock_plans_and_unknown_configuration(tmp_path: Path):
+    _dca_plans(tmp_path)
+    with pytest.raises(ValueError, match="configuration '3d_lowres'"):
+        write_bench_plans(str(tmp_path), "nnUNetPlansDCA_CPU", "3d_lowres", None)
+    plans = json.loads((tmp_path / "nnUNetPlansDCA_CPU.json").read_text())
+    plans["configurations"]["3d_fullres"]["architecture"]["network_class_name"] = \
+        "dynamic_network_architectures.architectures.unet.PlainConvUNet"
+    (tmp_path / "nnUNetPlans.json").write_text(json.dumps(plans))
+    with pytest.raises(ValueError, match="not a DCA plan"):
+        write_bench_plans(str(tmp_path), "nnUNetPlans", "3d_fullres", None)
+
+
+# ---------------------------------------------------------------------------------------- pseudo-label dataset
+def test_pseudo_label_dataset_adds_unlabeled_images_with_predicted_labels(tmp_path: Path):
+    semi = tmp_path / "raw" / "Dataset952_Semi"
+    for sub in ("imagesTr", "labelsTr", "imagesTrUnlabeled", "imagesTs", "labelsTs"):
+        (semi / sub).mkdir(parents=True)
+    (semi / "imagesTr" / "a_0000.nii.gz").write_text("img a")
+    (semi / "labelsTr" / "a.nii.gz").write_text("lab a")
+    (semi / "imagesTrUnlabeled" / "u_0000.nii.gz").write_text("img u")
+    (semi / "dataset.json").write_text(json.dumps({"file_ending": ".nii.gz", "numTraining": 1, "numUnlabeled": 1,
+                                                   "labels": {"background": 0, "x": 1}}))
+    preds = tmp_path / "pl"
+    preds.mkdir()
+    (preds / "u.nii.gz").write_text("predicted u")
+    target = Path(make_pseudo_label_dataset(str(tmp_path / "raw"), str(semi), str(preds), 960))
+    assert target.name == "Dataset960_SemiPL"
+    assert sorted(os.listdir(target / "imagesTr")) == ["a_0000.nii.gz", "u_0000.nii.gz"]
+    assert (target / "labelsTr" / "u.nii.gz").read_text() == "predicted u"
+    assert (target / "labelsTr" / "a.nii.gz").read_text() == "lab a"
+    dj = json.loads((target / "dataset.json").read_text())
+    assert dj["numTraining"] == 2 and "numUnlabeled" not in dj
+    # the source dataset is untouched
+    assert sorted(os.listdir(semi / "labelsTr")) == ["a.nii.gz"]
+    # a missing pseudo-label is an error naming the image, and nothing half-written stays behind
+    (semi / "imagesTrUnlabeled" / "v_0000.nii.gz").write_text("img v")
+    with pytest.raises(FileNotFoundError, match="v_0000.nii.gz"):
+        make_pseudo_label_dataset(str(tmp_path / "raw"), str(semi), str(preds), 961)
+    assert not any(p.startswith("Dataset961") for p in os.listdir(tmp_path / "raw"))
+
+
+# ------------------------------------------------------------------------------------------------ aggregation
+def _result(dice_by_class, groups):
+    mean = {c: {"Dice": d} for c, d in dice_by_class.items()}
+    gm = {g: {"Dice": float(np.mean([dice_by_class[str(c)] for c in members])), "classes": members}
+          for g, members in groups.items()}
+    return {"mean": mean, "labels": {c: f"c{c}" for c in dice_by_class}, "group_mean": gm,
+            "foreground_mean": {"Dice": float(np.mean(list(dice_by_class.values())))}}
+
+
+def test_summary_means_stds_and_deltas_over_seeds():
+    groups = {"head": [1], "tail": [2, 3]}
+    results = {
+        "baseline": {0: _result({"1": 0.9, "2": 0.2, "3": 0.4}, groups),
+                     1: _result({"1": 0.8, "2": 0.4, "3": 0.2}, groups)},
+        "dca": {0: _result({"1": 0.9, "2": 0.5, "3": 0.5}, groups),
+                1: _result({"1": 0.7, "2": 0.5, "3": 0.3}, groups)},
+    }
+    s = summarise_arms(results, [0, 1])
+    tail = s["arms"]["dca"]["dice"]["group:tail"]
+    assert tail["mean"] == pytest.approx((0.5 + 0.4) / 2) and tail["n"] == 2
+    assert tail["std"] == pytest.approx(np.std([0.5, 0.4], ddof=1))
+    delta = s["arms"]["dca"]["delta_to_baseline"]["group:tail"]
+    assert delta["mean"] == pytest.approx(((0.5 - 0.3) + (0.4 - 0.3)) / 2)
+    assert s["arms"]["dca"]["delta_to_baseline"]["class:1"]["mean"] == pytest.approx(-0.05)
+    v = verdict(s, [0, 1])
+    assert v["tail_group"] == "tail" and v["dca_beats_baseline_on_tail"] is True
+    assert v["tail_delta"] == pytest.approx(0.15)
+    # a worse tail is reported as such
+    results["dca"] = {k: _result({"1": 0.9, "2": 0.1, "3": 0.1}, groups) for k in (0, 1)}
+    assert verdict(summarise_arms(results, [0, 1]), [0, 1])["dca_beats_baseline_on_tail"] is False
+
+
+def test_mean_std_formatting_ignores_nan():
+    assert fmt(mean_std([0.5])) == "50.0"
+    assert fmt(mean_std([0.5, 0.7])) == "60.0 ± 14.1"
+    assert fmt(mean_std([float("nan")])) == "n/a"
+    assert math.isclose(mean_std([0.2, float("nan"), 0.4])["mean"], 0.3)
+
+
+# ------------------------------------------------------------------------------------------------ budget env
+def test_budget_reads_environment_and_explains_missing(monkeypatch):
+    for k in (budget.ENV_EPOCHS, budget.ENV_ITERATIONS, budget.ENV_VAL_ITERATIONS, budget.ENV_SEED):
+        monkeypatch.delenv(k, raising=False)
+    with pytest.raises(budget.BudgetError, match=budget.ENV_EPOCHS):
+        budget.read_budget()
+    monkeypatch.setenv(budget.ENV_EPOCHS, "3")
+    monkeypatch.setenv(budget.ENV_ITERATIONS, "12")
+    assert budget.read_budget() == {"epochs": 3, "iterations": 12, "val_iterations": 2, "seed": 0}
+    monkeypatch.setenv(budget.ENV_ITERATIONS, "0")
+    with pytest.raises(budget.BudgetError, match=">= 1"):
+        budget.read_budget()
+    monkeypatch.setenv(budget.ENV_ITERATIONS, "ten")
+    with pytest.raises(budget.BudgetError, match="not an integer"):
+        budget.read_budget()
+
+
+# ------------------------------------------------------------------------------------------------ end to end
+@pytest.mark.slow
+def test_tiny_benchmark_writes_complete_report(tmp_path: Path):
+    out = tmp_path / "bench"
+    env = fresh_env(tmp_path / "unused")
+    proc = run_cmd([str(BIN / "nnunetv2-dca"), "benchmark", "--out", str(out), "--arms",
+                    "baseline,dca,pseudolabel,full", "--epochs", "1", "--iterations", "2", "--phantom-labeled", "2",
+                    "--phantom-unlabeled", "2", "--phantom-test", "1"], env, cwd=tmp_path, timeout=2400)
+    assert "[1/" in proc.stdout and "report" in proc.stdout
+    report = json.loads((out / "benchmark.json").read_text())
+    assert set(report["dice"]) == {"baseline", "dca", "pseudolabel", "full"}
+    assert set(report["dataset"]["groups"]) == {"head", "medium", "tail"}
+    for arm in report["dice"]:
+        assert set(report["dice"][arm]["dice"]) >= {"class:1", "class:13", "group:tail", "mean"}
+        t = report["timing_per_seed"][arm]["0"]
+        assert t["seconds_per_iteration"] > 0 and t["inference_seconds_per_case"] >= 0
+        assert (out / "seed_0" / "predictions" / arm / "evaluation.json").is_file()
+    assert report["network_cost"]["dca"]["parameters_ratio_to_baseline"] > 1
+    assert report["network_cost"]["full"]["parameters_ratio_to_baseline"] == 1
+    assert "dca_beats_baseline_on_tail" in report["verdict"]
+    readme = (out / "README.md").read_text()
+    for text in ("Dice (%) per group", "Dice (%) per class", "adrenal_gland_left", "s / training iteration",
+                 "![Dice per class](dice_per_class.png)", "DCA", "cpu_count"):
+        assert text in readme
+    for png in ("dice_per_class.png", "class_groups.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    commands = (out / "commands.sh").read_text()
+    assert "nnUNetv2_train 952 3d_fullres all -tr nnUNetTrainerDCA_budget -p nnUNetPlansBenchDCA" in commands
+    assert "nnUNetv2_train 960 3d_fullres all -tr nnUNetTrainer_budget -p nnUNetPlansBenchStock" in commands
+    assert "nnUNetv2_move_plans_between_datasets -s 952 -t 951" in commands
+    # the pseudo-label dataset has the unlabeled images with the baseline's predictions as labels
+    pl = out / "nnUNet_raw" / "Dataset960_AbdomenPhantomSemiPL"
+    assert len(os.listdir(pl / "labelsTr")) == 4
