@@ -459,6 +459,9 @@ class Benchmark:
         self.train_predict(runner, "pseudolabel", seed, pid, PLANS_STOCK)
 
     def run(self) -> Dict:
+        # the report code is loaded now, so an hour-long run never ends on an import error of its last step
+        from nnunetv2_dca.evaluation import benchmark_report, gates  # noqa: F401
+
         cfg = self.cfg
         os.makedirs(self.out, exist_ok=True)
         runner = Runner(self.out, self.total_steps())
