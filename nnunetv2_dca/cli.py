@@ -312,8 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arms", default=",".join(DEFAULT_ARMS),
                    help=f"comma-separated arms out of {','.join(ARMS)} (default {','.join(DEFAULT_ARMS)}; "
                         f"baseline is required)")
-    p.add_argument("--epochs", type=int, default=12, help="epochs per arm (default 12)")
-    p.add_argument("--iterations", type=int, default=25, help="training iterations per epoch (default 25)")
+    p.add_argument("--epochs", type=int, default=25, help="epochs per arm (default 25)")
+    p.add_argument("--iterations", type=int, default=30, help="training iterations per epoch (default 30)")
     p.add_argument("--val-iterations", type=int, default=1, help="validation iterations per epoch (default 1)")
     p.add_argument("--width", type=int, default=None,
                    help="features of the first stage (others scaled alike); default: as planned")
@@ -321,7 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--planner", default="nnUNetPlannerDCA_CPU",
                    help="DCA planner (default nnUNetPlannerDCA_CPU; on a GPU nnUNetPlannerDCA or "
                         "nnUNetPlannerDCAResEncM)")
-    p.add_argument("-c", default="3d_fullres", help="configuration (default 3d_fullres)")
+    p.add_argument("-c", default="2d", help="configuration (default 2d: CPU-sized; use 3d_fullres on a GPU)")
     p.add_argument("-device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--phantom-labeled", type=int, default=4)
     p.add_argument("--phantom-unlabeled", type=int, default=16)

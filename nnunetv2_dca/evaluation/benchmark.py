@@ -38,10 +38,9 @@ each other), ``OUT/seed_<s>/predictions/<arm>``, and the report: ``OUT/README.md
 
 Cost, measured in this run: seconds per training iteration of each arm (median over epochs, the first epoch left
 out when there are more; data loading included, validation excluded; :mod:`~nnunetv2_dca.training.budget`),
-inference seconds per test case (wall time of ``nnUNetv2_predict``, without mirroring TTA unless ``--tta``, for all
-arms alike, minus the measured start-up of the same command
-on an empty folder, divided by the number of cases), parameters and FLOPs per patch (built on the meta device,
-:func:`nnunetv2_dca.network.cost.network_cost`).
+inference seconds per test case (nnU-Net's sliding-window prediction of each preprocessed test case, in process,
+without mirroring TTA unless ``--tta``, for all arms alike; :func:`time_network_inference`), parameters and FLOPs
+per patch (built on the meta device, :func:`nnunetv2_dca.network.cost.network_cost`).
 """
 
 from __future__ import annotations
@@ -85,13 +84,15 @@ class BenchmarkConfig:
     dataset: Optional[int] = None          # user dataset (semi-supervised: imagesTr, imagesTrUnlabeled, imagesTs)
     full_dataset: Optional[int] = None     # its fully labeled source (for the 'full' arm)
     arms: Sequence[str] = DEFAULT_ARMS
-    epochs: int = 12
-    iterations: int = 25
+    epochs: int = 25
+    iterations: int = 30
     val_iterations: int = 1
     width: Optional[int] = None
     seeds: Sequence[int] = (0,)
     planner: str = "nnUNetPlannerDCA_CPU"
-    configuration: str = "3d_fullres"
+    # 2d on CPU: a 3d_fullres step of even the 8-feature network takes seconds on 2 cores, so an hour would buy a
+    # few hundred iterations; 2d gives a few thousand. On a GPU pass -c 3d_fullres.
+    configuration: str = "2d"
     device: str = "cpu"
     phantom_labeled: int = 4
     phantom_unlabeled: int = 16
@@ -260,6 +261,31 @@ def make_pseudo_label_dataset(raw: str, semi_folder: str, pseudo_labels: str, da
     return target
 
 
+def time_network_inference(model_dir: str, images_folder: str, file_ending: str, device: str, tta: bool) -> float:
+    """Seconds per case of nnU-Net's sliding-window prediction (``predict_logits_from_preprocessed_data``, what
+    ``nnUNetv2_predict`` runs per case) on already preprocessed test cases: start-up, model loading, preprocessing
+    and export are left out, so the number compares the networks, not the process start."""
+    import torch
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+    from nnunetv2.utilities.utils import create_lists_from_splitted_dataset_folder
+
+    predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=tta,
+                                perform_everything_on_device=device != "cpu", device=torch.device(device),
+                                verbose=False, verbose_preprocessing=False, allow_tqdm=False)
+    predictor.initialize_from_trained_model_folder(model_dir, (FOLD,), "checkpoint_final.pth")
+    preprocessor = predictor.configuration_manager.preprocessor_class(verbose=False)
+    cases = create_lists_from_splitted_dataset_folder(images_folder, file_ending)
+    seconds = []
+    for files in cases:
+        data, _, _ = preprocessor.run_case(files, None, predictor.plans_manager, predictor.configuration_manager,
+                                           predictor.dataset_json)
+        data = torch.from_numpy(data)
+        t0 = time.perf_counter()
+        predictor.predict_logits_from_preprocessed_data(data)
+        seconds.append(time.perf_counter() - t0)
+    return statistics.fmean(seconds) if seconds else float("nan")
+
+
 def machine_info(device: str) -> Dict[str, object]:
     import torch
     from importlib.metadata import version
@@ -412,23 +438,16 @@ class Benchmark:
                    "-c", cfg.configuration, "-f", FOLD, "-tr", trainer, "-p", plans, "-device", cfg.device,
                    "-npp", "0", "-nps", "0"] + ([] if cfg.tta else ["--disable_tta"])
         seconds = runner.run(predict, self.env(seed), ["nnUNet_results"])
-        # start-up of the same command (imports, model loading) on an empty input folder
-        empty = os.path.join(self.out, f"seed_{seed}", "predictions", ".empty")
-        os.makedirs(empty, exist_ok=True)
-        t0 = time.perf_counter()
-        subprocess.run(predict[:2] + [empty] + predict[3:4] + [empty + "_out"] + predict[5:], env=self.env(seed),
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        startup = time.perf_counter() - t0
-        shutil.rmtree(empty, ignore_errors=True)
-        shutil.rmtree(empty + "_out", ignore_errors=True)
+        inference = time_network_inference(os.path.dirname(model), os.path.join(self.semi, "imagesTs"),
+                                           self.file_ending, cfg.device, cfg.tta)
         n_cases = len([f for f in os.listdir(pred) if f.endswith(self.file_ending)])
         per_iter = timing["seconds_per_iteration_per_epoch"]
         steady = per_iter[1:] if len(per_iter) > 1 else per_iter
         self.timings[arm][seed] = {
             "seconds_per_iteration": statistics.median(steady),
             "seconds_per_iteration_per_epoch": per_iter,
-            "predict_wall_seconds": seconds, "predict_startup_seconds": startup,
-            "inference_seconds_per_case": max(seconds - startup, 0.0) / max(1, n_cases),
+            "predict_wall_seconds": seconds, "predict_cases": n_cases,
+            "inference_seconds_per_case": inference,
             "model_folder": model,
         }
         self.results[arm][seed] = self.evaluate(pred)

@@ -335,9 +335,10 @@ def markdown_report(report: Mapping, summary: Mapping, bench) -> str:
             f"{c['inference_gflops_ratio_to_baseline']:.2f} | {c['training_forward_gflops']:.2f} |")
     add("")
     add("Seconds per iteration: median over epochs (first epoch left out), data loading included, validation "
-        "excluded. Inference: wall time of `nnUNetv2_predict` on the test folder minus its start-up on an empty "
-        "folder, per case. The DCA training step also runs the unlabeled batch (2 labeled + 2 unlabeled per step), "
-        "so its per-iteration cost covers twice the images of the baseline's step. FLOPs: one patch, batch 1 "
+        "excluded. Inference: nnU-Net's sliding-window prediction of one preprocessed test case (what "
+        "`nnUNetv2_predict` runs per case; process start, preprocessing and export excluded), mean over cases. "
+        "A semi-supervised step also runs an unlabeled batch as large as the labeled one, so its per-iteration "
+        "cost covers twice the images of the baseline's step. FLOPs: one patch, batch 1 "
         "(nnunetv2_dca.network.cost).")
     add("")
     pictures = [k for k in ("gates", "progress_dca", "progress_semimoe") if k in report["charts"]]

@@ -195,8 +195,8 @@ def test_tiny_benchmark_writes_complete_report(tmp_path: Path):
     for png in ("dice_per_class.png", "class_groups.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     commands = (out / "commands.sh").read_text()
-    assert "nnUNetv2_train 952 3d_fullres all -tr nnUNetTrainerDCA_budget -p nnUNetPlansBenchDCA" in commands
-    assert "nnUNetv2_train 960 3d_fullres all -tr nnUNetTrainer_budget -p nnUNetPlansBenchStock" in commands
+    assert "nnUNetv2_train 952 2d all -tr nnUNetTrainerDCA_budget -p nnUNetPlansBenchDCA" in commands
+    assert "nnUNetv2_train 960 2d all -tr nnUNetTrainer_budget -p nnUNetPlansBenchStock" in commands
     assert "nnUNetv2_move_plans_between_datasets -s 952 -t 951" in commands
     # the pseudo-label dataset has the unlabeled images with the baseline's predictions as labels
     pl = out / "nnUNet_raw" / "Dataset960_AbdomenPhantomSemiPL"
