@@ -169,7 +169,7 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
         val_iterations=args.val_iterations, width=args.width, seeds=args.seeds, planner=args.planner,
         configuration=args.c, device=args.device, phantom_labeled=args.phantom_labeled,
         phantom_unlabeled=args.phantom_unlabeled, phantom_test=args.phantom_test, phantom_seed=args.phantom_seed,
-        phantom_size=args.phantom_size, gates_picture=not args.no_gates, tta=args.tta)
+        phantom_size=args.phantom_size, gates_picture=not args.no_gates, tta=args.tta, sites=args.sites)
     try:
         run_benchmark(cfg)
     except BenchmarkError as e:
@@ -328,6 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--phantom-test", type=int, default=6)
     p.add_argument("--phantom-seed", type=int, default=0)
     p.add_argument("--phantom-size", choices=["small", "medium"], default="small")
+    p.add_argument("--sites", type=int, default=1,
+                   help="domain shift: phantom with K scanner sites, labeled cases from site 0 only, unlabeled from "
+                        "all, test Dice reported per site (default 1 = no shift)")
     p.add_argument("--no-gates", action="store_true", help="skip the DFAM gates picture")
     p.add_argument("--tta", action="store_true",
                    help="predict with nnU-Net's mirroring test-time augmentation (default off: 8x cheaper in 3D; "

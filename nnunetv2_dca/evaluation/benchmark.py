@@ -99,6 +99,9 @@ class BenchmarkConfig:
     phantom_test: int = 6
     phantom_seed: int = 0
     phantom_size: str = "small"
+    # domain shift (Semi-MoE's setting): phantom with this many scanner sites; labeled cases all from site 0, the
+    # unlabeled images from every site, and the test set evaluated per site
+    sites: int = 1
     gates_picture: bool = True
     tta: bool = False                      # nnUNetv2_predict's mirroring test-time augmentation (8x cost in 3D)
     extra: Dict[str, object] = field(default_factory=dict)
@@ -119,6 +122,10 @@ class BenchmarkConfig:
             raise ValueError("--seeds is empty")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"--seeds has repeats: {list(self.seeds)}")
+        if self.sites < 1:
+            raise ValueError(f"--sites must be >= 1, got {self.sites}")
+        if self.sites > 1 and self.dataset is not None:
+            raise ValueError("--sites (domain shift) works with the generated phantom only, not with -d")
         if self.dataset is None:
             if self.phantom_labeled < 1 or self.phantom_unlabeled < 1 or self.phantom_test < 1:
                 raise ValueError("the phantom needs >= 1 labeled, unlabeled and test case")
@@ -312,6 +319,7 @@ class Benchmark:
         self.arms = [a for a in ARMS if a in cfg.arms]  # fixed order: pseudolabel after baseline
         self.results: Dict[str, Dict[int, Dict]] = {a: {} for a in self.arms}
         self.timings: Dict[str, Dict[int, Dict]] = {a: {} for a in self.arms}
+        self.site_results: Dict[str, Dict[int, Dict[int, Dict]]] = {a: {} for a in self.arms}
 
     # environment of every command
     def env(self, seed: Optional[int] = None, training: bool = False) -> Dict[str, str]:
@@ -349,6 +357,8 @@ class Benchmark:
         from nnunetv2_dca.data.split import make_semi_supervised_split
 
         cfg = self.cfg
+        for old in ("test_sites",):
+            shutil.rmtree(os.path.join(self.out, old), ignore_errors=True)
         if os.path.isdir(self.raw):
             shutil.rmtree(self.raw)
         if os.path.isdir(self.pre):
@@ -358,15 +368,21 @@ class Benchmark:
         runner.step("data")
         if cfg.dataset is None:
             n_train = cfg.phantom_labeled + cfg.phantom_unlabeled
-            # one fully labeled phantom; the semi-supervised dataset keeps the first cases labeled
+            # one fully labeled phantom; the semi-supervised dataset keeps the first cases (of site 0) labeled
             write_phantom_dataset(self.raw, ID_FULL, labeled=n_train, unlabeled=0, test=cfg.phantom_test,
-                                  seed=cfg.phantom_seed, size=cfg.phantom_size)
-            labeled = [f"phantom_{i:04d}" for i in range(cfg.phantom_labeled)]
+                                  seed=cfg.phantom_seed, size=cfg.phantom_size, sites=cfg.sites)
+            # the phantom assigns case i to site i % sites
+            site0 = [i for i in range(n_train) if i % cfg.sites == 0]
+            if len(site0) < cfg.phantom_labeled or len(site0) == n_train:
+                raise ValueError(f"--sites {cfg.sites}: {n_train} training cases give {len(site0)} of site 0; need "
+                                 f"{cfg.phantom_labeled} labeled ones and unlabeled ones left over")
+            labeled = [f"phantom_{i:04d}" for i in site0[:cfg.phantom_labeled]]
             make_semi_supervised_split(self.raw, ID_FULL, ID_SEMI, labeled_cases=labeled, name="AbdomenPhantomSemi",
                                        preprocessed_dir=self.pre)
             with open(runner.log, "a", encoding="utf-8") as f:
                 f.write(f"nnunetv2-dca phantom -d {ID_FULL} --labeled {n_train} --unlabeled 0 --test "
-                        f"{cfg.phantom_test} --seed {cfg.phantom_seed} --size {cfg.phantom_size}\n"
+                        f"{cfg.phantom_test} --seed {cfg.phantom_seed} --size {cfg.phantom_size} --sites "
+                        f"{cfg.sites}\n"
                         f"nnunetv2-dca split -d {ID_FULL} --out-id {ID_SEMI} --labeled-cases {','.join(labeled)} "
                         f"--name AbdomenPhantomSemi\n")
             self.has_full = True
@@ -451,14 +467,36 @@ class Benchmark:
             "model_folder": model,
         }
         self.results[arm][seed] = self.evaluate(pred)
+        if self.cfg.sites > 1:
+            self.site_results[arm][seed] = {
+                site: self.evaluate(pred, ref_folder=folder, output_folder=os.path.join(pred, f"site_{site}"))
+                for site, folder in self.site_reference_folders().items()}
         self.model_folders = getattr(self, "model_folders", {})
         self.model_folders[(arm, seed)] = model
 
-    def evaluate(self, pred: str) -> Dict:
+    def evaluate(self, pred: str, ref_folder: Optional[str] = None, output_folder: Optional[str] = None) -> Dict:
         from nnunetv2_dca.evaluation.evaluate import evaluate_folders
 
-        return evaluate_folders(os.path.join(self.semi, "labelsTs"), pred, os.path.join(self.semi, "dataset.json"),
-                                plans_file=self.plans_files[PLANS_DCA])
+        return evaluate_folders(ref_folder or os.path.join(self.semi, "labelsTs"), pred,
+                                os.path.join(self.semi, "dataset.json"), plans_file=self.plans_files[PLANS_DCA],
+                                output_folder=output_folder)
+
+    def site_reference_folders(self) -> Dict[int, str]:
+        """Test labels per phantom site (hard links under OUT/test_sites/site_<k>), from the phantom's phantom.json."""
+        if getattr(self, "_site_folders", None) is None:
+            with open(os.path.join(find_dataset(self.raw, ID_FULL), "phantom.json"), encoding="utf-8") as f:
+                cases = json.load(f)["cases"]
+            folders: Dict[int, str] = {}
+            for fname in sorted(os.listdir(os.path.join(self.semi, "labelsTs"))):
+                case = fname[:-len(self.file_ending)]
+                site = int(cases[case]["site"])
+                folder = os.path.join(self.out, "test_sites", f"site_{site}")
+                os.makedirs(folder, exist_ok=True)
+                if not os.path.exists(os.path.join(folder, fname)):
+                    os.link(os.path.join(self.semi, "labelsTs", fname), os.path.join(folder, fname))
+                folders[site] = folder
+            self._site_folders = dict(sorted(folders.items()))
+        return self._site_folders
 
     def pseudo_label_arm(self, runner: Runner, seed: int, index: int) -> None:
         cfg = self.cfg

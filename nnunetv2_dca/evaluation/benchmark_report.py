@@ -105,6 +105,48 @@ def plot_dice_per_class(summary: Mapping, path: str, title: str) -> str:
     return save_figure_atomic(fig, path, dpi=110)
 
 
+def summarise_sites(site_results: Mapping[str, Mapping[int, Mapping[int, Mapping]]], seeds: Sequence[int]
+                    ) -> Dict[str, Dict[str, Dict]]:
+    """Per arm and test site: mean Dice over classes (mean, std over seeds) and delta to the baseline."""
+    out: Dict[str, Dict[str, Dict]] = {}
+    sites = sorted(site_results["baseline"][seeds[0]])
+    for arm, per_seed in site_results.items():
+        out[arm] = {}
+        for site in sites:
+            vals = [per_seed[s][site]["foreground_mean"]["Dice"] for s in seeds]
+            base = [site_results["baseline"][s][site]["foreground_mean"]["Dice"] for s in seeds]
+            out[arm][str(site)] = {"dice": mean_std(vals), "delta_to_baseline": mean_std(
+                [v - b for v, b in zip(vals, base)]), "n_cases": per_seed[seeds[0]][site]["n_cases"]}
+    return out
+
+
+def plot_sites(sites: Mapping[str, Mapping[str, Mapping]], path: str, title: str) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from nnunetv2_dca.planning.report import save_figure_atomic
+
+    arms = list(sites)
+    site_ids = list(sites[arms[0]])
+    width = 0.8 / len(arms)
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.4 * len(site_ids) + 2), 4.0))
+    for i, arm in enumerate(arms):
+        xs = [x + (i - (len(arms) - 1) / 2) * width for x in range(len(site_ids))]
+        stats = [sites[arm][k]["dice"] for k in site_ids]
+        ax.bar(xs, [st["mean"] for st in stats], width, yerr=[st["std"] if st["n"] > 1 else 0 for st in stats],
+               color=_ARM_COLORS.get(arm), label=arm, capsize=2)
+    ax.set_xticks(range(len(site_ids)))
+    ax.set_xticklabels([f"site {k}" + (" (labeled)" if k == "0" else "") for k in site_ids])
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("Dice, mean over classes")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return save_figure_atomic(fig, path, dpi=110)
+
+
 def _ratio(a: float, b: float) -> float:
     return a / b if b else float("nan")
 
@@ -150,6 +192,11 @@ def build_report(bench, wall_seconds: float, runner) -> Dict:
                 dst = os.path.join(out, f"progress_{arm}_seed{seeds[0]}.png")
                 shutil.copy2(src, dst)
                 charts[f"progress_{arm}"] = dst
+    domain_shift = None
+    if cfg.sites > 1:
+        domain_shift = summarise_sites(bench.site_results, seeds)
+        charts["dice_per_site"] = plot_sites(domain_shift, os.path.join(out, "dice_per_site.png"),
+                                             "domain shift: labeled cases from site 0 only; test Dice per site")
     gates = None
     if cfg.gates_picture and "dca" in bench.arms:
         gates = _gates_picture(bench, seeds[0], runner)
@@ -176,6 +223,7 @@ def build_report(bench, wall_seconds: float, runner) -> Dict:
         "commands": os.path.join(out, "commands.sh"),
         "charts": {k: os.path.basename(v) for k, v in charts.items()},
         "gates": gates["numbers"] if gates else None,
+        "domain_shift": domain_shift,
     }
     report["verdict"] = verdict(summary, seeds)
     write_json_atomic(json_ready(report), os.path.join(out, "benchmark.json"))
@@ -317,6 +365,23 @@ def markdown_report(report: Mapping, summary: Mapping, bench) -> str:
             cells.append(cell)
         add(f"| {summary['labels'].get(c, c)} ({c}) | {group_of.get(c, '')} | " + " | ".join(cells) + " |")
     add("")
+    if report.get("domain_shift"):
+        ds = report["domain_shift"]
+        site_ids = list(ds[arms[0]])
+        add("## Domain shift: Dice (%) per test site")
+        add("")
+        add(f"{cfg.sites} scanner sites; every labeled case comes from site 0, unlabeled images from all sites.")
+        add("")
+        add("![Dice per site](dice_per_site.png)")
+        add("")
+        add("| arm | " + " | ".join(f"site {k} ({ds[arms[0]][k]['n_cases']} cases)" for k in site_ids) + " |")
+        add("|---|" + "---|" * len(site_ids))
+        for arm in arms:
+            cells = [fmt(ds[arm][k]["dice"]) + ("" if arm == "baseline" else
+                                                f" ({fmt_delta(ds[arm][k]['delta_to_baseline'])})")
+                     for k in site_ids]
+            add(f"| {arm} | " + " | ".join(cells) + " |")
+        add("")
     if "class_groups" in report["charts"]:
         add("## Class groups (log-gap rule on the labeled voxel shares)")
         add("")

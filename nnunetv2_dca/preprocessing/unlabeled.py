@@ -116,6 +116,10 @@ def unlabeled_folder(preprocessed_dataset_folder: str, data_identifier: str) -> 
     return os.path.join(os.fspath(preprocessed_dataset_folder), data_identifier + UNLABELED_SUFFIX)
 
 
+# file endings of nnU-Net's NaturalImage2DIO, where one file may hold several channels (RGB / RGBA)
+MULTI_CHANNEL_ENDINGS = (".png", ".bmp", ".tif")
+
+
 def _num_channels(dataset_json: Mapping) -> int:
     # same rule as nnU-Net's verify_dataset_integrity (old dataset.json files use "modality")
     key = "channel_names" if "channel_names" in dataset_json else "modality"
@@ -166,8 +170,13 @@ def find_unlabeled_images(raw_dataset_folder: str, dataset_json: Optional[Mappin
                                 f"(expected <case>_0000{file_ending})")
                 continue
             by_case.setdefault(m.group("case"), {})[int(m.group("channel"))] = path
+        # nnU-Net's natural-image reader keeps RGB(A) in one file: <case>_0000.png holds 3 or 4 of the
+        # channel_names entries. For those formats fewer (contiguous) files are fine here; the channel count is then
+        # checked on the content by validate_unlabeled_images, as nnU-Net's own dataset check does.
+        multi_channel_files = file_ending.lower() in MULTI_CHANNEL_ENDINGS
         for case, channels in sorted(by_case.items()):
-            missing = sorted(expected - set(channels))
+            required = set(range(max(channels) + 1)) if multi_channel_files and channels else expected
+            missing = sorted(required - set(channels))
             extra = sorted(set(channels) - expected)
             if missing:
                 names = ", ".join(f"{case}_{c:04d}{file_ending}" for c in missing)
@@ -178,7 +187,7 @@ def find_unlabeled_images(raw_dataset_folder: str, dataset_json: Optional[Mappin
                 problems.append(f"case {case!r} in {folder}: unexpected channel file(s) {names} (dataset.json "
                                 f"channel_names has {n_channels} channel(s): _0000.._{n_channels - 1:04d})")
             if not missing and not extra:
-                cases[case] = [channels[c] for c in range(n_channels)]
+                cases[case] = [channels[c] for c in sorted(channels)]
 
     listed = dataset_json.get(DATASET_JSON_KEY)
     if listed is not None:
@@ -197,7 +206,8 @@ def find_unlabeled_images(raw_dataset_folder: str, dataset_json: Optional[Mappin
                 continue
             resolved = [_resolve(raw_dataset_folder, f) for f in files]
             bad = False
-            if len(resolved) != n_channels:
+            if len(resolved) != n_channels and not (file_ending.lower() in MULTI_CHANNEL_ENDINGS
+                                                    and 1 <= len(resolved) < n_channels):
                 problems.append(f'dataset.json "{DATASET_JSON_KEY}" case {case!r}: {len(resolved)} file(s) '
                                 f"{resolved} but dataset.json channel_names has {n_channels} channel(s)")
                 bad = True
@@ -260,12 +270,19 @@ def _geometry(path: str, reader_writer_class) -> Dict[str, tuple]:
         reader.ReadImageInformation()
         return {"shape": tuple(reader.GetSize()) + (reader.GetNumberOfComponents(),),
                 "spacing": tuple(reader.GetSpacing()), "origin": tuple(reader.GetOrigin()),
-                "direction": tuple(reader.GetDirection())}
+                "direction": tuple(reader.GetDirection()), CHANNELS_KEY: (1,)}
     data, props = reader_writer_class().read_images([path])
-    return {"shape": tuple(data.shape), "spacing": tuple(props["spacing"])}
+    # nnU-Net's readers return (channels, *spatial); an RGB PNG is 3 channels
+    return {"shape": tuple(data.shape[1:]), "spacing": tuple(props["spacing"]),
+            CHANNELS_KEY: (int(data.shape[0]),)}
+
+
+CHANNELS_KEY = "channels"
 
 
 def _same(key: str, a: tuple, b: tuple) -> bool:
+    if key == CHANNELS_KEY:
+        return True  # files of one case may hold different numbers of channels; the sum is checked
     if key == "shape":
         return a == b
     # nnU-Net's readers compare geometry with np.allclose as well (BaseReaderWriter._check_all_same)
@@ -288,6 +305,8 @@ def validate_unlabeled_images(cases: Mapping[str, Sequence[str]], dataset_json: 
                         f"({', '.join(os.path.basename(cases[c][0]) for c in collisions)}, ...)")
     if reader_writer_class is None and cases:
         reader_writer_class = _default_reader_writer(dataset_json)
+    n_channels = _num_channels(dataset_json) if ("channel_names" in dataset_json or "modality" in dataset_json) \
+        else None
 
     def check(path: str) -> Tuple[Optional[dict], Optional[str]]:
         try:
@@ -303,7 +322,15 @@ def validate_unlabeled_images(cases: Mapping[str, Sequence[str]], dataset_json: 
     for case, files in cases.items():
         problems.extend(checked[f][1] for f in files if checked[f][1] is not None)
         geometries = [(f, checked[f][0]) for f in files if checked[f][0] is not None]
-        if len(geometries) < 2 or len(geometries) != len(files):
+        if len(geometries) != len(files):
+            continue
+        if n_channels is not None:
+            found = sum(g[CHANNELS_KEY][0] for _, g in geometries)
+            if found != n_channels:
+                problems.append(f"case {case!r}: its file(s) {', '.join(os.path.basename(f) for f in files)} hold "
+                                f"{found} channel(s), dataset.json channel_names has {n_channels} "
+                                f"({os.path.dirname(files[0])})")
+        if len(geometries) < 2:
             continue
         ref_file, ref = geometries[0]
         for f, g in geometries[1:]:

@@ -66,10 +66,10 @@ so Semi-MoE fits in them. ``initialize`` logs the factor for the actual plan.
 
 Logged per epoch (``progress_semi_supervised.png``): ``moe_loss_sup`` (mixture), ``moe_loss_sup_experts`` (mean per
 expert, if its weight > 0), ``moe_loss_balance``, ``moe_loss_consistency``, ``moe_gate_entropy`` (entropy of the mean
-gate = log K - balance loss: log K = all experts used equally), ``moe_gate_entropy_per_input`` (mean entropy of the
-individual gates: low = each image/voxel picks an expert, i.e. specialisation), ``moe_gate_<k>`` (mean gate of
-expert k, k = 0..K-1), plus the base trainer's lambda and seconds per iteration. Gate statistics are over the
-whole batch, at full resolution for voxel gating.
+gate; log K = all experts used equally; = log K - balance loss for image gating), ``moe_gate_entropy_per_input``
+(mean entropy of the individual gates: low = each image/voxel picks an expert, i.e. specialisation),
+``moe_gate_<k>`` (mean gate of expert k, k = 0..K-1), plus the base trainer's lambda and seconds per iteration. Gate
+statistics are over the whole batch, at full resolution for voxel gating.
 
 Unlabeled images come from ``<data_identifier>_unlabeled`` (``DCAPreprocessor``). Stock plans get it with
 ``nnUNetv2_plan_and_preprocess -d D -c CFG -preprocessor_name DCAPreprocessor``; DCA planners set it themselves.
@@ -196,7 +196,10 @@ class SemiMoETrainer(nnUNetTrainerSemiSupervised):
         self._log_setup(net)
 
     def _log_setup(self, net: MoEUNet) -> None:
-        stock = stock_architecture(_plans_architecture(self.configuration_manager))
+        moe = self.moe_architecture  # its stock network: same encoder and kwargs, the plain U-Net decoder
+        stock = {"network_class_name": {v: k for k, v in MOE_NETWORKS.items()}[moe["network_class_name"]],
+                 "arch_kwargs": {k: v for k, v in moe["arch_kwargs"].items() if k not in MOE_ARCH_KEYS},
+                 "_kw_requires_import": moe["_kw_requires_import"]}
         stock_net = get_network_from_plans(stock["network_class_name"], stock["arch_kwargs"],
                                            stock["_kw_requires_import"], self.num_input_channels,
                                            self.label_manager.num_segmentation_heads, allow_init=False,
@@ -226,11 +229,14 @@ class SemiMoETrainer(nnUNetTrainerSemiSupervised):
                 ours = False
             if ours:
                 raise
+            planner = self.plans_manager.plans.get("experiment_planner_used")
             raise UnlabeledDataError(
                 f"{e} Note: configuration {self.configuration_name!r} of plans {self.plans_manager.plans_name!r} "
                 f"uses preprocessor {name!r}, which does not preprocess unlabeled images; re-plan with "
-                f"nnUNetv2_plan_and_preprocess -d {self.plans_manager.dataset_name} -c {self.configuration_name} "
-                f"-preprocessor_name DCAPreprocessor (same plans, plus the unlabeled images).") from None
+                f"nnUNetv2_plan_and_preprocess -d {self.plans_manager.dataset_name}"
+                f"{f' -pl {planner}' if planner else ''} -overwrite_plans_name {self.plans_manager.plans_name} "
+                f"-c {self.configuration_name} -preprocessor_name DCAPreprocessor (the same plans, plus the "
+                f"unlabeled images)") from None
 
     # ----- losses -----
     def extra_log_keys(self) -> List[str]:

@@ -161,7 +161,9 @@ class nnUNetTrainerSemiSupervised(nnUNetTrainer):
                 f"{self.__class__.__name__} needs unlabeled images, but {folder} holds none. Put them in {raw} "
                 f"(named like imagesTr: CASE_0000{self.dataset_json.get('file_ending', '')}) and run "
                 f"nnUNetv2_preprocess -d {self.plans_manager.dataset_name} -plans_name {self.plans_manager.plans_name} "
-                f"-c {self.configuration_name} (plans made with -pl nnUNetPlannerDCA preprocess them).")
+                f"-c {self.configuration_name}. That preprocesses them only if the plans name DCAPreprocessor: plans "
+                f"from -pl nnUNetPlannerDCA do; for nnU-Net's own plans run nnUNetv2_plan_and_preprocess -d "
+                f"{self.plans_manager.dataset_name} -c {self.configuration_name} -preprocessor_name DCAPreprocessor.")
         if self.is_ddp:  # disjoint shard per rank, like distributing the labeled batch
             world, rank = dist.get_world_size(), dist.get_rank()
             if len(ids) < world:

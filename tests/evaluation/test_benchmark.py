@@ -14,7 +14,7 @@ import pytest
 from conftest import BIN, fresh_env, run_cmd
 from nnunetv2_dca.evaluation.benchmark import (BenchmarkConfig, PLANS_DCA, PLANS_STOCK, make_pseudo_label_dataset,
                                                scale_width, write_bench_plans)
-from nnunetv2_dca.evaluation.benchmark_report import fmt, mean_std, summarise_arms, verdict
+from nnunetv2_dca.evaluation.benchmark_report import fmt, mean_std, summarise_arms, summarise_sites, verdict
 from nnunetv2_dca.planning.planner import DCA_ARCH_KEYS
 from nnunetv2_dca.training import budget
 
@@ -27,6 +27,8 @@ from nnunetv2_dca.training import budget
     ({"width": 0}, "--width"),
     ({"seeds": [1, 1]}, "repeats"),
     ({"dataset": 5, "arms": ["baseline", "full"]}, "--full-dataset"),
+    ({"sites": 0}, "--sites"),
+    ({"dataset": 5, "sites": 2}, "phantom only"),
 ])
 def test_config_rejects_bad_settings(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -144,6 +146,20 @@ def test_summary_means_stds_and_deltas_over_seeds():
     assert verdict(summarise_arms(results, [0, 1]), [0, 1])["dca_beats_baseline_on_tail"] is False
 
 
+def test_site_summary_is_per_site_mean_over_classes_with_deltas():
+    def r(d, n=2):
+        return {"foreground_mean": {"Dice": d}, "n_cases": n}
+
+    site_results = {"baseline": {0: {0: r(0.8), 1: r(0.4)}, 1: {0: r(0.6), 1: r(0.2)}},
+                    "semimoe": {0: {0: r(0.8), 1: r(0.7)}, 1: {0: r(0.6), 1: r(0.5)}}}
+    s = summarise_sites(site_results, [0, 1])
+    assert list(s["baseline"]) == ["0", "1"]
+    assert s["baseline"]["0"]["dice"]["mean"] == pytest.approx(0.7)
+    assert s["semimoe"]["1"]["dice"]["mean"] == pytest.approx(0.6)
+    assert s["semimoe"]["1"]["delta_to_baseline"]["mean"] == pytest.approx(0.3)
+    assert s["semimoe"]["0"]["delta_to_baseline"]["mean"] == pytest.approx(0.0)
+
+
 def test_mean_std_formatting_ignores_nan():
     assert fmt(mean_std([0.5])) == "50.0"
     assert fmt(mean_std([0.5, 0.7])) == "60.0 ± 14.1"
@@ -175,7 +191,8 @@ def test_tiny_benchmark_writes_complete_report(tmp_path: Path):
     env = fresh_env(tmp_path / "unused")
     proc = run_cmd([str(BIN / "nnunetv2-dca"), "benchmark", "--out", str(out), "--arms",
                     "baseline,dca,pseudolabel,full", "--epochs", "1", "--iterations", "2", "--phantom-labeled", "2",
-                    "--phantom-unlabeled", "2", "--phantom-test", "1"], env, cwd=tmp_path, timeout=2400)
+                    "--phantom-unlabeled", "2", "--phantom-test", "2", "--sites", "2"], env, cwd=tmp_path,
+                   timeout=2400)
     assert "[1/" in proc.stdout and "report" in proc.stdout
     report = json.loads((out / "benchmark.json").read_text())
     assert set(report["dice"]) == {"baseline", "dca", "pseudolabel", "full"}
@@ -188,7 +205,15 @@ def test_tiny_benchmark_writes_complete_report(tmp_path: Path):
     assert report["network_cost"]["dca"]["parameters_ratio_to_baseline"] > 1
     assert report["network_cost"]["full"]["parameters_ratio_to_baseline"] == 1
     assert "dca_beats_baseline_on_tail" in report["verdict"]
+    # domain shift: labeled cases from site 0 only, test Dice per site
+    split = json.loads((out / "nnUNet_raw" / "Dataset952_AbdomenPhantomSemi" / "split.json").read_text())
+    assert set(split["labeled"]) == {"phantom_0000", "phantom_0002"}
+    assert set(report["domain_shift"]["dca"]) == {"0", "1"}
+    assert report["domain_shift"]["baseline"]["1"]["n_cases"] == 1
+    assert (out / "seed_0" / "predictions" / "dca" / "site_1" / "evaluation.json").is_file()
+    assert (out / "dice_per_site.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     readme = (out / "README.md").read_text()
+    assert "Domain shift" in readme
     for text in ("Dice (%) per group", "Dice (%) per class", "adrenal_gland_left", "s / training iteration",
                  "![Dice per class](dice_per_class.png)", "DCA", "cpu_count"):
         assert text in readme

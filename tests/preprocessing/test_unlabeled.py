@@ -389,3 +389,29 @@ def test_missing_unlabeled_folder_is_a_note(planned_copy: Path, capsys: pytest.C
     # the folder of the earlier run (made from images that are gone) is not kept for a trainer to pick up
     assert not (pre / f"{PLANS}_{CFG}_unlabeled").exists() and "stale" in out
     assert not _leftovers(pre)
+
+
+def test_rgb_png_unlabeled_images_are_one_file_per_case_as_nnunet_stores_them(tmp_path):
+    """nnU-Net's NaturalImage2DIO keeps RGB in <case>_0000.png (3 of the channel_names entries in one file); the
+    channel count is checked on the content, so a grayscale PNG for an RGB dataset is refused by name."""
+    import SimpleITK as sitk
+
+    from nnunetv2_dca.data.phantom import write_phantom_dataset
+    from nnunetv2_dca.preprocessing.unlabeled import (UnlabeledImageError, find_unlabeled_images,
+                                                      validate_unlabeled_images)
+
+    raw = write_phantom_dataset(str(tmp_path), 992, labeled=1, unlabeled=2, test=0, seed=1, dim=2)
+    dj = json.loads(open(os.path.join(raw, "dataset.json")).read())
+    cases = find_unlabeled_images(raw)
+    assert sorted(cases) == ["phantom_0001", "phantom_0002"]
+    assert all(len(files) == 1 and files[0].endswith("_0000.png") for files in cases.values())
+    validate_unlabeled_images(cases, dj)  # 3 channels in one file: fine
+    gray = os.path.join(raw, "imagesTrUnlabeled", "phantom_0002_0000.png")
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((16, 16), np.uint8)), gray)
+    with pytest.raises(UnlabeledImageError, match=r"phantom_0002.*hold 1 channel\(s\), dataset.json channel_names "
+                                                  r"has 3"):
+        validate_unlabeled_images(find_unlabeled_images(raw), dj)
+    # a gap in the channel files is still reported by name
+    os.rename(gray, gray.replace("_0000.png", "_0001.png"))
+    with pytest.raises(UnlabeledImageError, match="phantom_0002_0000.png"):
+        find_unlabeled_images(raw)

@@ -251,9 +251,6 @@ def _assert_moe_training_logged(out: Path) -> None:
     assert "Semi-MoE: 3 experts (decoder scope), image gating" in text and "moe_loss_consistency" in text
 
 
-@pytest.mark.xfail(strict=True, raises=UnlabeledImageError, reason="DCAPreprocessor counts one file per channel_names entry; nnU-Net's "
-                   "NaturalImage2DIO keeps RGB in one <case>_0000.png (remove this marker and the channel split in "
-                   "the 2D end-to-end test once unlabeled RGB PNGs are accepted)")
 def test_unlabeled_rgb_pngs_are_found_as_nnunet_reads_them(tmp_path: Path):
     from nnunetv2_dca.data.phantom import write_phantom_dataset
 
@@ -274,14 +271,7 @@ def test_2d_rgb_stock_plans_with_dca_preprocessor_end_to_end(tmp_path: Path):
     base = tmp_path
     raw = Path(write_phantom_dataset(str(base / "nnUNet_raw"), ds, labeled=5, unlabeled=4, test=2, seed=5, sites=3,
                                      dim=2))
-    # DCAPreprocessor expects one file per channel_names entry; nnU-Net's NaturalImage2DIO reads RGB as one file
-    # (<case>_0000.png holding 3 channels). Until DCAPreprocessor accepts that, give the unlabeled images as one
-    # grayscale PNG per channel, a form it documents (and NaturalImage2DIO reads to the same 3-channel array).
-    for f in sorted((raw / "imagesTrUnlabeled").glob("*_0000.png")):
-        rgb = sitk.GetArrayFromImage(sitk.ReadImage(str(f)))
-        for c in range(3):
-            sitk.WriteImage(sitk.GetImageFromArray(np.ascontiguousarray(rgb[..., c])),
-                            str(f).replace("_0000.png", f"_{c:04d}.png"))
+    # unlabeled RGB images as nnU-Net's NaturalImage2DIO stores them: one <case>_0000.png holding 3 channels
     env = fresh_env(base)
     run_cmd([str(BIN / "nnUNetv2_plan_and_preprocess"), "-d", str(ds), "-c", "2d", "-preprocessor_name",
              "DCAPreprocessor", "-np", "1", "-npfp", "1"], env)
@@ -306,6 +296,16 @@ def test_2d_rgb_stock_plans_with_dca_preprocessor_end_to_end(tmp_path: Path):
         seg = sitk.GetArrayFromImage(sitk.ReadImage(str(p)))
         image = sitk.GetArrayFromImage(sitk.ReadImage(str(raw / "imagesTs" / p.name.replace(".png", "_0000.png"))))
         assert seg.shape == image.shape[:2] and set(np.unique(seg).tolist()) <= {0, 1, 2, 3}
+
+    # stock plans preprocessed without DCAPreprocessor: the error says how to get the unlabeled images
+    (prep / "nnUNetPlans_2d_unlabeled").rename(prep / "hidden")
+    cfg["preprocessor_name"] = "DefaultPreprocessor"
+    plans_file.write_text(json.dumps(plans, indent=1))
+    proc = run_cmd([str(BIN / "nnUNetv2_train"), str(ds), "2d", "1", "-tr", "nnUNetTrainerSemiMoE_smoke", "-device",
+                    "cpu"], fresh_env(base, training=True), check=False)
+    assert proc.returncode != 0 and "needs unlabeled images" in proc.stdout
+    assert (f"nnUNetv2_plan_and_preprocess -d {name} -pl ExperimentPlanner -overwrite_plans_name nnUNetPlans -c 2d "
+            f"-preprocessor_name DCAPreprocessor") in " ".join(proc.stdout.split())
 
 
 @pytest.mark.slow
