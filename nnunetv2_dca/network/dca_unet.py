@@ -100,9 +100,26 @@ def validate_class_groups(class_groups: Optional[Sequence[Sequence[int]]], num_c
     return groups
 
 
-def fuse_expert_logits(expert_logits: Sequence[torch.Tensor], class_groups: Sequence[Sequence[int]]) -> torch.Tensor:
-    """Logit concatenation (seed Key Design 3): class c's logit from the expert that owns c, background = mean of
-    the experts' background logits. Inputs (B, 1 + |S_g|, ...) per expert; output (B, num_classes, ...)."""
+FUSIONS = ("log_softmax", "logits")
+
+
+def fuse_expert_logits(expert_logits: Sequence[torch.Tensor], class_groups: Sequence[Sequence[int]],
+                       fusion: str = "log_softmax") -> torch.Tensor:
+    """Logit concatenation (seed Key Design 3): class c's score from the expert that owns c, background = mean of
+    the experts' background scores. Inputs (B, 1 + |S_g|, ...) per expert; output (B, num_classes, ...).
+
+    ``fusion="logits"`` concatenates the raw logits, as the seed writes it. A softmax's logits are only defined up to
+    an additive constant per expert, so raw logits of different experts are not comparable: an expert trained on a
+    rare group (label-split targets that are ~99 % background) learns a far larger background logit than the head
+    expert, and its background then outvotes every class of the other experts (measured in the benchmark: every
+    fused pseudo-label was background while the head expert segmented the liver). ``fusion="log_softmax"`` (default)
+    concatenates each expert's log-probabilities instead: same formula, but every expert's scores are on one scale,
+    so class c wins where its owner's log p(c) exceeds the mean over experts of log p(background) (the geometric mean
+    of their background probabilities), and adding a constant to one expert's logits changes nothing."""
+    if fusion not in FUSIONS:
+        raise ValueError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
+    if fusion == "log_softmax":
+        expert_logits = [torch.log_softmax(e.float(), 1) for e in expert_logits]
     background = torch.stack([e[:, :1] for e in expert_logits], 0).mean(0)
     foreground = torch.cat([e[:, 1:] for e in expert_logits], 1)  # channels in class_groups order
     order = [c for g in class_groups for c in g]

@@ -6,9 +6,10 @@ One forward of the labeled and the unlabeled batch, concatenated, through ``self
 * ``L_sup = sum_g L_seg(expert_g(x_l), split_g(y_l))``: label-split, classes outside group g become background
   (:func:`split_target`); the ignore label stays ignored. ``L_seg`` is nnU-Net's own loss object (Dice + CE with its
   deep-supervision weights), which works for any number of channels.
-* fused pseudo-labels on x_u: class c's logit from the expert owning c, background = mean of the experts' background
-  logits (:func:`nnunetv2_dca.network.dca_unet.fuse_expert_logits`), argmax, no gradient. With deep supervision the
-  fusion is done at every scale from the experts' own deep-supervision heads (each scale's pseudo-label is the
+* fused pseudo-labels on x_u: class c's score from the expert owning c, background = mean of the experts' background
+  scores (:func:`nnunetv2_dca.network.dca_unet.fuse_expert_logits`), argmax, no gradient. Scores are each expert's
+  log-softmax, not its raw logits (``fusion``; raw logits are not comparable across experts, see there). With deep
+  supervision the fusion is done at every scale from the experts' own deep-supervision heads (each scale's pseudo-label is the
   experts' opinion at that scale, not a downsampled full-resolution map).
 * ``L_un = L_seg(D_A(x_u), pseudo-labels)``; ``total = L_sup + lambda(t) * L_un``, lambda = 10 with the base
   trainer's sigmoid ramp-up over the first 20 % of iterations. The network detaches the experts' features before
@@ -60,6 +61,9 @@ class DCATrainer(nnUNetTrainerSemiSupervised):
     rampup_fraction = 0.2
     supervise_aggregation = False
     aggregation_supervision_weight = 1.0
+    # "log_softmax": each expert's log-probabilities are concatenated (scale-free); "logits": raw logits as the seed
+    # writes it, which the benchmark showed to turn every pseudo-label into background (see fuse_expert_logits)
+    fusion = "log_softmax"
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
@@ -120,7 +124,8 @@ class DCATrainer(nnUNetTrainerSemiSupervised):
         with torch.no_grad():
             scales = len(out.aggregate) if ds else 1
             per_scale = [[(e[s] if ds else e)[unlabeled_part] for e in out.experts] for s in range(scales)]
-            pseudo = [fuse_expert_logits(experts, self.class_groups).argmax(1, keepdim=True).to(targets[0].dtype)
+            pseudo = [fuse_expert_logits(experts, self.class_groups, self.fusion).argmax(1, keepdim=True)
+                      .to(targets[0].dtype)
                       for experts in per_scale]
         unsup = self.loss(part(out.aggregate, unlabeled_part), as_target(pseudo))
         total = sup + self.unsupervised_weight() * unsup

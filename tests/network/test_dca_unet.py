@@ -196,7 +196,7 @@ def test_fused_logits_take_each_class_from_its_owner():
     groups = [[3], [1, 4, 6], [2, 5, 7]]
     torch.manual_seed(0)
     experts = [torch.randn(2, 1 + len(g), 4, 5) for g in groups]
-    fused = fuse_expert_logits(experts, groups)
+    fused = fuse_expert_logits(experts, groups, "logits")
     assert fused.shape == (2, NUM_CLASSES, 4, 5)
     torch.testing.assert_close(fused[:, 0], (experts[0][:, 0] + experts[1][:, 0] + experts[2][:, 0]) / 3)
     for e, g in zip(experts, groups):

@@ -60,7 +60,7 @@ def _fake_trainer(net, deep_supervision: bool, weight: float = 10.0, supervise_a
     return SimpleNamespace(network=net, loss=loss, class_groups=GROUPS, group_names=["head", "medium", "tail"],
                            _lut=split_lookup(GROUPS, 6), label_manager=SimpleNamespace(num_segmentation_heads=6),
                            unsupervised_weight=lambda: weight, supervise_aggregation=supervise_aggregation,
-                           aggregation_supervision_weight=1.0)
+                           aggregation_supervision_weight=1.0, fusion=DCATrainer.fusion)
 
 
 def _batch(deep_supervision: bool):
@@ -110,10 +110,34 @@ def test_pseudo_labels_come_from_the_owning_expert():
     head = torch.cat([torch.full(shape, 5.0), torch.full(shape, -5.0)], 1)
     medium = torch.cat([torch.full(shape, 5.0), torch.full(shape, -5.0), torch.full(shape, -5.0)], 1)
     tail = torch.cat([torch.full(shape, -5.0), torch.full(shape, -5.0), torch.full(shape, 20.0)], 1)
-    fused = fuse_expert_logits([head, medium, tail], GROUPS)
-    assert torch.all(fused.argmax(1) == 5)
-    # background = mean of the three background logits: (5 + 5 - 5) / 3
-    assert torch.allclose(fused[:, 0], torch.full((n, 4, 4, 4), 5.0 / 3))
+    for fusion in ("logits", "log_softmax"):
+        fused = fuse_expert_logits([head, medium, tail], GROUPS, fusion)
+        assert torch.all(fused.argmax(1) == 5), fusion
+    # raw logits: background = mean of the three background logits: (5 + 5 - 5) / 3
+    assert torch.allclose(fuse_expert_logits([head, medium, tail], GROUPS, "logits")[:, 0],
+                          torch.full((n, 4, 4, 4), 5.0 / 3))
+
+
+def test_log_softmax_fusion_is_immune_to_an_experts_logit_offset():
+    """What the benchmark found: label-split experts of rare groups learn very large background logits (their
+    targets are ~99 % background). Raw-logit fusion then lets their background outvote the head expert's confident
+    liver; log-softmax fusion compares probabilities and keeps the liver."""
+    shape = (1, 1, 3, 3)
+    head = torch.cat([torch.full(shape, 0.0), torch.full(shape, 3.0)], 1)           # p(liver) = 0.95
+    medium = torch.cat([torch.full(shape, 12.0), torch.full(shape, 2.0), torch.full(shape, 1.0)], 1)
+    tail = torch.cat([torch.full(shape, 27.0), torch.full(shape, -4.0), torch.full(shape, -4.0)], 1)
+    liver = GROUPS[0][0]
+    assert torch.all(fuse_expert_logits([head, medium, tail], GROUPS, "logits").argmax(1) == 0)
+    assert torch.all(fuse_expert_logits([head, medium, tail], GROUPS, "log_softmax").argmax(1) == liver)
+    # adding a constant to one expert's logits leaves the softmax, and so the log-softmax fusion, unchanged
+    torch.manual_seed(0)
+    experts = [torch.randn(2, 1 + len(g), 5, 5) * 3 for g in GROUPS]
+    shifted = [e + 10.0 * i for i, e in enumerate(experts)]
+    torch.testing.assert_close(fuse_expert_logits(experts, GROUPS), fuse_expert_logits(shifted, GROUPS))
+    assert not torch.equal(fuse_expert_logits(experts, GROUPS, "logits").argmax(1),
+                           fuse_expert_logits(shifted, GROUPS, "logits").argmax(1))
+    with pytest.raises(ValueError, match="fusion"):
+        fuse_expert_logits(experts, GROUPS, "mean")
 
 
 def test_aggregation_supervision_option_adds_its_loss():
