@@ -228,6 +228,15 @@ def write_bench_plans(preprocessed_dataset: str, plans_name: str, configuration:
     return files
 
 
+def labeled_phantom_cases(n_train: int, n_labeled: int, sites: int) -> List[str]:
+    """The phantom's first ``n_labeled`` training cases of site 0 (the phantom puts case i on site i % sites)."""
+    site0 = [i for i in range(n_train) if i % sites == 0]
+    if len(site0) < n_labeled:
+        raise ValueError(f"--sites {sites}: {n_train} training cases hold {len(site0)} of site 0, fewer than the "
+                         f"{n_labeled} labeled ones asked for; raise --phantom-unlabeled")
+    return [f"phantom_{i:04d}" for i in site0[:n_labeled]]
+
+
 def make_pseudo_label_dataset(raw: str, semi_folder: str, pseudo_labels: str, dataset_id: int) -> str:
     """Raw dataset = the semi dataset's labeled cases + its unlabeled images with ``pseudo_labels`` as labels."""
     with open(os.path.join(semi_folder, "dataset.json"), encoding="utf-8") as f:
@@ -371,12 +380,7 @@ class Benchmark:
             # one fully labeled phantom; the semi-supervised dataset keeps the first cases (of site 0) labeled
             write_phantom_dataset(self.raw, ID_FULL, labeled=n_train, unlabeled=0, test=cfg.phantom_test,
                                   seed=cfg.phantom_seed, size=cfg.phantom_size, sites=cfg.sites)
-            # the phantom assigns case i to site i % sites
-            site0 = [i for i in range(n_train) if i % cfg.sites == 0]
-            if len(site0) < cfg.phantom_labeled or len(site0) == n_train:
-                raise ValueError(f"--sites {cfg.sites}: {n_train} training cases give {len(site0)} of site 0; need "
-                                 f"{cfg.phantom_labeled} labeled ones and unlabeled ones left over")
-            labeled = [f"phantom_{i:04d}" for i in site0[:cfg.phantom_labeled]]
+            labeled = labeled_phantom_cases(n_train, cfg.phantom_labeled, cfg.sites)
             make_semi_supervised_split(self.raw, ID_FULL, ID_SEMI, labeled_cases=labeled, name="AbdomenPhantomSemi",
                                        preprocessed_dir=self.pre)
             with open(runner.log, "a", encoding="utf-8") as f:

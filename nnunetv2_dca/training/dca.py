@@ -18,6 +18,9 @@ One forward of the labeled and the unlabeled batch, concatenated, through ``self
   labels only, a stated weakness: a tier the experts miss is then missed by D_A too). Off by default, as in the
   paper, until the benchmark measures it (trainer variant ``nnUNetTrainerDCA_supAgg``).
 
+* Beyond the paper: ``gate_balance_weight * balance(DFAM gates)`` (Semi-MoE's load-balancing loss on each stage's
+  mean gate), against the gate collapse the benchmark measured without it (see ``gate_balance_weight``).
+
 Logged per epoch (``progress_semi_supervised.png``): supervised loss per expert, unsupervised loss, lambda, share of
 pseudo-label voxels per group (+ background), mean DFAM gate weight per expert at full resolution, seconds per
 iteration.
@@ -32,6 +35,7 @@ from torch._dynamo import OptimizedModule
 
 from nnunetv2_dca.network.dca_unet import DCAUNet, fuse_expert_logits
 from nnunetv2_dca.planning.grouping import group_names
+from nnunetv2_dca.training.moe_losses import balance_loss
 from nnunetv2_dca.training.semi_supervised import nnUNetTrainerSemiSupervised
 
 TensorOrList = Union[torch.Tensor, List[torch.Tensor]]
@@ -64,6 +68,11 @@ class DCATrainer(nnUNetTrainerSemiSupervised):
     # "log_softmax": each expert's log-probabilities are concatenated (scale-free); "logits": raw logits as the seed
     # writes it, which the benchmark showed to turn every pseudo-label into background (see fuse_expert_logits)
     fusion = "log_softmax"
+    # Beyond the paper: load balancing of the DFAM gates (Semi-MoE's balance loss, KL(mean gate || uniform) per
+    # stage). Without it the benchmark saw the per-voxel softmax gates saturate onto one expert within a few hundred
+    # iterations (others at ~1e-40, where the softmax passes no gradient back), so D_A used a single expert. It
+    # constrains only the *average* use of each expert per stage; per-voxel routing stays free.
+    gate_balance_weight = 1.0
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
@@ -86,6 +95,7 @@ class DCATrainer(nnUNetTrainerSemiSupervised):
     def extra_log_keys(self) -> List[str]:
         names = group_names(len(self._planned_groups()))
         return ([f"dca_loss_sup_{n}" for n in names] + ["dca_loss_unsup"]
+                + (["dca_loss_gate_balance"] if self.gate_balance_weight > 0 else [])
                 + (["dca_loss_sup_aggregation"] if self.supervise_aggregation else [])
                 + ["dca_share_background"] + [f"dca_share_{n}" for n in names] + [f"dca_gate_{n}" for n in names])
 
@@ -130,6 +140,10 @@ class DCATrainer(nnUNetTrainerSemiSupervised):
         unsup = self.loss(part(out.aggregate, unlabeled_part), as_target(pseudo))
         total = sup + self.unsupervised_weight() * unsup
         logs["dca_loss_unsup"] = unsup
+        if self.gate_balance_weight > 0:
+            gate_balance = balance_loss(out.gates)
+            logs["dca_loss_gate_balance"] = gate_balance
+            total = total + self.gate_balance_weight * gate_balance
         if self.supervise_aggregation:
             agg = self.loss(part(out.aggregate, labeled), target)
             logs["dca_loss_sup_aggregation"] = agg

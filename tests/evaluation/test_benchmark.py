@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from conftest import BIN, fresh_env, run_cmd
-from nnunetv2_dca.evaluation.benchmark import (BenchmarkConfig, PLANS_DCA, PLANS_STOCK, make_pseudo_label_dataset,
-                                               scale_width, write_bench_plans)
+from nnunetv2_dca.evaluation.benchmark import (BenchmarkConfig, PLANS_DCA, PLANS_STOCK, labeled_phantom_cases,
+                                               make_pseudo_label_dataset, scale_width, write_bench_plans)
 from nnunetv2_dca.evaluation.benchmark_report import fmt, mean_std, summarise_arms, summarise_sites, verdict
 from nnunetv2_dca.planning.planner import DCA_ARCH_KEYS
 from nnunetv2_dca.training import budget
@@ -33,6 +33,13 @@ from nnunetv2_dca.training import budget
 def test_config_rejects_bad_settings(kwargs, message):
     with pytest.raises(ValueError, match=message):
         BenchmarkConfig(out="x", **kwargs).validate()
+
+
+def test_labeled_phantom_cases_come_from_site_0():
+    assert labeled_phantom_cases(20, 4, 1) == ["phantom_0000", "phantom_0001", "phantom_0002", "phantom_0003"]
+    assert labeled_phantom_cases(20, 3, 3) == ["phantom_0000", "phantom_0003", "phantom_0006"]
+    with pytest.raises(ValueError, match="--phantom-unlabeled"):
+        labeled_phantom_cases(6, 3, 3)
 
 
 def test_scale_width_keeps_stage_ratios_and_cap():

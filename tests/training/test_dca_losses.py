@@ -60,7 +60,8 @@ def _fake_trainer(net, deep_supervision: bool, weight: float = 10.0, supervise_a
     return SimpleNamespace(network=net, loss=loss, class_groups=GROUPS, group_names=["head", "medium", "tail"],
                            _lut=split_lookup(GROUPS, 6), label_manager=SimpleNamespace(num_segmentation_heads=6),
                            unsupervised_weight=lambda: weight, supervise_aggregation=supervise_aggregation,
-                           aggregation_supervision_weight=1.0, fusion=DCATrainer.fusion)
+                           aggregation_supervision_weight=1.0, fusion=DCATrainer.fusion,
+                           gate_balance_weight=DCATrainer.gate_balance_weight)
 
 
 def _batch(deep_supervision: bool):
@@ -79,7 +80,7 @@ def test_one_dca_step_touches_every_parameter(deep_supervision):
     out = DCATrainer.semi_supervised_losses(fake, data, target, unlabeled)
     assert torch.isfinite(out["loss"])
     expected = (out["dca_loss_sup_head"] + out["dca_loss_sup_medium"] + out["dca_loss_sup_tail"]
-                + 10.0 * out["dca_loss_unsup"])
+                + 10.0 * out["dca_loss_unsup"] + out["dca_loss_gate_balance"])
     torch.testing.assert_close(out["loss"], expected)
     shares = [float(out[f"dca_share_{n}"]) for n in ("background", "head", "medium", "tail")]
     assert sum(shares) == pytest.approx(1.0, abs=1e-5)
@@ -148,4 +149,20 @@ def test_aggregation_supervision_option_adds_its_loss():
     assert "dca_loss_sup_aggregation" in with_agg
     torch.testing.assert_close(with_agg["loss"], with_agg["dca_loss_sup_head"] + with_agg["dca_loss_sup_medium"]
                                + with_agg["dca_loss_sup_tail"] + 10 * with_agg["dca_loss_unsup"]
-                               + with_agg["dca_loss_sup_aggregation"])
+                               + with_agg["dca_loss_sup_aggregation"] + with_agg["dca_loss_gate_balance"])
+
+
+def test_gate_balance_term_is_the_kl_of_the_mean_dfam_gate_and_reaches_the_gates():
+    from nnunetv2_dca.training.moe_losses import balance_loss
+
+    net = _tiny_net(True)
+    data, target, unlabeled = _batch(True)
+    out = DCATrainer.semi_supervised_losses(_fake_trainer(net, True), data, target, unlabeled)
+    gates = net(torch.cat((data, unlabeled)), return_all=True).gates
+    torch.testing.assert_close(out["dca_loss_gate_balance"], balance_loss(gates))
+    assert float(out["dca_loss_gate_balance"]) >= 0
+    out["dca_loss_gate_balance"].backward()
+    gate_grads = [p.grad for d in net.decoder.aggregation.dfam for p in d.gate.parameters()]
+    assert all(g is not None for g in gate_grads) and sum(float(g.abs().sum()) for g in gate_grads) > 0
+    # the experts never see it (their features are detached before DFAM)
+    assert all(p.grad is None or float(p.grad.abs().sum()) == 0 for p in net.decoder.experts.parameters())
