@@ -103,6 +103,10 @@ def validate_class_groups(class_groups: Optional[Sequence[Sequence[int]]], num_c
 FUSIONS = ("log_softmax", "logits")
 
 
+# DFAM gate logits are soft-bounded to +-this (see DFAM): weights stay >= exp(-8) / G of the largest
+DFAM_LOGIT_BOUND = 4.0
+
+
 def fuse_expert_logits(expert_logits: Sequence[torch.Tensor], class_groups: Sequence[Sequence[int]],
                        fusion: str = "log_softmax") -> torch.Tensor:
     """Logit concatenation (seed Key Design 3): class c's score from the expert that owns c, background = mean of
@@ -218,32 +222,45 @@ class ExpertDecoder(_DecoderBase):
 class DFAM(nn.Module):
     """Dynamic Feature Aggregation Module (seed Key Design 4) for one decoder stage.
 
-    1x1 convs align the experts' features, a gate (kxk conv -> ReLU -> 1x1 conv -> G channels) scores them, softmax
-    over experts gives per-voxel weights summing to 1; F_DFAM = sum_g A_g * align_g(F_g) + F_up.
+    1x1 convs align the experts' features, a gate (kxk conv -> norm -> ReLU -> 1x1 conv -> G channels) scores them,
+    softmax over experts gives per-voxel weights summing to 1; F_DFAM = sum_g A_g * align_g(F_g) + F_up.
+
+    Two choices where the seed is silent, both against the gate collapse measured in the benchmark (per-voxel
+    weights of 1 and ~1e-40 after a few hundred iterations, after which the softmax passes no gradient and D_A is
+    stuck with one expert): the gate's hidden layer is normalised with the encoder's norm op (the aligned expert
+    features are unnormalised and grow during training), and the gate logits are soft-bounded,
+    ``z -> logit_bound * tanh(z / logit_bound)``, so no expert's weight falls below ~exp(-2 * logit_bound) / G.
     """
 
-    def __init__(self, conv_op: Type[_ConvNd], channels: int, num_experts: int, kernel_size: IntOrSeq):
+    def __init__(self, conv_op: Type[_ConvNd], channels: int, num_experts: int, kernel_size: IntOrSeq,
+                 norm_op: Optional[Type[nn.Module]] = None, norm_op_kwargs: Optional[dict] = None,
+                 logit_bound: Optional[float] = DFAM_LOGIT_BOUND):
         super().__init__()
         dim = convert_conv_op_to_dim(conv_op)
         kernel = [kernel_size] * dim if isinstance(kernel_size, int) else list(kernel_size)
         self.align = nn.ModuleList([conv_op(channels, channels, 1, 1, 0, bias=True) for _ in range(num_experts)])
-        self.gate = nn.Sequential(
-            conv_op(num_experts * channels, channels, kernel, 1, [(k - 1) // 2 for k in kernel], bias=True),
-            nn.ReLU(inplace=True),
-            conv_op(channels, num_experts, 1, 1, 0, bias=True))
-        self.channels, self.num_experts = channels, num_experts
+        hidden: List[nn.Module] = [conv_op(num_experts * channels, channels, kernel, 1, [(k - 1) // 2 for k in kernel],
+                                           bias=True)]
+        if norm_op is not None:
+            hidden.append(norm_op(channels, **(norm_op_kwargs or {})))
+        self.gate = nn.Sequential(*hidden, nn.ReLU(inplace=True), conv_op(channels, num_experts, 1, 1, 0, bias=True))
+        self.channels, self.num_experts, self.logit_bound = channels, num_experts, logit_bound
 
     def forward(self, f_up: torch.Tensor, expert_features: Sequence[torch.Tensor]
                 ) -> Tuple[torch.Tensor, torch.Tensor]:
         aligned = [a(f) for a, f in zip(self.align, expert_features)]
-        weights = torch.softmax(self.gate(torch.cat(aligned, 1)), 1)
+        logits = self.gate(torch.cat(aligned, 1))
+        if self.logit_bound:
+            logits = self.logit_bound * torch.tanh(logits / self.logit_bound)
+        weights = torch.softmax(logits, 1)
         f_expert = sum(weights[:, g:g + 1] * aligned[g] for g in range(self.num_experts))
         return f_up + f_expert, weights
 
     def compute_conv_feature_map_size(self, size: Sequence[int]) -> np.int64:
         g, c = self.num_experts, self.channels
+        hidden = c * (len(self.gate) - 2)  # conv (+ norm) outputs of the gate's hidden layer
         # aligned maps, gate hidden + logits + softmax, weighted sum + residual sum
-        return np.int64(np.prod(size, dtype=np.int64) * (g * c + c + 2 * g + 2 * c))
+        return np.int64(np.prod(size, dtype=np.int64) * (g * c + hidden + 2 * g + 2 * c))
 
 
 class AggregationDecoder(_DecoderBase):
@@ -252,7 +269,8 @@ class AggregationDecoder(_DecoderBase):
     def __init__(self, encoder: Encoder, num_classes: int, n_conv_per_stage: IntOrSeq, num_experts: int,
                  deep_supervision: bool, nonlin_first: bool = False):
         super().__init__(encoder, num_classes, n_conv_per_stage, deep_supervision, 1, nonlin_first)
-        self.dfam = nn.ModuleList([DFAM(encoder.conv_op, c, num_experts, k)
+        self.dfam = nn.ModuleList([DFAM(encoder.conv_op, c, num_experts, k, getattr(encoder, "norm_op", None),
+                                        getattr(encoder, "norm_op_kwargs", None))
                                    for c, k in zip(self.stage_channels, self.stage_kernels)])
 
     def forward(self, skips: Sequence[torch.Tensor], expert_features: Sequence[Sequence[torch.Tensor]]

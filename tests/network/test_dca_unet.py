@@ -3,6 +3,7 @@ strict state dict), expert settings and the feature-map estimate."""
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -233,3 +234,20 @@ def test_network_module_imports_no_nnunetv2():
             "print(sorted(m for m in sys.modules if m == 'nnunetv2' or m.startswith('nnunetv2.')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
+
+
+def test_dfam_gate_is_normalised_and_its_logits_bounded():
+    """Against the measured gate collapse: even a gate whose last layer is scaled up 1000x keeps every expert's
+    weight >= exp(-2 * bound) / G, and the hidden layer carries the encoder's norm op."""
+    from nnunetv2_dca.network.dca_unet import DFAM_LOGIT_BOUND
+
+    torch.manual_seed(0)
+    dfam = DFAM(nn.Conv2d, 4, 3, [3, 3], nn.InstanceNorm2d, {"affine": True})
+    assert any(isinstance(m, nn.InstanceNorm2d) for m in dfam.gate)
+    with torch.no_grad():
+        dfam.gate[-1].weight.mul_(1000.0)
+    _, weights = dfam(torch.randn(2, 4, 6, 6), [torch.randn(2, 4, 6, 6) * 50 for _ in range(3)])
+    assert float(weights.min()) >= math.exp(-2 * DFAM_LOGIT_BOUND) / 3 * 0.99
+    torch.testing.assert_close(weights.sum(1), torch.ones(2, 6, 6))
+    _, raw = DFAM(nn.Conv2d, 4, 3, [3, 3], logit_bound=None)(torch.randn(2, 4, 6, 6), [torch.randn(2, 4, 6, 6)] * 3)
+    torch.testing.assert_close(raw.sum(1), torch.ones(2, 6, 6))
