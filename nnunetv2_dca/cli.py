@@ -312,8 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arms", default=",".join(DEFAULT_ARMS),
                    help=f"comma-separated arms out of {','.join(ARMS)} (default {','.join(DEFAULT_ARMS)}; "
                         f"baseline is required)")
-    p.add_argument("--epochs", type=int, default=25, help="epochs per arm (default 25)")
-    p.add_argument("--iterations", type=int, default=30, help="training iterations per epoch (default 30)")
+    p.add_argument("--epochs", type=int, default=60, help="epochs per arm (default 60)")
+    p.add_argument("--iterations", type=int, default=50, help="training iterations per epoch (default 50)")
     p.add_argument("--val-iterations", type=int, default=1, help="validation iterations per epoch (default 1)")
     p.add_argument("--width", type=int, default=None,
                    help="features of the first stage (others scaled alike); default: as planned")

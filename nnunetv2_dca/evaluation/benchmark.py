@@ -84,8 +84,8 @@ class BenchmarkConfig:
     dataset: Optional[int] = None          # user dataset (semi-supervised: imagesTr, imagesTrUnlabeled, imagesTs)
     full_dataset: Optional[int] = None     # its fully labeled source (for the 'full' arm)
     arms: Sequence[str] = DEFAULT_ARMS
-    epochs: int = 25
-    iterations: int = 30
+    epochs: int = 60
+    iterations: int = 50
     val_iterations: int = 1
     width: Optional[int] = None
     seeds: Sequence[int] = (0,)
