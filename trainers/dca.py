@@ -4,9 +4,8 @@ The training procedure is in nnunetv2_dca.training.dca; these classes only pick 
 nnU-Net's own ``nnUNetTrainer_Xepochs`` variants.
 """
 
-import torch
-
 from nnunetv2_dca.training.budget import BudgetMixin
+from nnunetv2_dca.training.schedule import FixedSchedule
 from nnunetv2_dca.training.dca import DCATrainer
 
 
@@ -19,36 +18,21 @@ class nnUNetTrainerDCA_supAgg(DCATrainer):
     supervise_aggregation = True
 
 
-class nnUNetTrainerDCA_smoke(DCATrainer):
+class nnUNetTrainerDCA_smoke(FixedSchedule, DCATrainer):
     """2 epochs x 5 iterations, 2 validation iterations: checks the pipeline end to end on CPU."""
-
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 2
-        self.num_iterations_per_epoch = 5
-        self.num_val_iterations_per_epoch = 2
+    schedule_epochs, schedule_iterations, schedule_val_iterations = 2, 5, 2
 
 
-class nnUNetTrainerDCA_50epochs(DCATrainer):
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 50
+class nnUNetTrainerDCA_50epochs(FixedSchedule, DCATrainer):
+    schedule_epochs = 50
 
 
-class nnUNetTrainerDCA_100epochs(DCATrainer):
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 100
+class nnUNetTrainerDCA_100epochs(FixedSchedule, DCATrainer):
+    schedule_epochs = 100
 
 
-class nnUNetTrainerDCA_250epochs(DCATrainer):
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 250
+class nnUNetTrainerDCA_250epochs(FixedSchedule, DCATrainer):
+    schedule_epochs = 250
 
 
 class nnUNetTrainerDCA_budget(BudgetMixin, DCATrainer):

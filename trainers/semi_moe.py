@@ -6,9 +6,8 @@ nnU-Net's own ``nnUNetTrainer_Xepochs`` variants. Network options (``num_experts
 class attributes, because ``nnUNetv2_predict`` rebuilds the network from the trainer *class*.
 """
 
-import torch
-
 from nnunetv2_dca.training.budget import BudgetMixin
+from nnunetv2_dca.training.schedule import FixedSchedule
 from nnunetv2_dca.training.semi_moe import SemiMoETrainer
 
 
@@ -22,36 +21,21 @@ class nnUNetTrainerSemiMoE_voxelGate(SemiMoETrainer):
     gating = "voxel"
 
 
-class nnUNetTrainerSemiMoE_smoke(SemiMoETrainer):
+class nnUNetTrainerSemiMoE_smoke(FixedSchedule, SemiMoETrainer):
     """2 epochs x 5 iterations, 2 validation iterations: checks the pipeline end to end on CPU."""
-
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 2
-        self.num_iterations_per_epoch = 5
-        self.num_val_iterations_per_epoch = 2
+    schedule_epochs, schedule_iterations, schedule_val_iterations = 2, 5, 2
 
 
-class nnUNetTrainerSemiMoE_50epochs(SemiMoETrainer):
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 50
+class nnUNetTrainerSemiMoE_50epochs(FixedSchedule, SemiMoETrainer):
+    schedule_epochs = 50
 
 
-class nnUNetTrainerSemiMoE_100epochs(SemiMoETrainer):
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 100
+class nnUNetTrainerSemiMoE_100epochs(FixedSchedule, SemiMoETrainer):
+    schedule_epochs = 100
 
 
-class nnUNetTrainerSemiMoE_250epochs(SemiMoETrainer):
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 250
+class nnUNetTrainerSemiMoE_250epochs(FixedSchedule, SemiMoETrainer):
+    schedule_epochs = 250
 
 
 class nnUNetTrainerSemiMoE_budget(BudgetMixin, SemiMoETrainer):

@@ -4,21 +4,15 @@ The training itself is nnU-Net's, unchanged; only the schedule is shortened (lik
 ``nnUNetTrainer_5epochs`` variants). It is the labeled-only baseline of the README demo.
 """
 
-import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
 from nnunetv2_dca.training.budget import BudgetMixin
+from nnunetv2_dca.training.schedule import FixedSchedule
 
 
-class nnUNetTrainer_smoke(nnUNetTrainer):
+class nnUNetTrainer_smoke(FixedSchedule, nnUNetTrainer):
     """2 epochs x 5 iterations, 2 validation iterations: checks a pipeline end to end in about a minute on CPU."""
-
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 2
-        self.num_iterations_per_epoch = 5
-        self.num_val_iterations_per_epoch = 2
+    schedule_epochs, schedule_iterations, schedule_val_iterations = 2, 5, 2
 
 
 class nnUNetTrainer_budget(BudgetMixin, nnUNetTrainer):

@@ -197,12 +197,12 @@ def test_tiny_benchmark_writes_complete_report(tmp_path: Path):
     out = tmp_path / "bench"
     env = fresh_env(tmp_path / "unused")
     proc = run_cmd([str(BIN / "nnunetv2-dca"), "benchmark", "--out", str(out), "--arms",
-                    "baseline,dca,pseudolabel,full", "--epochs", "1", "--iterations", "2", "--phantom-labeled", "2",
+                    "baseline,dca,semimoe,pseudolabel,full", "--epochs", "1", "--iterations", "2", "--phantom-labeled", "2",
                     "--phantom-unlabeled", "2", "--phantom-test", "2", "--sites", "2"], env, cwd=tmp_path,
                    timeout=2400)
     assert "[1/" in proc.stdout and "report" in proc.stdout
     report = json.loads((out / "benchmark.json").read_text())
-    assert set(report["dice"]) == {"baseline", "dca", "pseudolabel", "full"}
+    assert set(report["dice"]) == {"baseline", "dca", "semimoe", "pseudolabel", "full"}
     assert set(report["dataset"]["groups"]) == {"head", "medium", "tail"}
     for arm in report["dice"]:
         assert set(report["dice"][arm]["dice"]) >= {"class:1", "class:13", "group:tail", "mean"}
@@ -211,6 +211,9 @@ def test_tiny_benchmark_writes_complete_report(tmp_path: Path):
         assert (out / "seed_0" / "predictions" / arm / "evaluation.json").is_file()
     assert report["network_cost"]["dca"]["parameters_ratio_to_baseline"] > 1
     assert report["network_cost"]["full"]["parameters_ratio_to_baseline"] == 1
+    assert report["network_cost"]["semimoe"]["parameters_ratio_to_baseline"] > 1
+    assert "nnUNetv2_train 952 2d all -tr nnUNetTrainerSemiMoE_budget -p nnUNetPlansBenchStock" in \
+        (out / "commands.sh").read_text()
     assert "dca_beats_baseline_on_tail" in report["verdict"]
     # domain shift: labeled cases from site 0 only, test Dice per site
     split = json.loads((out / "nnUNet_raw" / "Dataset952_AbdomenPhantomSemi" / "split.json").read_text())
