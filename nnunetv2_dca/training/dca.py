@@ -7,8 +7,9 @@ One forward of the labeled and the unlabeled batch, concatenated, through ``self
   (:func:`split_target`); the ignore label stays ignored. ``L_seg`` is nnU-Net's own loss object (Dice + CE with its
   deep-supervision weights), which works for any number of channels.
 * fused pseudo-labels on x_u: class c's score from the expert owning c, background = mean of the experts' background
-  scores (:func:`nnunetv2_dca.network.dca_unet.fuse_expert_logits`), argmax, no gradient. Scores are each expert's
-  log-softmax, not its raw logits (``fusion``; raw logits are not comparable across experts, see there). With deep
+  scores (:func:`nnunetv2_dca.network.dca_unet.fuse_expert_logits`), argmax, no gradient. Default ``fusion =
+  "product"``: a product of the experts' probabilities, i.e. class c wins where its owner's odds against background
+  are > 1; the seed's raw-logit concatenation is ``"logits"`` (see there for why it fails). With deep
   supervision the fusion is done at every scale from the experts' own deep-supervision heads (each scale's pseudo-label is the
   experts' opinion at that scale, not a downsampled full-resolution map).
 * ``L_un = L_seg(D_A(x_u), pseudo-labels)``; ``total = L_sup + lambda(t) * L_un``, lambda = 10 with the base
@@ -65,9 +66,10 @@ class DCATrainer(nnUNetTrainerSemiSupervised):
     rampup_fraction = 0.2
     supervise_aggregation = False
     aggregation_supervision_weight = 1.0
-    # "log_softmax": each expert's log-probabilities are concatenated (scale-free); "logits": raw logits as the seed
-    # writes it, which the benchmark showed to turn every pseudo-label into background (see fuse_expert_logits)
-    fusion = "log_softmax"
+    # "product": product of the experts' probabilities (scale-free, unbiased); "log_softmax" / "logits": the seed's
+    # mean-background concatenation on log-probabilities / raw logits, both measured to starve the pseudo-labels of
+    # the rarer groups (see fuse_expert_logits)
+    fusion = "product"
     # Beyond the paper: load balancing of the DFAM gates (Semi-MoE's balance loss, KL(mean gate || uniform) per
     # stage). Without it the benchmark saw the per-voxel softmax gates saturate onto one expert within a few hundred
     # iterations (others at ~1e-40, where the softmax passes no gradient back), so D_A used a single expert. It

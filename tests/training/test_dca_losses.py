@@ -111,7 +111,7 @@ def test_pseudo_labels_come_from_the_owning_expert():
     head = torch.cat([torch.full(shape, 5.0), torch.full(shape, -5.0)], 1)
     medium = torch.cat([torch.full(shape, 5.0), torch.full(shape, -5.0), torch.full(shape, -5.0)], 1)
     tail = torch.cat([torch.full(shape, -5.0), torch.full(shape, -5.0), torch.full(shape, 20.0)], 1)
-    for fusion in ("logits", "log_softmax"):
+    for fusion in ("logits", "log_softmax", "product"):
         fused = fuse_expert_logits([head, medium, tail], GROUPS, fusion)
         assert torch.all(fused.argmax(1) == 5), fusion
     # raw logits: background = mean of the three background logits: (5 + 5 - 5) / 3
@@ -130,11 +130,14 @@ def test_log_softmax_fusion_is_immune_to_an_experts_logit_offset():
     liver = GROUPS[0][0]
     assert torch.all(fuse_expert_logits([head, medium, tail], GROUPS, "logits").argmax(1) == 0)
     assert torch.all(fuse_expert_logits([head, medium, tail], GROUPS, "log_softmax").argmax(1) == liver)
+    assert torch.all(fuse_expert_logits([head, medium, tail], GROUPS, "product").argmax(1) == liver)
     # adding a constant to one expert's logits leaves the softmax, and so the log-softmax fusion, unchanged
     torch.manual_seed(0)
     experts = [torch.randn(2, 1 + len(g), 5, 5) * 3 for g in GROUPS]
     shifted = [e + 10.0 * i for i, e in enumerate(experts)]
-    torch.testing.assert_close(fuse_expert_logits(experts, GROUPS), fuse_expert_logits(shifted, GROUPS))
+    for fusion in ("product", "log_softmax"):
+        torch.testing.assert_close(fuse_expert_logits(experts, GROUPS, fusion),
+                                   fuse_expert_logits(shifted, GROUPS, fusion))
     assert not torch.equal(fuse_expert_logits(experts, GROUPS, "logits").argmax(1),
                            fuse_expert_logits(shifted, GROUPS, "logits").argmax(1))
     with pytest.raises(ValueError, match="fusion"):
@@ -166,3 +169,22 @@ def test_gate_balance_term_is_the_kl_of_the_mean_dfam_gate_and_reaches_the_gates
     assert all(g is not None for g in gate_grads) and sum(float(g.abs().sum()) for g in gate_grads) > 0
     # the experts never see it (their features are detached before DFAM)
     assert all(p.grad is None or float(p.grad.abs().sum()) == 0 for p in net.decoder.experts.parameters())
+
+
+def test_product_fusion_follows_the_owners_odds_where_the_mean_starves_rare_groups():
+    """At a voxel of a medium class, head and tail rightly say background (not their class). The owner says 55 % class, 40 % background:
+    the mean-background fusion still says background (needs p(c) > p(bg)^(1/3)), the product fusion says the class;
+    where the owner prefers background, both say background."""
+    shape = (1, 1, 2, 2)
+    log = torch.log
+    head = torch.cat([torch.full(shape, 0.99), torch.full(shape, 0.01)], 1).log()
+    tail = torch.cat([torch.full(shape, 0.98), torch.full(shape, 0.01), torch.full(shape, 0.01)], 1).log()
+    medium = torch.cat([torch.full(shape, 0.40), torch.full(shape, 0.55), torch.full(shape, 0.05)], 1).log()
+    c = GROUPS[1][0]
+    assert torch.all(fuse_expert_logits([head, medium, tail], GROUPS, "log_softmax").argmax(1) == 0)
+    fused = fuse_expert_logits([head, medium, tail], GROUPS, "product")
+    assert torch.all(fused.argmax(1) == c)
+    # class minus background = the owner's own log-odds
+    torch.testing.assert_close(fused[:, c] - fused[:, 0], torch.full((1, 2, 2), float(log(torch.tensor(0.55 / 0.40)))))
+    unsure = torch.cat([torch.full(shape, 0.6), torch.full(shape, 0.3), torch.full(shape, 0.1)], 1).log()
+    assert torch.all(fuse_expert_logits([head, unsure, tail], GROUPS, "product").argmax(1) == 0)
