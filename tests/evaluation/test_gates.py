@@ -79,7 +79,10 @@ def test_sliding_window_constant_gates_survive_stitching():
         last = dfam.gate[-1]
         torch.nn.init.zeros_(last.weight)
         last.bias.data.copy_(bias)
-    expected = torch.softmax(bias, 0)
+    from nnunetv2_dca.network.dca_unet import DFAM_LOGIT_BOUND
+
+    # DFAM soft-bounds its gate logits (b -> B tanh(b / B)) before the softmax
+    expected = torch.softmax(DFAM_LOGIT_BOUND * torch.tanh(bias / DFAM_LOGIT_BOUND), 0)
     for gaussian in (True, False):
         _, gates = G.sliding_window_gates(net, torch.randn(1, 10, 20, 21), [8, 16, 16], 0.5, use_gaussian=gaussian)
         torch.testing.assert_close(gates, expected[:, None, None, None].expand_as(gates), rtol=1e-5, atol=1e-6)
