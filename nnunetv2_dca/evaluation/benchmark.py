@@ -172,13 +172,9 @@ class Runner:
 
 def link_tree(src: str, dst: str) -> None:
     """Copy a folder as hard links (plain copies across filesystems)."""
-    def link(s: str, d: str) -> None:
-        try:
-            os.link(s, d)
-        except OSError:
-            shutil.copy2(s, d)
+    from nnunetv2_dca.data.split import _link_or_copy
 
-    shutil.copytree(src, dst, copy_function=link)
+    shutil.copytree(src, dst, copy_function=_link_or_copy)
 
 
 def find_dataset(raw: str, dataset_id: int) -> str:
@@ -239,6 +235,8 @@ def labeled_phantom_cases(n_train: int, n_labeled: int, sites: int) -> List[str]
 
 def make_pseudo_label_dataset(raw: str, semi_folder: str, pseudo_labels: str, dataset_id: int) -> str:
     """Raw dataset = the semi dataset's labeled cases + its unlabeled images with ``pseudo_labels`` as labels."""
+    from nnunetv2_dca.data.split import _link_or_copy
+
     with open(os.path.join(semi_folder, "dataset.json"), encoding="utf-8") as f:
         dj = json.load(f)
     ending = dj["file_ending"]
@@ -259,7 +257,7 @@ def make_pseudo_label_dataset(raw: str, semi_folder: str, pseudo_labels: str, da
             label = os.path.join(pseudo_labels, case + ending)
             if not os.path.isfile(label):
                 raise FileNotFoundError(f"no pseudo-label {label} for unlabeled image {fname}")
-            os.link(os.path.join(semi_folder, "imagesTrUnlabeled", fname), os.path.join(tmp, "imagesTr", fname))
+            _link_or_copy(os.path.join(semi_folder, "imagesTrUnlabeled", fname), os.path.join(tmp, "imagesTr", fname))
             dst = os.path.join(tmp, "labelsTr", case + ending)
             if not os.path.exists(dst):
                 shutil.copy2(label, dst)
@@ -332,18 +330,15 @@ class Benchmark:
 
     # environment of every command
     def env(self, seed: Optional[int] = None, training: bool = False) -> Dict[str, str]:
-        from nnunetv2_dca.training.budget import (ENV_EPOCHS, ENV_ITERATIONS, ENV_SEED, ENV_VAL_ITERATIONS)
+        from nnunetv2_dca.demo import nnunet_env
+        from nnunetv2_dca.training.budget import ENV_EPOCHS, ENV_ITERATIONS, ENV_SEED, ENV_VAL_ITERATIONS
 
-        env = dict(os.environ)
-        env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
-        env["nnUNet_raw"], env["nnUNet_preprocessed"] = self.raw, self.pre
+        # the demo's environment (PATH, the three folders under OUT; on CPU one process for nnU-Net's pools and data
+        # augmentation in the main process), with nnUNet_results per seed
+        env = nnunet_env(self.out, training=training and self.cfg.device == "cpu")
         env["nnUNet_results"] = os.path.join(self.out, f"seed_{seed if seed is not None else 'none'}",
                                              "nnUNet_results")
         if training:
-            # on few CPU cores every spawned worker re-imports nnU-Net for seconds; GPU runs keep nnU-Net's default
-            if self.cfg.device == "cpu":
-                env["nnUNet_def_n_proc"] = "1"
-                env["nnUNet_n_proc_DA"] = "0"
             env[ENV_EPOCHS] = str(self.cfg.epochs)
             env[ENV_ITERATIONS] = str(self.cfg.iterations)
             env[ENV_VAL_ITERATIONS] = str(self.cfg.val_iterations)

@@ -10,8 +10,8 @@ One forward of the labeled and the unlabeled batch, concatenated, through ``self
   scores (:func:`nnunetv2_dca.network.dca_unet.fuse_expert_logits`), argmax, no gradient. Default ``fusion =
   "product"``: a product of the experts' probabilities, i.e. class c wins where its owner's odds against background
   are > 1; the seed's raw-logit concatenation is ``"logits"`` (see there for why it fails). With deep
-  supervision the fusion is done at every scale from the experts' own deep-supervision heads (each scale's pseudo-label is the
-  experts' opinion at that scale, not a downsampled full-resolution map).
+  supervision the fusion is done at every scale from the experts' own deep-supervision heads (each scale's
+  pseudo-label is the experts' opinion at that scale, not a downsampled full-resolution map).
 * ``L_un = L_seg(D_A(x_u), pseudo-labels)``; ``total = L_sup + lambda(t) * L_un``, lambda = 10 with the base
   trainer's sigmoid ramp-up over the first 20 % of iterations. The network detaches the experts' features before
   DFAM (stop-gradient, see the network module), so L_un trains D_A, DFAM and the shared encoder, never the experts.
@@ -32,7 +32,6 @@ from __future__ import annotations
 from typing import Dict, List, Optional, Sequence, Union
 
 import torch
-from torch._dynamo import OptimizedModule
 
 from nnunetv2_dca.network.dca_unet import DCAUNet, fuse_expert_logits
 from nnunetv2_dca.planning.grouping import group_names
@@ -100,10 +99,6 @@ class DCATrainer(nnUNetTrainerSemiSupervised):
                 + (["dca_loss_gate_balance"] if self.gate_balance_weight > 0 else [])
                 + (["dca_loss_sup_aggregation"] if self.supervise_aggregation else [])
                 + ["dca_share_background"] + [f"dca_share_{n}" for n in names] + [f"dca_gate_{n}" for n in names])
-
-    def _plain_network(self) -> torch.nn.Module:
-        net = self.network.module if self.is_ddp else self.network
-        return net._orig_mod if isinstance(net, OptimizedModule) else net
 
     def initialize(self):
         super().initialize()

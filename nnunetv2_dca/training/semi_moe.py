@@ -80,14 +80,13 @@ from __future__ import annotations
 from typing import Dict, List, Mapping, Optional, Union
 
 import torch
-from torch._dynamo import OptimizedModule
 
 from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 
 from nnunetv2_dca.network.moe_unet import EXPERT_SCOPES, GATINGS, MoEUNet
 from nnunetv2_dca.planning.planner import stock_architecture
 from nnunetv2_dca.training.moe_losses import balance_loss, expert_consistency_loss, gate_entropy, mean_gate
-from nnunetv2_dca.training.semi_supervised import UnlabeledDataError, nnUNetTrainerSemiSupervised
+from nnunetv2_dca.training.semi_supervised import nnUNetTrainerSemiSupervised
 
 TensorOrList = Union[torch.Tensor, List[torch.Tensor]]
 
@@ -183,10 +182,6 @@ class SemiMoETrainer(nnUNetTrainerSemiSupervised):
                                       num_input_channels, num_output_channels, allow_init=True,
                                       deep_supervision=enable_deep_supervision)
 
-    def _plain_network(self) -> torch.nn.Module:
-        net = self.network.module if self.is_ddp else self.network
-        return net._orig_mod if isinstance(net, OptimizedModule) else net
-
     def initialize(self):
         super().initialize()
         net = self._plain_network()
@@ -215,28 +210,6 @@ class SemiMoETrainer(nnUNetTrainerSemiSupervised):
             f"Weights: expert supervision {self.expert_supervision_weight}, balance {self.balance_weight}, "
             f"consistency lambda_max {self.lambda_max} (ramp-up {self.rampup_fraction:.0%} of the iterations)",
             also_print_to_console=True)
-
-    def unlabeled_identifiers(self) -> List[str]:
-        try:
-            return super().unlabeled_identifiers()
-        except UnlabeledDataError as e:
-            from nnunetv2_dca.preprocessing.unlabeled import DCAPreprocessor
-
-            name = self.configuration_manager.preprocessor_name
-            try:
-                ours = issubclass(self.configuration_manager.preprocessor_class, DCAPreprocessor)
-            except Exception:  # unresolvable name: say what the plans hold
-                ours = False
-            if ours:
-                raise
-            planner = self.plans_manager.plans.get("experiment_planner_used")
-            raise UnlabeledDataError(
-                f"{e} Note: configuration {self.configuration_name!r} of plans {self.plans_manager.plans_name!r} "
-                f"uses preprocessor {name!r}, which does not preprocess unlabeled images; re-plan with "
-                f"nnUNetv2_plan_and_preprocess -d {self.plans_manager.dataset_name}"
-                f"{f' -pl {planner}' if planner else ''} -overwrite_plans_name {self.plans_manager.plans_name} "
-                f"-c {self.configuration_name} -preprocessor_name DCAPreprocessor (the same plans, plus the "
-                f"unlabeled images)") from None
 
     # ----- losses -----
     def extra_log_keys(self) -> List[str]:

@@ -36,6 +36,7 @@ from typing import Dict, Iterator, List, Mapping, Optional, Sequence
 import numpy as np
 import torch
 from torch import distributed as dist
+from torch._dynamo import OptimizedModule
 
 from batchgenerators.dataloading.nondet_multi_threaded_augmenter import NonDetMultiThreadedAugmenter
 from batchgenerators.dataloading.single_threaded_augmenter import SingleThreadedAugmenter
@@ -159,17 +160,39 @@ class nnUNetTrainerSemiSupervised(nnUNetTrainer):
                                UNLABELED_IMAGES_FOLDER)
             raise UnlabeledDataError(
                 f"{self.__class__.__name__} needs unlabeled images, but {folder} holds none. Put them in {raw} "
-                f"(named like imagesTr: CASE_0000{self.dataset_json.get('file_ending', '')}) and run "
-                f"nnUNetv2_preprocess -d {self.plans_manager.dataset_name} -plans_name {self.plans_manager.plans_name} "
-                f"-c {self.configuration_name}. That preprocesses them only if the plans name DCAPreprocessor: plans "
-                f"from -pl nnUNetPlannerDCA do; for nnU-Net's own plans run nnUNetv2_plan_and_preprocess -d "
-                f"{self.plans_manager.dataset_name} -c {self.configuration_name} -preprocessor_name DCAPreprocessor.")
+                f"(named like imagesTr: CASE_0000{self.dataset_json.get('file_ending', '')}) and "
+                f"{self._unlabeled_preprocessing_command()}")
         if self.is_ddp:  # disjoint shard per rank, like distributing the labeled batch
             world, rank = dist.get_world_size(), dist.get_rank()
             if len(ids) < world:
                 raise UnlabeledDataError(f"{len(ids)} unlabeled cases cannot be sharded over {world} GPUs")
             ids = ids[rank::world]
         return ids
+
+    def _unlabeled_preprocessing_command(self) -> str:
+        """How to fill the unlabeled folder with these plans: ``nnUNetv2_preprocess`` if the plans' preprocessor is
+        DCAPreprocessor (DCA planners set it), else re-planning with ``-preprocessor_name DCAPreprocessor``."""
+        from nnunetv2_dca.preprocessing.unlabeled import DCAPreprocessor
+
+        pm, name = self.plans_manager, self.configuration_manager.preprocessor_name
+        try:
+            ours = issubclass(self.configuration_manager.preprocessor_class, DCAPreprocessor)
+        except Exception:  # unresolvable name: say what the plans hold
+            ours = False
+        if ours:
+            return (f"run nnUNetv2_preprocess -d {pm.dataset_name} -plans_name {pm.plans_name} -c "
+                    f"{self.configuration_name}")
+        planner = pm.plans.get("experiment_planner_used")
+        return (f"note: configuration {self.configuration_name!r} of plans {pm.plans_name!r} uses preprocessor "
+                f"{name!r}, which does not preprocess unlabeled images; re-plan with nnUNetv2_plan_and_preprocess -d "
+                f"{pm.dataset_name}{f' -pl {planner}' if planner else ''} -overwrite_plans_name {pm.plans_name} -c "
+                f"{self.configuration_name} -preprocessor_name DCAPreprocessor (the same plans, plus the unlabeled "
+                f"images)")
+
+    def _plain_network(self) -> torch.nn.Module:
+        """The network without DDP / torch.compile wrappers."""
+        net = self.network.module if self.is_ddp else self.network
+        return net._orig_mod if isinstance(net, OptimizedModule) else net
 
     def get_unlabeled_dataloader(self, num_processes: int):
         if self.is_cascaded:
