@@ -70,6 +70,8 @@ ARM_TITLES = {"baseline": "nnU-Net, labeled only", "dca": "DCA", "dca_supagg": "
 PLANS_DCA = "nnUNetPlansBenchDCA"
 PLANS_STOCK = "nnUNetPlansBenchStock"
 FOLD = "all"
+# arms whose models produce pseudo-labels: DCA's fused experts, and the baseline (the offline recipe's labels)
+PSEUDO_LABEL_SOURCES = ("baseline", "dca", "dca_supagg")
 # dataset ids inside the benchmark's own nnUNet_raw
 ID_FULL, ID_SEMI, ID_PSEUDO = 951, 952, 960
 
@@ -327,6 +329,8 @@ class Benchmark:
         self.results: Dict[str, Dict[int, Dict]] = {a: {} for a in self.arms}
         self.timings: Dict[str, Dict[int, Dict]] = {a: {} for a in self.arms}
         self.site_results: Dict[str, Dict[int, Dict[int, Dict]]] = {a: {} for a in self.arms}
+        # pseudo-label quality on the unlabeled training images (when their true labels are known)
+        self.pseudo_quality: Dict[str, Dict[int, Dict]] = {a: {} for a in self.arms if a in PSEUDO_LABEL_SOURCES}
 
     # environment of every command
     def env(self, seed: Optional[int] = None, training: bool = False) -> Dict[str, str]:
@@ -472,6 +476,23 @@ class Benchmark:
                 for site, folder in self.site_reference_folders().items()}
         self.model_folders = getattr(self, "model_folders", {})
         self.model_folders[(arm, seed)] = model
+        if arm in self.pseudo_quality and self.has_full:
+            self.pseudo_quality[arm][seed] = self.score_pseudo_labels(os.path.dirname(model))
+
+    def score_pseudo_labels(self, model_dir: str) -> Dict:
+        """Pseudo-labels of a trained model on the unlabeled training images, scored against their true labels in
+        the fully labeled dataset (:mod:`nnunetv2_dca.evaluation.pseudo_labels`); groups as planned for DCA."""
+        from nnunetv2_dca.evaluation.pseudo_labels import PseudoLabelError, pseudo_label_quality
+
+        with open(self.plans_files[PLANS_DCA], encoding="utf-8") as f:
+            arch = json.load(f)["configurations"][self.cfg.configuration]["architecture"]["arch_kwargs"]
+        try:
+            return pseudo_label_quality(model_dir, os.path.join(self.semi, "imagesTrUnlabeled"),
+                                        os.path.join(find_dataset(self.raw, ID_FULL), "labelsTr"), fold=FOLD,
+                                        device=self.cfg.device, class_groups=arch["class_groups"])
+        except PseudoLabelError as e:  # e.g. a user's full dataset without the unlabeled cases: report, go on
+            print(f"pseudo-label quality not measured: {e}", flush=True)
+            return {"error": str(e)}
 
     def evaluate(self, pred: str, ref_folder: Optional[str] = None, output_folder: Optional[str] = None) -> Dict:
         from nnunetv2_dca.evaluation.evaluate import evaluate_folders

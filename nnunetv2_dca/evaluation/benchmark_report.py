@@ -69,6 +69,46 @@ def summarise_arms(results: Mapping[str, Mapping[int, Mapping]], seeds: Sequence
             "arms": out}
 
 
+# rows of the pseudo-label table: (arm, source in pseudo_label_quality's result, caption)
+PSEUDO_LABEL_ROWS = (("baseline", "prediction", "baseline prediction = the offline pseudo-labels"),
+                     ("dca", "pseudo_label", "dca: fused expert pseudo-label (D_A's target)"),
+                     ("dca", "aggregate", "dca: D_A prediction"),
+                     ("dca_supagg", "pseudo_label", "dca_supagg: fused expert pseudo-label"),
+                     ("dca_supagg", "aggregate", "dca_supagg: D_A prediction"))
+
+
+def summarise_pseudo_labels(quality: Mapping[str, Mapping[int, Mapping]], seeds: Sequence[int]) -> Optional[Dict]:
+    """Per table row: group / mean Dice and voxel shares (mean, std over the seeds that were measured)."""
+    rows: Dict[str, Dict] = {}
+    for arm, source, caption in PSEUDO_LABEL_ROWS:
+        per_seed = [quality[arm][s]["sources"][source] for s in seeds
+                    if s in quality.get(arm, {}) and source in quality[arm][s].get("sources", {})]
+        if not per_seed:
+            continue
+        groups = list(per_seed[0]["groups"])
+        rows[f"{arm}:{source}"] = {
+            "caption": caption,
+            "groups": {g: mean_std([r["groups"][g] for r in per_seed]) for g in groups},
+            "mean": mean_std([r["mean"] for r in per_seed]),
+            "voxel_share": {g: mean_std([r["voxel_share"][g] for r in per_seed]) for g in groups},
+            "voxel_share_true": {g: mean_std([r["voxel_share_true"][g] for r in per_seed]) for g in groups},
+        }
+    return rows or None
+
+
+def pseudo_label_table(rows: Mapping[str, Mapping]) -> str:
+    groups = list(next(iter(rows.values()))["groups"])
+    out = ["| source | " + " | ".join(groups) + " | mean over classes | " +
+           " | ".join(f"{g} voxels % (true)" for g in groups) + " |",
+           "|---|" + "---|" * (2 * len(groups) + 1)]
+    for row in rows.values():
+        shares = [f"{fmt(row['voxel_share'][g], digits=2)} ({fmt(row['voxel_share_true'][g], digits=2)})"
+                  for g in groups]
+        out.append(f"| {row['caption']} | " + " | ".join(fmt(row["groups"][g]) for g in groups)
+                   + f" | {fmt(row['mean'])} | " + " | ".join(shares) + " |")
+    return "\n".join(out)
+
+
 def plot_dice_per_class(summary: Mapping, path: str, title: str) -> str:
     """Grouped bars: classes (head -> tail, groups separated), one bar per arm, error bars = std over seeds."""
     import matplotlib
@@ -224,6 +264,9 @@ def build_report(bench, wall_seconds: float, runner) -> Dict:
         "charts": {k: os.path.basename(v) for k, v in charts.items()},
         "gates": gates["numbers"] if gates else None,
         "domain_shift": domain_shift,
+        "pseudo_labels": summarise_pseudo_labels(getattr(bench, "pseudo_quality", {}), seeds),
+        "pseudo_labels_per_seed": {arm: {str(s): q for s, q in v.items()}
+                                   for arm, v in getattr(bench, "pseudo_quality", {}).items()},
     }
     report["verdict"] = verdict(summary, seeds)
     write_json_atomic(json_ready(report), os.path.join(out, "benchmark.json"))
@@ -365,6 +408,16 @@ def markdown_report(report: Mapping, summary: Mapping, bench) -> str:
             cells.append(cell)
         add(f"| {summary['labels'].get(c, c)} ({c}) | {group_of.get(c, '')} | " + " | ".join(cells) + " |")
     add("")
+    if report.get("pseudo_labels"):
+        add("## Pseudo-labels on the unlabeled training images (Dice % against their true labels)")
+        add("")
+        add("The unlabeled images' true labels are known here (phantom / `--full-dataset`), so the pseudo-labels are "
+            "scored directly on nnU-Net's preprocessed grid, pooled over all voxels "
+            "(`nnunetv2_dca.evaluation.pseudo_labels`). Voxel share: % of all voxels labeled with the group's "
+            "classes, in parentheses the truth; a group starved by the pseudo-labels shows as a share far below it.")
+        add("")
+        add(pseudo_label_table(report["pseudo_labels"]))
+        add("")
     if report.get("domain_shift"):
         ds = report["domain_shift"]
         site_ids = list(ds[arms[0]])

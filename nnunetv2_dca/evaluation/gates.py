@@ -42,7 +42,7 @@ import math
 import os
 import re
 import sys
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -98,8 +98,9 @@ def require_dca(network):
 
 
 def load_model(model_folder: str, fold="0", checkpoint: str = "checkpoint_final.pth", device: str = "cpu",
-               tile_step_size: float = 0.5):
-    """nnU-Net's predictor for one fold of a trained DCA model; ``predictor.network`` checked to be a DCAUNet."""
+               tile_step_size: float = 0.5, dca_only: bool = True):
+    """nnU-Net's predictor for one fold of a trained model; with ``dca_only`` (default) ``predictor.network`` is
+    checked to be a DCAUNet."""
     import torch
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
@@ -117,7 +118,8 @@ def load_model(model_folder: str, fold="0", checkpoint: str = "checkpoint_final.
                                     verbose=False, verbose_preprocessing=False, allow_tqdm=False)
         predictor.initialize_from_trained_model_folder(model_folder, (fold if fold == "all" else int(fold),),
                                                        checkpoint)
-    require_dca(predictor.network)
+    if dca_only:
+        require_dca(predictor.network)
     return predictor
 
 
@@ -210,46 +212,59 @@ def tile_slicers(image_size: Sequence[int], patch_size: Sequence[int], tile_step
     return slicers
 
 
-def sliding_window_gates(network, data, patch_size: Sequence[int], tile_step_size: float = 0.5,
-                         use_gaussian: bool = True, device=None):
-    """Aggregate logits (K x spatial) and full-resolution gate maps (G x spatial) of ``data`` (C x spatial), stitched
-    from nnU-Net's sliding-window tiles with Gaussian (or, ``use_gaussian=False``, plain) averaging. Float32 CPU
-    tensors, cropped back to the size of ``data``."""
+def stitch_tiles(forward: Callable, data, patch_size: Sequence[int], tile_step_size: float = 0.5,
+                 use_gaussian: bool = True, device=None) -> List:
+    """Run ``forward`` (a 1 x C x patch tensor -> a sequence of 1 x K_i x patch tensors) on nnU-Net's sliding-window
+    tiles of ``data`` (C x spatial) and stitch each output with Gaussian (or, ``use_gaussian=False``, plain)
+    averaging, as ``nnUNetPredictor`` does for its logits. Float32 CPU tensors K_i x spatial, cropped back to the size
+    of ``data``. No gradients."""
     import torch
     from acvl_utils.cropping_and_padding.padding import pad_nd_image
     from nnunetv2.inference.sliding_window_prediction import compute_gaussian
 
-    net = require_dca(network)
     device = torch.device("cpu") if device is None else torch.device(device)
     data = torch.as_tensor(data, dtype=torch.float32)
     padded, revert = pad_nd_image(data, list(patch_size), "constant", {"value": 0}, True, None)
     spatial = padded.shape[1:]
-    logits = gates = None
+    sums: Optional[List] = None
     weight_sum = torch.zeros(spatial, dtype=torch.float32)
     weight = compute_gaussian(tuple(int(p) for p in patch_size), sigma_scale=1. / 8, value_scaling_factor=10,
                               dtype=torch.float32, device=torch.device("cpu")) if use_gaussian \
         else torch.ones(tuple(int(p) for p in patch_size))
+    with torch.no_grad():
+        for sl in tile_slicers(spatial, patch_size, tile_step_size):
+            outputs = forward(padded[sl][None].to(device))
+            if sums is None:
+                sums = [torch.zeros((o.shape[1], *spatial), dtype=torch.float32) for o in outputs]
+            for acc, o in zip(sums, outputs):
+                acc[sl] += o[0].float().cpu() * weight
+            weight_sum[sl[1:]] += weight
+    keep = (slice(None), *revert[1:])
+    return [(acc / weight_sum)[keep] for acc in sums or []]
+
+
+def sliding_window_gates(network, data, patch_size: Sequence[int], tile_step_size: float = 0.5,
+                         use_gaussian: bool = True, device=None):
+    """Aggregate logits (K x spatial) and full-resolution gate maps (G x spatial) of ``data`` (C x spatial), stitched
+    from nnU-Net's sliding-window tiles (:func:`stitch_tiles`)."""
+    import torch
+
+    net = require_dca(network)
+    device = torch.device("cpu") if device is None else torch.device(device)
+
+    def forward(x):
+        out = net(x, return_all=True)
+        agg = out.aggregate[0] if isinstance(out.aggregate, (list, tuple)) else out.aggregate
+        return agg, out.gates[0]
+
     net.to(device)
     was_training = net.training
     net.eval()
     try:
-        with torch.no_grad():
-            for sl in tile_slicers(spatial, patch_size, tile_step_size):
-                out = net(padded[sl][None].to(device), return_all=True)
-                agg = out.aggregate[0] if isinstance(out.aggregate, (list, tuple)) else out.aggregate
-                gate = out.gates[0]
-                if logits is None:
-                    logits = torch.zeros((agg.shape[1], *spatial), dtype=torch.float32)
-                    gates = torch.zeros((gate.shape[1], *spatial), dtype=torch.float32)
-                logits[sl] += agg[0].float().cpu() * weight
-                gates[sl] += gate[0].float().cpu() * weight
-                weight_sum[sl[1:]] += weight
+        logits, gates = stitch_tiles(forward, data, patch_size, tile_step_size, use_gaussian, device)
     finally:
         net.train(was_training)
-    logits /= weight_sum
-    gates /= weight_sum
-    keep = (slice(None), *revert[1:])
-    return logits[keep], gates[keep]
+    return logits, gates
 
 
 # ------------------------------------------------------------------------------------------------------ numbers

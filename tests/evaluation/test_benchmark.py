@@ -14,7 +14,8 @@ import pytest
 from conftest import BIN, fresh_env, run_cmd
 from nnunetv2_dca.evaluation.benchmark import (BenchmarkConfig, PLANS_DCA, PLANS_STOCK, labeled_phantom_cases,
                                                make_pseudo_label_dataset, scale_width, write_bench_plans)
-from nnunetv2_dca.evaluation.benchmark_report import fmt, mean_std, summarise_arms, summarise_sites, verdict
+from nnunetv2_dca.evaluation.benchmark_report import (fmt, mean_std, pseudo_label_table, summarise_arms,
+                                                      summarise_pseudo_labels, summarise_sites, verdict)
 from nnunetv2_dca.planning.planner import DCA_ARCH_KEYS
 from nnunetv2_dca.training import budget
 
@@ -167,6 +168,27 @@ def test_site_summary_is_per_site_mean_over_classes_with_deltas():
     assert s["semimoe"]["0"]["delta_to_baseline"]["mean"] == pytest.approx(0.0)
 
 
+def test_pseudo_label_summary_rows_seeds_and_table():
+    def src(head, tail, share_tail):
+        return {"groups": {"head": head, "tail": tail}, "mean": (head + tail) / 2,
+                "voxel_share": {"head": 0.1, "tail": share_tail}, "voxel_share_true": {"head": 0.1, "tail": 0.01}}
+
+    quality = {"baseline": {0: {"sources": {"prediction": src(0.9, 0.0, 0.0)}},
+                            1: {"sources": {"prediction": src(0.7, 0.2, 0.004)}}},
+               "dca": {0: {"sources": {"pseudo_label": src(0.8, 0.4, 0.008), "aggregate": src(0.9, 0.1, 0.002)}},
+                       1: {"error": "labels of the unlabeled images not found"}}}
+    rows = summarise_pseudo_labels(quality, [0, 1])
+    assert list(rows) == ["baseline:prediction", "dca:pseudo_label", "dca:aggregate"]
+    assert rows["baseline:prediction"]["groups"]["head"]["mean"] == pytest.approx(0.8)
+    assert rows["baseline:prediction"]["groups"]["tail"]["n"] == 2
+    assert rows["dca:pseudo_label"]["groups"]["tail"] == {"mean": 0.4, "std": 0.0, "n": 1}  # seed 1 failed: left out
+    table = pseudo_label_table(rows)
+    assert "| dca: fused expert pseudo-label (D_A's target) | 80.0 | 40.0 | 60.0 | 10.00 (10.00) | 0.80 (1.00) |" \
+        in table
+    assert "| baseline prediction = the offline pseudo-labels | 80.0 ± 14.1 | 10.0 ± 14.1 |" in table
+    assert summarise_pseudo_labels({"baseline": {}}, [0]) is None
+
+
 def test_mean_std_formatting_ignores_nan():
     assert fmt(mean_std([0.5])) == "50.0"
     assert fmt(mean_std([0.5, 0.7])) == "60.0 ± 14.1"
@@ -215,6 +237,14 @@ def test_tiny_benchmark_writes_complete_report(tmp_path: Path):
     assert "nnUNetv2_train 952 2d all -tr nnUNetTrainerSemiMoE_budget -p nnUNetPlansBenchStock" in \
         (out / "commands.sh").read_text()
     assert "dca_beats_baseline_on_tail" in report["verdict"]
+    # pseudo-labels of the unlabeled training images scored against their true labels (the phantom has them)
+    assert set(report["pseudo_labels"]) == {"baseline:prediction", "dca:pseudo_label", "dca:aggregate"}
+    for row in report["pseudo_labels"].values():
+        assert set(row["groups"]) == {"head", "medium", "tail"}
+        assert 0.0 <= row["mean"]["mean"] <= 1.0 and row["mean"]["n"] == 1
+        assert row["voxel_share_true"]["tail"]["mean"] > 0  # adrenals/esophagus are in the unlabeled images
+    pl_dca = report["pseudo_labels_per_seed"]["dca"]["0"]
+    assert len(pl_dca["cases"]) == 2 and pl_dca["fusion"] == "product"
     # domain shift: labeled cases from site 0 only, test Dice per site
     split = json.loads((out / "nnUNet_raw" / "Dataset952_AbdomenPhantomSemi" / "split.json").read_text())
     assert set(split["labeled"]) == {"phantom_0000", "phantom_0002"}
@@ -224,6 +254,7 @@ def test_tiny_benchmark_writes_complete_report(tmp_path: Path):
     assert (out / "dice_per_site.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     readme = (out / "README.md").read_text()
     assert "Domain shift" in readme
+    assert "Pseudo-labels on the unlabeled training images" in readme and "fused expert pseudo-label" in readme
     for text in ("Dice (%) per group", "Dice (%) per class", "adrenal_gland_left", "s / training iteration",
                  "![Dice per class](dice_per_class.png)", "DCA", "cpu_count"):
         assert text in readme
