@@ -1,0 +1,53 @@
+"""Score the fused pseudo-labels of a benchmark's trained DCA model under each fusion rule (side analysis).
+
+The model is trained once (with the default fusion); only the rule that fuses its experts' logits into pseudo-labels
+changes, so the table isolates the fusion: which groups each rule starves on the unlabeled training images, scored
+against their true labels (nnunetv2_dca.evaluation.pseudo_labels). Usage:
+
+    python benchmarks/scripts/fusion_ablation.py BENCHMARK_FOLDER [--arm dca] [--seed 0] [--out FILE.json]
+"""
+import argparse
+import glob
+import json
+import os
+import sys
+
+from nnunetv2_dca.evaluation.benchmark import ARM_TRAINERS
+from nnunetv2_dca.evaluation.pseudo_labels import pseudo_label_quality
+from nnunetv2_dca.network.dca_unet import FUSIONS
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("folder", help="output folder of `nnunetv2-dca benchmark` (phantom: true labels available)")
+    p.add_argument("--arm", default="dca")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="JSON file (default FOLDER/fusion_ablation.json)")
+    a = p.parse_args(argv)
+    models = glob.glob(os.path.join(a.folder, f"seed_{a.seed}", "nnUNet_results", "Dataset*",
+                                    f"{ARM_TRAINERS[a.arm]}__*"))
+    semi = glob.glob(os.path.join(a.folder, "nnUNet_raw", "Dataset952_*"))
+    full = glob.glob(os.path.join(a.folder, "nnUNet_raw", "Dataset951_*"))
+    if len(models) != 1 or len(semi) != 1 or len(full) != 1:
+        sys.exit(f"{a.folder}: expected one {ARM_TRAINERS[a.arm]} model and the phantom datasets 951/952 "
+                 f"(found {models}, {semi}, {full})")
+    results = {}
+    for fusion in FUSIONS:
+        r = pseudo_label_quality(models[0], os.path.join(semi[0], "imagesTrUnlabeled"),
+                                 os.path.join(full[0], "labelsTr"), fusion=fusion)
+        results[fusion] = r["sources"]["pseudo_label"]
+        g = results[fusion]
+        print(f"{fusion:12s} Dice % " + " / ".join(f"{n} {100 * (g['groups'][n] or 0):.1f}" for n in r["group_names"])
+              + "  voxel share % " + " / ".join(f"{n} {100 * g['voxel_share'][n]:.2f} "
+                                                  f"({100 * g['voxel_share_true'][n]:.2f})" for n in r["group_names"]),
+              flush=True)
+    out = a.out or os.path.join(a.folder, "fusion_ablation.json")
+    with open(out + ".tmp", "w", encoding="utf-8") as f:
+        json.dump({"arm": a.arm, "seed": a.seed, "model_folder": os.path.relpath(models[0], a.folder),
+                   "fusions": results}, f, indent=1)
+    os.replace(out + ".tmp", out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
