@@ -20,6 +20,7 @@ import torch
 from batchgenerators.utilities.file_and_folder_operations import join, load_json
 from nnunetv2.paths import nnUNet_preprocessed
 
+from nnunetv2_dca.evaluation.benchmark import FOLD, ID_SEMI, PLANS_STOCK, find_dataset
 from nnunetv2_dca.trainers.smoke import nnUNetTrainer_budget as _Budget
 
 LR = float(sys.argv[1]) if len(sys.argv) > 1 else 0.02
@@ -33,9 +34,9 @@ class nnUNetTrainer_budget(_Budget):
 
 
 if __name__ == "__main__":
-    pp = join(nnUNet_preprocessed, "Dataset952_AbdomenPhantomSemi")
-    plans = load_json(join(pp, "nnUNetPlansBenchStock.json"))
+    pp = find_dataset(nnUNet_preprocessed, ID_SEMI)
+    plans = load_json(join(pp, PLANS_STOCK + ".json"))
     plans["continue_training"] = False  # what nnU-Net's run_training adds before building a trainer
-    trainer = nnUNetTrainer_budget(plans, "2d", "all", load_json(join(pp, "dataset.json")), device=torch.device("cpu"))
+    trainer = nnUNetTrainer_budget(plans, "2d", FOLD, load_json(join(pp, "dataset.json")), device=torch.device("cpu"))
     print(f"initial_lr {trainer.initial_lr}")
     trainer.run_training()

@@ -8,11 +8,11 @@ against their true labels (nnunetv2_dca.evaluation.pseudo_labels). Usage:
 """
 import argparse
 import glob
-import json
 import os
 import sys
 
-from nnunetv2_dca.evaluation.benchmark import ARM_TRAINERS
+from nnunetv2_dca.atomic import write_json_atomic
+from nnunetv2_dca.evaluation.benchmark import ARM_TRAINERS, FOLD, ID_FULL, ID_SEMI, find_dataset
 from nnunetv2_dca.evaluation.pseudo_labels import pseudo_label_quality
 from nnunetv2_dca.network.dca_unet import FUSIONS
 
@@ -26,15 +26,17 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     models = glob.glob(os.path.join(a.folder, f"seed_{a.seed}", "nnUNet_results", "Dataset*",
                                     f"{ARM_TRAINERS[a.arm]}__*"))
-    semi = glob.glob(os.path.join(a.folder, "nnUNet_raw", "Dataset952_*"))
-    full = glob.glob(os.path.join(a.folder, "nnUNet_raw", "Dataset951_*"))
-    if len(models) != 1 or len(semi) != 1 or len(full) != 1:
-        sys.exit(f"{a.folder}: expected one {ARM_TRAINERS[a.arm]} model and the phantom datasets 951/952 "
-                 f"(found {models}, {semi}, {full})")
+    if len(models) != 1:
+        sys.exit(f"{a.folder}: expected one trained {ARM_TRAINERS[a.arm]} model of seed {a.seed}, found {models}")
+    raw = os.path.join(a.folder, "nnUNet_raw")
+    try:
+        semi, full = find_dataset(raw, ID_SEMI), find_dataset(raw, ID_FULL)
+    except FileNotFoundError as e:
+        sys.exit(f"{a.folder}: not a phantom benchmark with true labels for the unlabeled images: {e}")
     results = {}
     for fusion in FUSIONS:
-        r = pseudo_label_quality(models[0], os.path.join(semi[0], "imagesTrUnlabeled"),
-                                 os.path.join(full[0], "labelsTr"), fusion=fusion)
+        r = pseudo_label_quality(models[0], os.path.join(semi, "imagesTrUnlabeled"), os.path.join(full, "labelsTr"),
+                                 fold=FOLD, fusion=fusion)
         results[fusion] = r["sources"]["pseudo_label"]
         g = results[fusion]
         print(f"{fusion:12s} Dice % " + " / ".join(f"{n} {100 * (g['groups'][n] or 0):.1f}" for n in r["group_names"])
@@ -42,10 +44,8 @@ def main(argv=None) -> int:
                                                   f"({100 * g['voxel_share_true'][n]:.2f})" for n in r["group_names"]),
               flush=True)
     out = a.out or os.path.join(a.folder, "fusion_ablation.json")
-    with open(out + ".tmp", "w", encoding="utf-8") as f:
-        json.dump({"arm": a.arm, "seed": a.seed, "model_folder": os.path.relpath(models[0], a.folder),
-                   "fusions": results}, f, indent=1)
-    os.replace(out + ".tmp", out)
+    write_json_atomic({"arm": a.arm, "seed": a.seed, "model_folder": os.path.relpath(models[0], a.folder),
+                       "fusions": results}, out, indent=1)
     return 0
 
 
