@@ -16,12 +16,11 @@ Rules:
 from __future__ import annotations
 
 import functools
-import importlib
 from importlib.metadata import EntryPoint, entry_points
 from types import ModuleType
 from typing import Callable, Dict, Optional
 
-from nnunetv2_dca import ENTRY_POINT_GROUP
+from nnunetv2_dca import ENTRY_POINT_GROUP, SUPPORTED_NNUNETV2
 
 
 class DiscoveryError(RuntimeError):
@@ -82,9 +81,29 @@ def wrap_lookup(original: Callable[..., Optional[type]]) -> Callable[..., Option
     return recursive_find_python_class
 
 
+def _nnunetv2_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("nnunetv2")
+    except Exception:  # metadata missing (e.g. a source tree on sys.path)
+        return "unknown"
+
+
 def patch_find_class_module(module: ModuleType) -> None:
-    """Replace the lookup in ``nnunetv2.utilities.find_class_by_name`` (idempotent)."""
-    module.recursive_find_python_class = wrap_lookup(module.recursive_find_python_class)
+    """Replace the lookup in ``nnunetv2.utilities.find_class_by_name`` (idempotent).
+
+    Raises ImportError naming nnunetv2's version when the function is missing: an AttributeError here (inside the
+    module's import) would reach the user as Python's misleading "partially initialized module ... circular import".
+    """
+    original = getattr(module, "recursive_find_python_class", None)
+    if not callable(original):
+        raise ImportError(
+            f"nnunetv2-dca: {module.__name__} has no function recursive_find_python_class in the installed "
+            f"nnunetv2 {_nnunetv2_version()}; nnunetv2-dca supports nnunetv2{SUPPORTED_NNUNETV2}. Install a "
+            f"supported release (pip install 'nnunetv2{SUPPORTED_NNUNETV2}') or uninstall nnunetv2-dca "
+            f"(pip uninstall nnunetv2-dca) to use this nnU-Net without it.")
+    module.recursive_find_python_class = wrap_lookup(original)
 
 
 def hook_active() -> bool:

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Set-up used by `make demo` / `make test` (and so by CI): a Python environment with nnunetv2-dca installed.
 # - An activated virtual environment ($VIRTUAL_ENV) is used as it is; otherwise ./.venv is created.
-# - torch: an existing torch is kept (and pinned for the rest of the install, so no dependency can replace it);
-#   without one, the CPU build torch==2.13.0 (+ torchvision==0.28.0, which timm, an nnU-Net dependency, needs) is
-#   installed first, because an unpinned `torch` requirement would pull several GB of CUDA wheels.
+# - torch, as nnU-Net recommends, is yours to install first: an existing torch is kept and pinned (its distribution
+#   version) for the rest of the install, so no dependency can replace it.
+# - Without torch, torch==2.13.0 + torchvision==0.28.0 come from pip's configured index: on plain PyPI for Linux
+#   x86_64 that is the CUDA build (several GB; it also runs on a CPU). For the CPU-only build set
+#   DCA_TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu (or install torch yourself first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${1:-.venv}"
@@ -16,12 +18,20 @@ fi
 PIP=("$PY" -m pip install --disable-pip-version-check -q)
 
 if ! "$PY" -c "import torch" 2>/dev/null; then
-  echo "setup: no torch in $PY; installing the CPU build torch==2.13.0 torchvision==0.28.0"
-  "${PIP[@]}" "torch==2.13.0" "torchvision==0.28.0"
+  TORCH=("torch==2.13.0" "torchvision==0.28.0")
+  if [ -n "${DCA_TORCH_INDEX_URL:-}" ]; then
+    echo "setup: no torch in $PY; installing ${TORCH[*]} from $DCA_TORCH_INDEX_URL"
+    "${PIP[@]}" --index-url "$DCA_TORCH_INDEX_URL" "${TORCH[@]}"
+  else
+    echo "setup: no torch in $PY; installing ${TORCH[*]} from pip's index (plain PyPI on Linux: the CUDA build," \
+         "several GB; set DCA_TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu for the CPU-only build)"
+    "${PIP[@]}" "${TORCH[@]}"
+  fi
 fi
 constraints="$(mktemp)"
 trap 'rm -f "$constraints"' EXIT
-"$PY" -c "import torch; print(f'torch=={torch.__version__}')" > "$constraints"
-echo "setup: keeping $(cat "$constraints"); installing nnunetv2-dca (editable) with test extras"
+"$PY" scripts/torch_constraint.py > "$constraints"
+echo "setup: keeping $(tr '\n' ' ' < "$constraints")($("$PY" -c 'import torch; print("torch", torch.__version__, "CUDA", torch.version.cuda or "none")'))"
+echo "setup: installing nnunetv2-dca (editable) with test extras"
 "${PIP[@]}" -c "$constraints" -e ".[test]"
 echo "setup: done ($PY)"

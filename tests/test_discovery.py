@@ -113,3 +113,39 @@ def test_plugin_registry_lists_all_test_classes(tmp_path, discovery_plugin):
     out = run_cmd([sys.executable, "-c", script], env, cwd=tmp_path).stdout
     for name in PLUGIN_CLASSES + ["nnUNetTrainer_smoke"]:
         assert repr(name) in out
+
+
+def test_missing_lookup_names_nnunet_version_and_supported_range(monkeypatch):
+    # A future nnU-Net without recursive_find_python_class must not surface as Python's "circular import" error.
+    import types
+
+    from nnunetv2_dca import SUPPORTED_NNUNETV2
+
+    monkeypatch.setattr(discovery, "_nnunetv2_version", lambda: "2.99.0")
+    module = types.ModuleType("nnunetv2.utilities.find_class_by_name")
+    with pytest.raises(ImportError, match=r"nnunetv2 2\.99\.0.*supports nnunetv2" + re.escape(SUPPORTED_NNUNETV2)):
+        discovery.patch_find_class_module(module)
+
+
+def test_missing_lookup_through_the_import_hook_is_a_clear_import_error(tmp_path):
+    # The real path: the start-up hook's loader executes a find_class_by_name module lacking the function.
+    pkg = tmp_path / "nnunetv2" / "utilities"
+    pkg.mkdir(parents=True)
+    (tmp_path / "nnunetv2" / "__init__.py").write_text("")
+    (pkg / "__init__.py").write_text("")
+    (pkg / "find_class_by_name.py").write_text("def renamed_lookup():\n    pass\n")
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import nnunetv2_dca._hook\n"
+            "try:\n    import nnunetv2.utilities.find_class_by_name\n"
+            "except ImportError as e:\n    print('IMPORTERROR', e)\n")
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert "IMPORTERROR" in out.stdout, out.stdout + out.stderr
+    assert "supports nnunetv2" in out.stdout and "circular" not in out.stdout + out.stderr
+
+
+def test_supported_range_matches_the_package_requirement():
+    from nnunetv2_dca import SUPPORTED_NNUNETV2
+
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    assert f'"nnunetv2{SUPPORTED_NNUNETV2}"' in pyproject

@@ -46,6 +46,8 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from nnunetv2_dca.planning.grouping import group_names
+
 GATE_STAGE = "full-resolution DFAM stage (gates[0])"
 SPACE = ("nnU-Net preprocessed space (cropped to the nonzero region, resampled to the target spacing), axis order of "
          "the image array")
@@ -455,16 +457,6 @@ def compute_gates(predictor, image_files: Sequence[str], reference_file: Optiona
     }
 
 
-def expert_names(predictor, num_groups: int) -> List[str]:
-    from nnunetv2_dca.planning.grouping import group_names
-
-    dca = predictor.plans_manager.plans.get("dca") or {}
-    names = dca.get("group_names")
-    if isinstance(names, list) and len(names) == num_groups:
-        return [str(n) for n in names]
-    return group_names(num_groups)
-
-
 def run_gates(image_files: Sequence[str], output: str, model_folder: Optional[str] = None,
               dataset: Optional[str] = None, trainer: str = "nnUNetTrainerDCA", plans: str = "nnUNetPlansDCA",
               configuration: str = "3d_fullres", fold="0", checkpoint: str = "checkpoint_final.pth",
@@ -487,7 +479,7 @@ def run_gates(image_files: Sequence[str], output: str, model_folder: Optional[st
     files = expand_image_files(image_files, n_ch, file_ending, channel_names)
     maps = compute_gates(predictor, files, reference_file)
 
-    names = expert_names(predictor, len(maps["class_groups"]))
+    names = group_names(len(maps["class_groups"]))
     groups = maps["class_groups"]
     pred, ref, gates = maps["prediction"], maps["reference"], maps["gates"]
     ignore = predictor.label_manager.ignore_label

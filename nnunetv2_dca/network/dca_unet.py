@@ -33,6 +33,7 @@ from __future__ import annotations
 
 from typing import List, NamedTuple, Optional, Sequence, Tuple, Type, Union
 
+import numbers
 import numpy as np
 import torch
 from torch import nn
@@ -85,9 +86,14 @@ def validate_class_groups(class_groups: Optional[Sequence[Sequence[int]]], num_c
     if class_groups is None:
         raise ValueError("the DCA network needs 'class_groups' in the plans' arch_kwargs (plan with "
                          "-pl nnUNetPlannerDCA, or add them by hand: head group first)")
+    if not isinstance(class_groups, (list, tuple)) or not class_groups or any(
+            not isinstance(g, (list, tuple)) or len(g) == 0 for g in class_groups):
+        raise ValueError(f"class_groups must be a list of non-empty groups of class ids, got {class_groups!r}")
+    # 6.5 or "6" must not silently become class 6
+    bad = [c for g in class_groups for c in g if isinstance(c, bool) or not isinstance(c, numbers.Integral)]
+    if bad:
+        raise ValueError(f"class_groups {class_groups!r} hold non-integer class ids {bad}")
     groups = [[int(c) for c in g] for g in class_groups]
-    if not groups or any(len(g) == 0 for g in groups):
-        raise ValueError(f"class_groups must be non-empty groups of class ids, got {class_groups}")
     flat = [c for g in groups for c in g]
     expected = set(range(1, num_classes))
     dup = sorted({c for c in flat if flat.count(c) > 1})

@@ -14,7 +14,7 @@ Edge cases (each documented here and tested in tests/planning/test_grouping.py; 
 - ties: classes with equal counts are ordered by class id (ascending); equal gaps resolve to the first (highest
   ranked) one, as numpy's argmax does.
 - fewer foreground classes than groups: GroupingError explaining that every expert needs at least one class and
-  how to proceed (fewer groups with --num-groups, or explicit groups).
+  how to proceed (fewer groups or explicit groups in dca_groups.json, which the planners read).
 - the ignore label and region-based label definitions are the planner's business: it passes only real classes
   and refuses regions (see nnunetv2_dca.planning.labels).
 """
@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Sequence
 
 GROUP_NAMES_3 = ("head", "medium", "tail")
+# user's groups for the DCA planners: nnUNet_preprocessed/DatasetXXX/dca_groups.json, {"groups": ...} or {"num_groups": G}
+GROUPS_FILE = "dca_groups.json"
 
 
 class GroupingError(ValueError):
@@ -77,8 +79,10 @@ def log_gap_grouping(voxel_counts: Mapping[int, int], num_groups: int = 3,
     if len(counts) < num_groups:
         raise GroupingError(
             f"{num_groups} groups need at least {num_groups} foreground classes (each expert decoder owns at least "
-            f"one class), but the dataset has {len(counts)}: {_fmt(sorted(counts), names)}. Use fewer groups "
-            f"(--num-groups) or give the groups explicitly.")
+            f"one class), but the dataset has {len(counts)}: {_fmt(sorted(counts), names)}. Use fewer groups: "
+            f"write {{\"num_groups\": {max(1, len(counts))}}} (or explicit {{\"groups\": [[...], ...]}}, head first) "
+            f"into $nnUNet_preprocessed/DatasetXXX_Name/{GROUPS_FILE} before nnUNetv2_plan_and_preprocess, e.g. with "
+            f"'nnunetv2-dca groups -d XXX --num-groups {max(1, len(counts))} --save'.")
 
     positive, zero, proportions, gaps_pos = _ranking(counts)
     if zero:

@@ -24,7 +24,7 @@ import warnings
 from typing import Dict, List, Mapping, Optional, Tuple
 
 from nnunetv2_dca.network.dca_unet import default_expert_settings
-from nnunetv2_dca.planning.grouping import Grouping, explicit_grouping, group_names, log_gap_grouping
+from nnunetv2_dca.planning.grouping import GROUPS_FILE, Grouping, explicit_grouping, log_gap_grouping
 from nnunetv2_dca.planning.labels import foreground_classes, load_class_voxel_counts
 
 # Stock network -> DCA network on the same encoder (the plan decides which encoder).
@@ -37,7 +37,6 @@ DCA_NETWORKS: Dict[str, str] = {
 # arch_kwargs keys that only the DCA network knows (removed to rebuild the stock network of the same plans)
 DCA_ARCH_KEYS = ("class_groups", "expert_n_conv_per_stage", "expert_dilations", "detach_expert_features",
                  "detach_encoder_for_aggregation")
-GROUPS_FILE = "dca_groups.json"
 DEFAULT_PREPROCESSOR = "DCAPreprocessor"
 
 # VRAM factor. nnU-Net sizes patch and batch so that estimate(network, patch) / ref_bs * batch_size stays at the
@@ -166,8 +165,9 @@ class DCAPlannerMixin:
     def save_plans(self, plans: dict) -> None:
         g = self.dca_grouping
         plans["dca"] = {
-            "class_groups": [sorted(grp) for grp in g.groups],  # as in arch_kwargs: expert channel order
-            "group_names": group_names(len(g.groups)),
+            # provenance only: the groups the network is built from (and every reader uses) are the
+            # configurations' arch_kwargs.class_groups, see nnunetv2_dca/planning/class_groups.py
+            "planned_class_groups": [sorted(grp) for grp in g.groups],
             "grouping_source": self.dca_grouping_source,
             "class_voxel_counts": {str(k): int(v) for k, v in g.voxel_counts.items()},
             "zero_voxel_classes": g.zero_voxel_classes,

@@ -29,12 +29,15 @@ iteration.
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Union
+import os
+from typing import Dict, List, Mapping, Optional, Sequence, Union
 
 import torch
 
 from nnunetv2_dca.network.dca_unet import DCAUNet, fuse_expert_logits
+from nnunetv2_dca.planning.class_groups import plans_class_groups
 from nnunetv2_dca.planning.grouping import group_names
+from nnunetv2_dca.planning.labels import foreground_classes
 from nnunetv2_dca.training.moe_losses import balance_loss
 from nnunetv2_dca.training.semi_supervised import nnUNetTrainerSemiSupervised
 
@@ -60,6 +63,20 @@ def split_target(target: torch.Tensor, lut_row: torch.Tensor) -> torch.Tensor:
     return lut_row.to(target.device)[target.long().clamp_min(0)].to(target.dtype)
 
 
+def planned_groups(plans: Mapping, configuration: str, dataset_json: Mapping, trainer: str) -> List[List[int]]:
+    """The configuration's class groups, validated against dataset.json's classes (errors name the plans file)."""
+    dataset = plans.get("dataset_name", "?")
+    plans_file = os.path.join(os.environ.get("nnUNet_preprocessed", "$nnUNet_preprocessed"), dataset,
+                              f"{plans.get('plans_name', '?')}.json")
+    groups = plans_class_groups(plans, 1 + len(foreground_classes(dataset_json)), configuration, plans_file)[0]
+    if groups is None:
+        raise RuntimeError(
+            f"{trainer}: plans {plans_file} (configuration {configuration!r}) do not describe a DCA network (no "
+            f"'class_groups' in arch_kwargs). Plan with: nnUNetv2_plan_and_preprocess -d {dataset} "
+            f"-pl nnUNetPlannerDCA, then train with -p nnUNetPlansDCA")
+    return groups
+
+
 class DCATrainer(nnUNetTrainerSemiSupervised):
     lambda_max = 10.0
     rampup_fraction = 0.2
@@ -77,24 +94,15 @@ class DCATrainer(nnUNetTrainerSemiSupervised):
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.class_groups = self._planned_groups()
+        # validated before nnU-Net's __init__ creates the output folder, naming the file a user would edit
+        self.class_groups = planned_groups(plans, configuration, dataset_json, self.__class__.__name__)
         self.group_names = group_names(len(self.class_groups))
+        super().__init__(plans, configuration, fold, dataset_json, device)
         self._lut = split_lookup(self.class_groups, self.label_manager.num_segmentation_heads,
                                  self.label_manager.ignore_label)
 
-    def _planned_groups(self) -> List[List[int]]:
-        groups = self.configuration_manager.network_arch_init_kwargs.get("class_groups")
-        if groups is None:
-            raise RuntimeError(
-                f"{self.__class__.__name__}: plans {self.plans_manager.plans_name!r} (configuration "
-                f"{self.configuration_name!r}) do not describe a DCA network (no 'class_groups' in arch_kwargs). "
-                f"Plan with: nnUNetv2_plan_and_preprocess -d {self.plans_manager.dataset_name} -pl nnUNetPlannerDCA, "
-                f"then train with -p nnUNetPlansDCA")
-        return [[int(c) for c in g] for g in groups]
-
     def extra_log_keys(self) -> List[str]:
-        names = group_names(len(self._planned_groups()))
+        names = self.group_names
         return ([f"dca_loss_sup_{n}" for n in names] + ["dca_loss_unsup"]
                 + (["dca_loss_gate_balance"] if self.gate_balance_weight > 0 else [])
                 + (["dca_loss_sup_aggregation"] if self.supervise_aggregation else [])

@@ -14,6 +14,7 @@ import torch
 
 from conftest import BIN, SHARED, fresh_env, run_cmd
 from nnunetv2_dca.network.dca_unet import DCAPlainConvUNet, DCAResidualEncoderUNet
+from nnunetv2_dca.planning.class_groups import plans_class_groups
 from nnunetv2_dca.planning.grouping import log_gap_grouping
 from nnunetv2_dca.planning.labels import CLASS_COUNTS_KEY, count_label_voxels
 from nnunetv2_dca.planning.planner import dca_feature_map_estimate, stock_architecture
@@ -49,7 +50,8 @@ def test_plans_carry_groups_network_and_own_folders(planned):
     # groups: the log-gap rule on the labeled counts (a stock fingerprint has no counts: the planner counted)
     counts = count_label_voxels(str(raw), dataset_json)
     expected = log_gap_grouping(counts).groups
-    assert plans["dca"]["class_groups"] == [sorted(g) for g in expected]
+    assert plans_class_groups(plans, 14)[0] == [sorted(g) for g in expected]
+    assert plans["dca"]["planned_class_groups"] == [sorted(g) for g in expected]  # provenance copy
     assert plans["dca"]["class_voxel_counts"] == {str(k): v for k, v in counts.items()}
     assert expected[0] == [6] and sorted(expected[-1]) == [5, 12, 13]  # liver head; esophagus + adrenals tail
     for cfg_name in ("2d", "3d_fullres"):
@@ -85,7 +87,7 @@ def test_network_from_plans_runs_in_the_stock_predictor(planned):
     trained = get_network_from_plans(cm.network_arch_class_name, cm.network_arch_init_kwargs,
                                      cm.network_arch_init_kwargs_req_import, n_in, lm.num_segmentation_heads,
                                      deep_supervision=True)
-    assert isinstance(trained, DCAPlainConvUNet) and trained.class_groups == _plans(base)["dca"]["class_groups"]
+    assert isinstance(trained, DCAPlainConvUNet) and trained.class_groups == plans_class_groups(_plans(base), 14)[0]
     inference_net = get_network_from_plans(cm.network_arch_class_name, cm.network_arch_init_kwargs,
                                            cm.network_arch_init_kwargs_req_import, n_in, lm.num_segmentation_heads,
                                            deep_supervision=False)
@@ -170,7 +172,7 @@ def test_user_groups_file_and_bad_settings(planned):
                  "-overwrite_plans_name", "G4"], env)
         g4 = _plans(base, "G4")
         assert len(g4["configurations"]["3d_fullres"]["architecture"]["arch_kwargs"]["class_groups"]) == 4
-        assert g4["dca"]["group_names"] == ["head", "medium_1", "medium_2", "tail"]
+        assert plans_class_groups(g4, 14)[1] == ["head", "medium_1", "medium_2", "tail"]
 
         groups_file.write_text(json.dumps({"groups": [[6], [1, 2, 3], [5, 12, 13, 99]]}))
         proc = run_cmd([str(BIN / "nnUNetv2_plan_experiment"), "-d", str(DS), "-pl", "nnUNetPlannerDCA",
@@ -211,7 +213,7 @@ def test_planner_on_the_real_ct(tmp_path):
     proc = run_cmd([str(BIN / "nnUNetv2_plan_experiment"), "-d", "995", "-pl", "nnUNetPlannerDCA"], env)
     assert "esophagus" in proc.stdout  # the zero-voxel warning names the class
     plans = json.loads((tmp_path / "nnUNet_preprocessed" / "Dataset995_RealCT" / "nnUNetPlansDCA.json").read_text())
-    groups = plans["dca"]["class_groups"]
+    groups = plans_class_groups(plans, 14, "3d_fullres")[0]
     assert groups[0] == [6] and sorted(groups[-1]) == [5, 12, 13]
     assert plans["dca"]["zero_voxel_classes"] == [5]
     assert plans["dca"]["class_voxel_counts"]["6"] == 41692  # the examples' README table
@@ -221,7 +223,7 @@ def test_groups_command_reads_the_plans_and_saves_user_groups(planned):
     base, env, _ = planned
     nnunetv2_dca = str(BIN / "nnunetv2-dca")
     out = json.loads(run_cmd([nnunetv2_dca, "groups", "-d", str(DS), "--json"], env).stdout)
-    assert out["groups"] == _plans(base)["dca"]["class_groups"] and out["source"] == "plans nnUNetPlansDCA"
+    assert out["groups"] == plans_class_groups(_plans(base), 14)[0] and out["source"] == "plans nnUNetPlansDCA"
     groups_file = base / "nnUNet_preprocessed" / NAME / "dca_groups.json"
     try:
         run_cmd([nnunetv2_dca, "groups", "-d", str(DS), "--groups", "6;1,2,3,4,7,8,9,10,11;5,12,13", "--save"], env)
