@@ -8,7 +8,7 @@ import json
 import os
 import tempfile
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional
 
 
 @contextmanager
@@ -37,3 +37,52 @@ def write_text_atomic(path: str, text: str) -> None:
 
 def write_json_atomic(obj: Any, path: str, indent: int = 2, default: Optional[Callable[[Any], Any]] = None) -> None:
     write_text_atomic(path, json.dumps(obj, indent=indent, default=default) + "\n")
+
+
+def _write_text_file(path: str, text: str) -> None:
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())  # the data is on disk before any old file is replaced
+
+
+def atomic_file_set(contents: Mapping[str, str]) -> None:
+    """Write several text files as one set: {path: text}. Every text goes to a temporary file next to its target
+    first (where a full disk or a quota fails); only when all are written do they replace the targets. If anything
+    fails, no target is changed (targets already replaced are restored from hard-link backups where the filesystem
+    allows them) and no temporary file remains."""
+    tmps: Dict[str, str] = {}
+    backups: Dict[str, str] = {}
+    replaced: List[str] = []
+    try:
+        for path, text in contents.items():
+            folder = os.path.dirname(os.path.abspath(path))
+            fd, tmps[path] = tempfile.mkstemp(suffix=".tmp", prefix="." + os.path.basename(path) + ".", dir=folder)
+            os.close(fd)
+            _write_text_file(tmps[path], text)
+        umask = os.umask(0)
+        os.umask(umask)
+        for path, tmp in tmps.items():
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the files normal permissions
+            if os.path.exists(path):
+                backup = tmp + ".old"
+                try:
+                    os.link(path, backup)  # no copy: a second name for the old file, to undo a half-done swap
+                    backups[path] = backup
+                except OSError:
+                    pass
+        for path, tmp in tmps.items():
+            os.replace(tmp, path)
+            replaced.append(path)
+    except BaseException:
+        for path in replaced:  # renames rarely fail, but a half-swapped set must not stay behind
+            if path in backups:
+                try:
+                    os.replace(backups.pop(path), path)
+                except OSError:
+                    pass
+        raise
+    finally:
+        for leftover in list(tmps.values()) + list(backups.values()):
+            if os.path.exists(leftover):
+                os.remove(leftover)

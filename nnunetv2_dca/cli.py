@@ -85,8 +85,10 @@ def _cmd_groups(args: argparse.Namespace) -> int:
     plans_file = os.path.join(out_dir, f"{args.plans}.json")
     plans_groups = None
     if not args.groups and args.num_groups is None and os.path.isfile(plans_file):
+        from nnunetv2_dca.planning.class_groups import plans_class_groups
+
         with open(plans_file, encoding="utf-8") as f:
-            plans_groups = json.load(f).get("dca", {}).get("class_groups")
+            plans_groups = plans_class_groups(json.load(f), 1 + len(names), plans_file=plans_file)[0]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if args.groups:
@@ -100,7 +102,7 @@ def _cmd_groups(args: argparse.Namespace) -> int:
         print(f"warning: {w.message}", file=sys.stderr)
     if args.save:
         from nnunetv2_dca.atomic import write_json_atomic
-        from nnunetv2_dca.planning.planner import GROUPS_FILE
+        from nnunetv2_dca.planning.grouping import GROUPS_FILE
 
         target = os.path.join(out_dir, GROUPS_FILE)
         write_json_atomic({"groups": grouping.groups}, target)
@@ -137,8 +139,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     from nnunetv2_dca.evaluation.evaluate import evaluate_folders, json_ready, markdown_table
 
-    result = evaluate_folders(args.ref, args.pred, args.djfile, plans_file=args.pfile, output_folder=args.o,
-                              protocol_b=args.protocol_b)
+    try:
+        result = evaluate_folders(args.ref, args.pred, args.djfile, plans_file=args.pfile, output_folder=args.o,
+                                  protocol_b=args.protocol_b, configuration=args.c)
+    except OSError as e:  # e.g. a full disk while writing: one line naming the folder, not a traceback
+        print(f"nnunetv2-dca evaluate: error: {e}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(json_ready({k: v for k, v in result.items() if k != "output_files"}), indent=2))
     else:
@@ -263,9 +269,13 @@ def build_parser() -> argparse.ArgumentParser:
                                    "with nnU-Net's reader for the dataset) and writes evaluation.json (nnU-Net "
                                    "summary.json layout + group_mean), evaluation.csv (case x class) and "
                                    "evaluation.md; prints the Markdown table. Default: Dice, average symmetric "
-                                   "surface distance and HD95 in mm. --protocol-b: the class-imbalanced SSL papers' "
-                                   "convention (resize to 160x160x80, Dice and ASD in voxels, missing class = "
-                                   "ASD 128), written as evaluation_protocol_b.*.")
+                                   "surface distance and HD95 in mm; a class absent from both reference and "
+                                   "prediction of a case is undefined there (as in nnU-Net) and left out of the "
+                                   "means, n per class says in how many cases it was scored, and a class with no "
+                                   "reference voxels in any case is 'not scored' (out of the group means and the "
+                                   "mean). --protocol-b: the class-imbalanced SSL papers' convention (resize to "
+                                   "160x160x80, Dice and ASD in voxels, missing class = ASD 128, absent from both "
+                                   "= Dice 1 / ASD 0 in every mean), written as evaluation_protocol_b.*.")
     p.add_argument("-ref", dest="ref", metavar="REF_FOLDER", required=True,
                    help="folder with the reference segmentations")
     p.add_argument("-pred", dest="pred", metavar="PRED_FOLDER", required=True,
@@ -273,11 +283,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-djfile", metavar="DATASET_JSON", required=True,
                    help="dataset.json (labels, ignore label, file_ending)")
     p.add_argument("-pfile", metavar="PLANS_JSON", default=None,
-                   help="DCA plans JSON: its 'dca' class_groups give the group means")
+                   help="DCA plans JSON: the class groups its network is built from give the group means")
+    p.add_argument("-c", metavar="CONFIGURATION", default=None,
+                   help="configuration whose class groups to use (needed only when the plans' configurations "
+                        "have different groups)")
     p.add_argument("-o", metavar="OUT", default=None, help="output folder (default: the prediction folder)")
     p.add_argument("--protocol-b", action="store_true",
                    help="published protocol B: nearest resize to 160x160x80 (x, y, z), Dice and directed ASD in "
-                        "voxels, class missing on one side = Dice 0 / ASD 128, on both = Dice 1 / ASD 0")
+                        "voxels, class missing on one side = Dice 0 / ASD 128, on both = Dice 1 / ASD 0 (counted "
+                        "in the means, as published; the default leaves such cases and classes out)")
     p.add_argument("--json", action="store_true", help="print the JSON result instead of the Markdown table")
     p.set_defaults(func=_cmd_evaluate)
 

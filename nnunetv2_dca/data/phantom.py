@@ -7,7 +7,8 @@ unlabeled images and optional scanner/stain shifts (``sites``) for domain-shift 
 
 Each case depends only on (seed, case index, site), so adding cases never changes existing ones. The whole dataset
 is written into a temporary folder next to the target and moved into place at the end: an interrupted or failed
-run leaves nothing half-written under ``nnUNet_raw``.
+run leaves nothing half-written under ``nnUNet_raw``, and with ``--overwrite`` the old dataset is only deleted once
+the new one is in place (:func:`nnunetv2_dca.folders.replace_folder`).
 
 Geometry (3D): organs are ellipsoids and tubes placed in a body ellipse in millimetres, with per-case jitter of
 position, size and orientation and a smooth random deformation of space; target volumes follow the real CT (P1) in
@@ -26,6 +27,8 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+
+from nnunetv2_dca.folders import replace_folder
 
 # The 13 Synapse/BTCV organs, ids as in the Synapse benchmark (and shared/data/.../synapse13_map.json).
 SYNAPSE_LABELS: Dict[str, int] = {
@@ -350,9 +353,9 @@ def write_phantom_dataset(raw_dir: str, dataset_id: int, name: Optional[str] = N
         _write_json({"generator": "nnunetv2-dca phantom", "generator_version": GENERATOR_VERSION, "seed": seed,
                      "size": size, "dim": dim, "sites": [s.__dict__ for s in site_list], "cases": meta_cases},
                     os.path.join(tmp, "phantom.json"))
-        if existing is not None:
-            shutil.rmtree(existing)
-        os.replace(tmp, target)
+        # the old dataset is moved aside, not deleted, until the new one is in place: an error or Ctrl-C in between
+        # leaves it as it was
+        replace_folder(tmp, target, also_replace=[existing] if existing is not None else [])
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -39,7 +39,8 @@ labeled cases and validates on the protocol's validation cases (use fold 0). Wit
 is written and nnU-Net makes its usual 5-fold split of the labeled cases.
 
 The dataset is built in a temporary folder next to the target and moved into place at the end: a failed run leaves
-nothing half-written under ``nnUNet_raw``.
+nothing half-written under ``nnUNet_raw``, and with ``--overwrite`` the old dataset is only deleted once the new one is
+in place (:func:`nnunetv2_dca.folders.replace_folder`).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from nnunetv2_dca import __version__
 from nnunetv2_dca.atomic import write_json_atomic
+from nnunetv2_dca.folders import replace_folder
 
 
 @dataclass(frozen=True)
@@ -445,9 +447,8 @@ def make_semi_supervised_split(raw_dir: str, source_id: int, out_id: int, *,
                 os.remove(splits_file)  # stale split of an earlier --overwrite'd dataset
                 result.notes.append(f"removed stale {splits_file}")
             wrote_splits = True
-        for old in existing:
-            shutil.rmtree(old)
-        os.replace(tmp, target)
+        # old dataset(s) moved aside, deleted only once the new one is in place (restored on error or Ctrl-C)
+        replace_folder(tmp, target, also_replace=existing)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         if wrote_splits and splits_file:

@@ -45,6 +45,7 @@ per patch (built on the meta device, :func:`nnunetv2_dca.network.cost.network_co
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import platform
@@ -52,12 +53,12 @@ import shlex
 import shutil
 import statistics
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Callable, Deque, Dict, List, Mapping, Optional, Sequence
 
-from nnunetv2_dca.atomic import write_json_atomic, write_text_atomic
+from nnunetv2_dca.atomic import write_json_atomic
+from nnunetv2_dca.evaluation.eta import EtaModel, Job, format_minutes, parse_epoch_time
 
 ARMS = ("baseline", "dca", "dca_supagg", "semimoe", "pseudolabel", "full")
 DEFAULT_ARMS = ("baseline", "dca", "pseudolabel", "full")
@@ -68,6 +69,7 @@ ARM_TITLES = {"baseline": "nnU-Net, labeled only", "dca": "DCA", "dca_supagg": "
               "semimoe": "Semi-MoE", "pseudolabel": "nnU-Net + offline pseudo-labels",
               "full": "nnU-Net, all labels (upper bound)"}
 PLANS_DCA = "nnUNetPlansBenchDCA"
+SEMI_SUPERVISED_ARMS = ("dca", "dca_supagg", "semimoe")  # a training step also runs the unlabeled batch
 PLANS_STOCK = "nnUNetPlansBenchStock"
 FOLD = "all"
 # arms whose models produce pseudo-labels: DCA's fused experts, and the baseline (the offline recipe's labels)
@@ -145,6 +147,8 @@ class Runner:
         self.total = total_steps
         self.done = 0
         self.t0 = time.time()
+        self.eta: Optional[EtaModel] = None  # set once the jobs and their cost ratios are known
+        self.eta_log: List[Dict] = []  # timeline of epochs, job ends and estimates -> OUT/eta_log.json
         with open(self.log, "w", encoding="utf-8") as f:
             f.write("#!/usr/bin/env bash\n# commands run by `nnunetv2-dca benchmark` (nnUNet_raw/_preprocessed under "
                     "this folder, nnUNet_results under seed_<s>/)\nset -euo pipefail\n")
@@ -153,23 +157,61 @@ class Runner:
         self.done += 1
         elapsed = time.time() - self.t0
         eta = ""
-        if self.done > 1:
-            eta = f", about {elapsed / (self.done - 1) * (self.total - self.done + 1) / 60:.0f} min left"
+        if self.eta is not None:
+            eta = f", run: {format_minutes(self.eta.remaining())} left"
         print(f"[{self.done}/{self.total}] {title} ({elapsed / 60:.1f} min elapsed{eta})", flush=True)
 
-    def run(self, cmd: List[str], env: Mapping[str, str], env_shown: Sequence[str] = ()) -> float:
+    def run(self, cmd: List[str], env: Mapping[str, str], env_shown: Sequence[str] = (),
+            on_line: Optional[Callable[[str], None]] = None) -> float:
+        """Run one command, its output streamed line by line to ``on_line`` (and kept for the error message)."""
         prefix = " ".join(f"{k}={shlex.quote(str(env[k]))}" for k in env_shown)
         line = (prefix + " " if prefix else "") + shlex.join(cmd)
         with open(self.log, "a", encoding="utf-8") as f:
             f.write(line + "\n")
         print(f"  $ {line}", flush=True)
         t0 = time.perf_counter()
-        proc = subprocess.run(cmd, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        tail: Deque[str] = collections.deque(maxlen=200)
+        with subprocess.Popen(cmd, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              bufsize=1) as proc:
+            for out_line in proc.stdout:
+                tail.append(out_line)
+                if on_line is not None:
+                    on_line(out_line)
         seconds = time.perf_counter() - t0
         if proc.returncode != 0:
             raise BenchmarkError(f"command failed with exit code {proc.returncode}: {line}\n--- last output ---\n"
-                                 f"{proc.stdout[-4000:]}")
+                                 f"{''.join(tail)[-4000:]}")
         return seconds
+
+    def epoch_progress(self, job: Job, epochs: int) -> Callable[[str], None]:
+        """Line handler for a training: feeds nnU-Net's epoch times to the ETA, prints elapsed/remaining per arm
+        after the first epoch and then every tenth of the run."""
+        started = time.time()
+        every = max(1, epochs // 10)
+
+        def on_line(text: str) -> None:
+            seconds = parse_epoch_time(text)
+            if seconds is None or self.eta is None:
+                return
+            self.eta.epoch_done(job, seconds, time.time() - started)
+            self.log_eta("epoch", job, seconds, time.time() - started)
+            n = len(self.eta.epoch_times[job])
+            if n == 1 or n % every == 0 or n == epochs:
+                print(f"    {job[0]} seed {job[1]}: epoch {n}/{epochs}, {(time.time() - started) / 60:.1f} min "
+                      f"elapsed, arm: {format_minutes(self.eta.job_remaining(job))} left, run: "
+                      f"{format_minutes(self.eta.remaining())} left", flush=True)
+        return on_line
+
+    def log_eta(self, event: str, job: Job, seconds: float, since_job_start: Optional[float] = None) -> None:
+        """Record an epoch or a job end with the estimates made at that moment (tests replay such logs)."""
+        assert self.eta is not None
+        self.eta_log.append({"t": time.time() - self.t0, "event": event, "job": list(job), "seconds": seconds,
+                             "since_job_start": since_job_start, "estimate_arm": self.eta.job_remaining(job),
+                             "estimate_run": self.eta.remaining()})
+        if event == "done":
+            write_json_atomic({"jobs": [list(j) for j in self.eta.jobs], "epochs": self.eta.epochs,
+                               "cost_ratio": self.eta.cost_ratio, "events": self.eta_log},
+                              os.path.join(self.out, "eta_log.json"))
 
 
 def link_tree(src: str, dst: str) -> None:
@@ -445,8 +487,10 @@ class Benchmark:
         cfg = self.cfg
         trainer = ARM_TRAINERS[arm]
         env = self.env(seed, training=True)
+        job_start = time.time()
         runner.run(["nnUNetv2_train", str(dataset_id), cfg.configuration, FOLD, "-tr", trainer, "-p", plans,
-                    "-device", cfg.device], env, self.training_env_keys())
+                    "-device", cfg.device], env, self.training_env_keys(),
+                   on_line=runner.epoch_progress((arm, seed), cfg.epochs))
         from nnunetv2_dca.training.budget import load_timing
 
         model = os.path.join(env["nnUNet_results"], os.path.basename(find_dataset(self.raw, dataset_id)),
@@ -478,6 +522,9 @@ class Benchmark:
         self.model_folders[(arm, seed)] = model
         if arm in self.pseudo_quality and self.has_full:
             self.pseudo_quality[arm][seed] = self.score_pseudo_labels(os.path.dirname(model))
+        if runner.eta is not None:
+            runner.eta.job_done((arm, seed), time.time() - job_start)
+            runner.log_eta("done", (arm, seed), time.time() - job_start)
 
     def score_pseudo_labels(self, model_dir: str) -> Dict:
         """Pseudo-labels of a trained model on the unlabeled training images, scored against their true labels in
@@ -548,6 +595,7 @@ class Benchmark:
             self.dataset_json = json.load(f)
         self.file_ending = self.dataset_json["file_ending"]
         self.plan(runner)
+        runner.eta = EtaModel([(a, s) for s in cfg.seeds for a in self.arms], cfg.epochs, self.eta_cost_ratios())
         for index, seed in enumerate(cfg.seeds):
             for arm in self.arms:
                 if arm == "pseudolabel":
@@ -562,6 +610,15 @@ class Benchmark:
         print(f"benchmark done in {(time.time() - t_start) / 60:.1f} min; report: "
               f"{os.path.join(self.out, 'README.md')}", flush=True)
         return report
+
+    def eta_cost_ratios(self) -> Dict[str, float]:
+        """Cost per training step relative to the baseline, for the ETA of arms not measured yet: training FLOPs
+        of the arm's network, x2 for the semi-supervised arms (their step also runs the unlabeled batch). A guess
+        (the committed CPU run: DCA 7.4 estimated vs 5.4 measured); replaced by measurement once the arm runs."""
+        costs = self.network_costs()
+        base = costs["baseline"]["training_forward_gflops"]
+        return {arm: c["training_forward_gflops"] / base * (2.0 if arm in SEMI_SUPERVISED_ARMS else 1.0)
+                for arm, c in costs.items()}
 
     # ---- report
     def network_costs(self) -> Dict[str, Dict[str, float]]:

@@ -1,9 +1,12 @@
 """The benchmark's report: ``benchmark.json``, ``README.md`` (tables), ``dice_per_class.png`` and the class-groups
 chart, all from the measured results of one :class:`nnunetv2_dca.evaluation.benchmark.Benchmark` run.
 
-Aggregation: per arm and seed, a class's Dice is the mean over the test cases (``evaluate_folders``); a group's
-Dice is the mean over its classes; with several seeds the report gives mean +- standard deviation (sample, n-1)
-over seeds of those per-seed values. Deltas are arm minus baseline of the same seed, then averaged over seeds.
+Aggregation: per arm and seed, a class's Dice is the mean over the test cases that score it (``evaluate_folders``'
+default protocol: a case where the class is absent from reference and prediction is left out); a group's Dice is
+evaluate's mean over its scored classes (a class no test reference holds is "not scored": out of the group and
+overall means, shown as such in the per-class table); with several seeds the report gives mean +- standard
+deviation (sample, n-1) over seeds of those per-seed values. Deltas are arm minus baseline of the same seed, then
+averaged over seeds.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 from nnunetv2_dca.atomic import write_json_atomic, write_text_atomic
 from nnunetv2_dca.evaluation.evaluate import json_ready
+from nnunetv2_dca.planning.class_groups import plans_class_groups
 
 _ARM_COLORS = {"baseline": "#7f7f7f", "dca": "#d62728", "dca_supagg": "#ff9896", "semimoe": "#9467bd",
                "pseudolabel": "#1f77b4", "full": "#2ca02c"}
@@ -51,9 +55,11 @@ def summarise_arms(results: Mapping[str, Mapping[int, Mapping]], seeds: Sequence
 
     def per_seed(arm: str, seed: int) -> Dict[str, float]:
         r = results[arm][seed]
-        d = {f"class:{c}": r["mean"][c]["Dice"] for c in classes}
-        d.update({f"group:{g}": v["Dice"] for g, v in (r.get("group_mean") or {}).items()})
-        d["mean"] = r["foreground_mean"]["Dice"]
+        # a class the test references never hold is not scored (its Dice only counts false positives): NaN, which
+        # mean_std leaves out; group and overall means are evaluate's, already without such classes
+        d = {f"class:{c}": _dice(r["mean"][c]) if r["mean"][c].get("scored", True) else math.nan for c in classes}
+        d.update({f"group:{g}": _dice(v) for g, v in (r.get("group_mean") or {}).items()})
+        d["mean"] = _dice(r["foreground_mean"])
         return d
 
     out = {}
@@ -65,8 +71,16 @@ def summarise_arms(results: Mapping[str, Mapping[int, Mapping]], seeds: Sequence
             "dice": {k: mean_std([values[s][k] for s in seeds]) for k in keys},
             "delta_to_baseline": {k: mean_std([values[s][k] - base[s][k] for s in seeds]) for k in keys},
         }
+    # the test references decide it, so it is the same for every arm and seed
+    not_scored = [str(c) for c in first.get("classes_not_scored") or []]
     return {"classes": classes, "labels": first["labels"], "groups": {g: v["classes"] for g, v in groups.items()},
-            "arms": out}
+            "not_scored": not_scored, "arms": out}
+
+
+def _dice(entry: Mapping) -> float:
+    """An evaluation entry's Dice; undefined (None in a JSON-loaded result, NaN in a fresh one) as NaN."""
+    v = entry.get("Dice")
+    return math.nan if v is None else float(v)
 
 
 # rows of the pseudo-label table: (arm, source in pseudo_label_quality's result, caption)
@@ -222,7 +236,7 @@ def build_report(bench, wall_seconds: float, runner) -> Dict:
     charts = {"dice_per_class": plot_dice_per_class(
         summary, os.path.join(out, "dice_per_class.png"),
         f"test-set Dice per class, {len(seeds)} seed(s), {cfg.epochs} epochs x {cfg.iterations} iterations")}
-    groups_png = _class_groups_chart(bench, dca_block, os.path.join(out, "class_groups.png"))
+    groups_png = _class_groups_chart(bench, plans, os.path.join(out, "class_groups.png"))
     if groups_png:
         charts["class_groups"] = groups_png
     for arm in ("dca", "semimoe"):
@@ -274,6 +288,10 @@ def build_report(bench, wall_seconds: float, runner) -> Dict:
     return report
 
 
+def _points(delta: float) -> str:
+    return "n/a" if delta is None or math.isnan(delta) else f"{delta * 100:+.1f}"
+
+
 def verdict(summary: Mapping, seeds: Sequence[int]) -> Dict[str, object]:
     """Does DCA beat the labeled-only baseline on the tail group (and overall)? Stated, never tuned."""
     if "dca" not in summary["arms"]:
@@ -285,19 +303,22 @@ def verdict(summary: Mapping, seeds: Sequence[int]) -> Dict[str, object]:
     if tail:
         res["tail_group"] = tail
         res["tail_delta"] = d[f"group:{tail}"]["mean"]
-        res["dca_beats_baseline_on_tail"] = bool(d[f"group:{tail}"]["mean"] > 0)
+        # None when no seed scored the tail (no tail class in the test references): no claim either way
+        res["dca_beats_baseline_on_tail"] = (bool(d[f"group:{tail}"]["mean"] > 0) if d[f"group:{tail}"]["n"]
+                                             else None)
     if "pseudolabel" in summary["arms"]:
         res["mean_delta_to_pseudolabel"] = (summary["arms"]["dca"]["dice"]["mean"]["mean"]
                                             - summary["arms"]["pseudolabel"]["dice"]["mean"]["mean"])
     return res
 
 
-def _class_groups_chart(bench, dca_block: Mapping, path: str) -> Optional[str]:
+def _class_groups_chart(bench, plans: Mapping, path: str) -> Optional[str]:
     from nnunetv2_dca.planning.grouping import explicit_grouping
     from nnunetv2_dca.planning.report import plot_grouping
 
+    dca_block = plans.get("dca", {})
     counts = {int(k): int(v) for k, v in (dca_block.get("class_voxel_counts") or {}).items()}
-    groups = dca_block.get("class_groups")
+    groups = plans_class_groups(plans, 1 + len(counts), bench.cfg.configuration)[0] if counts else None
     if not counts or not groups:
         return None
     names = {int(v): k for k, v in bench.dataset_json["labels"].items() if isinstance(v, int)}
@@ -367,11 +388,15 @@ def markdown_report(report: Mapping, summary: Mapping, bench) -> str:
     add("")
     v = report.get("verdict") or {}
     if v.get("tail_group"):
-        verb = "beats" if v["dca_beats_baseline_on_tail"] else "does NOT beat"
-        add(f"**Result: DCA {verb} the labeled-only baseline on the {v['tail_group']} group** "
-            f"({v['tail_delta'] * 100:+.1f} Dice points; mean over classes {v['mean_delta'] * 100:+.1f}"
-            + (f"; vs. offline pseudo-labels {v['mean_delta_to_pseudolabel'] * 100:+.1f}"
-               if "mean_delta_to_pseudolabel" in v else "") + ").")
+        if v["dca_beats_baseline_on_tail"] is None:
+            head = (f"**Result: the {v['tail_group']} group could not be scored** (no reference voxels of its "
+                    f"classes in the test set; mean over classes {_points(v['mean_delta'])}")
+        else:
+            verb = "beats" if v["dca_beats_baseline_on_tail"] else "does NOT beat"
+            head = (f"**Result: DCA {verb} the labeled-only baseline on the {v['tail_group']} group** "
+                    f"({_points(v['tail_delta'])} Dice points; mean over classes {_points(v['mean_delta'])}")
+        add(head + (f"; vs. offline pseudo-labels {_points(v['mean_delta_to_pseudolabel'])}"
+                    if "mean_delta_to_pseudolabel" in v else "") + ").")
         add("")
     add("![Dice per class](dice_per_class.png)")
     add("")
@@ -390,7 +415,12 @@ def markdown_report(report: Mapping, summary: Mapping, bench) -> str:
             cells.append(cell)
         add(f"| {arm} | " + " | ".join(cells) + " |")
     add("")
-    add("In parentheses: difference to the baseline in Dice points (same seed, then averaged).")
+    add("In parentheses: difference to the baseline in Dice points (same seed, then averaged). Group and overall "
+        "means are `nnunetv2-dca evaluate`'s: a case where a class is absent from both reference and prediction is "
+        "left out of that class's mean (not counted as a perfect score)"
+        + ("; not scored (no reference voxels in any test case, left out of the group means and the mean): "
+           + ", ".join(f"{summary['labels'].get(c, c)} ({c})" for c in summary["not_scored"])
+           if summary.get("not_scored") else "") + ".")
     add("")
     add("## Dice (%) per class")
     add("")
@@ -400,6 +430,10 @@ def markdown_report(report: Mapping, summary: Mapping, bench) -> str:
     add("| class | group | " + " | ".join(arms) + " |")
     add("|---|---|" + "---|" * len(arms))
     for c in order:
+        if c in summary.get("not_scored", []):
+            add(f"| {summary['labels'].get(c, c)} ({c}) | {group_of.get(c, '')} | "
+                + " | ".join("not scored" for _ in arms) + " |")
+            continue
         cells = []
         for arm in arms:
             cell = fmt(summary["arms"][arm]["dice"][f"class:{c}"])

@@ -4,8 +4,9 @@ Files are matched by name: every reference file (``*<file_ending>`` of dataset.j
 same name (missing ones are an error that names them; extra prediction files are ignored). Both are read with
 nnU-Net's reader for the dataset (``determine_reader_writer_from_dataset_json``), so every format nnU-Net reads
 works. Classes are the foreground labels of dataset.json (background and ``ignore`` left out); reference voxels with
-the ignore label are excluded from every metric; region-based labels are refused. The class groups come from the
-``"dca"`` section of a DCA plans file (``class_groups``, ``group_names``).
+the ignore label are excluded from every metric; region-based labels are refused. The class groups are those the
+network of a DCA plans file is built from (``arch_kwargs.class_groups``, read by
+:func:`nnunetv2_dca.planning.class_groups.plans_class_groups`; ``configuration`` picks one when they differ).
 
 Two modes (the metric definitions are in :mod:`nnunetv2_dca.evaluation.metrics`):
 
@@ -28,11 +29,12 @@ import json
 import math
 import os
 import sys
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from nnunetv2_dca.atomic import write_text_atomic
+from nnunetv2_dca.atomic import atomic_file_set
+from nnunetv2_dca.planning.class_groups import plans_class_groups
 from nnunetv2_dca.evaluation.metrics import (PROTOCOL_B_MISSING_ASD, PROTOCOL_B_SHAPE, evaluate_case_mm,
                                              evaluate_case_protocol_b, summarise)
 
@@ -48,10 +50,13 @@ DEFINITIONS = {
         "HD95": "95th percentile (numpy linear) of d(P->R) and d(R->P) pooled (MedPy hd95), in spacing units (mm)",
         "surface": "mask XOR binary_erosion(mask, face connectivity); d(A->B) = Euclidean distance (scipy "
                    "distance_transform_edt, sampling = spacing) from each surface voxel of A to B's surface",
-        "both_empty": "Dice 1, ASD 0, HD95 0 (empty = 'both')",
+        "both_empty": "Dice, ASD and HD95 undefined (null; empty = 'both'), as in nnU-Net: the case is not scored "
+                      "for the class and left out of its means",
         "one_empty": "Dice 0, ASD and HD95 undefined (null), counted in n_undefined, left out of their means",
-        "means": "class mean = mean over cases (undefined left out); foreground_mean and group_mean = mean over "
-                 "classes of the class means",
+        "not_scored": "a class without reference voxels in any case (classes_not_scored) is not scored: listed, "
+                      "but left out of foreground_mean, group_mean and the case means",
+        "means": "class mean = mean over cases (undefined left out), n = cases with a defined Dice; "
+                 "foreground_mean and group_mean = mean over the scored classes of the class means",
     },
     "B": {
         "resize": "prediction and reference resized (nearest, PyTorch F.interpolate(mode='nearest') index "
@@ -60,9 +65,10 @@ DEFINITIONS = {
         "ASD": "directed average surface distance from the prediction's surface to the reference's surface "
                "(MedPy asd(pred, ref), as in DHC's evaluate_Ntimes.py), in voxels, spacing ignored",
         "one_empty": f"Dice 0, ASD {PROTOCOL_B_MISSING_ASD:g}",
-        "both_empty": "Dice 1, ASD 0",
-        "means": "class mean = mean over cases; foreground_mean = mean over classes of the class means = mean "
-                 "over cases of the mean over classes; group_mean = mean over the group's classes",
+        "both_empty": "Dice 1, ASD 0 (included in the means, as published)",
+        "means": "class mean = mean over cases; foreground_mean = mean over all classes (absent ones included) of "
+                 "the class means = mean over cases of the mean over classes; group_mean = mean over the group's "
+                 "classes",
     },
 }
 
@@ -94,24 +100,6 @@ def labels_from_dataset_json(dataset_json: Mapping) -> Tuple[Dict[int, str], Opt
     return dict(sorted(classes.items())), (int(ignore) if ignore is not None else None)
 
 
-def groups_from_plans(plans: Mapping, classes: Mapping[int, str]) -> Tuple[Optional[List[List[int]]],
-                                                                            Optional[List[str]]]:
-    """``plans["dca"]["class_groups"]`` / ``["group_names"]``; (None, None) when the plans have no DCA section."""
-    dca = plans.get("dca")
-    if not isinstance(dca, Mapping) or dca.get("class_groups") is None:
-        return None, None
-    groups = [[int(c) for c in g] for g in dca["class_groups"]]
-    unknown = sorted({c for g in groups for c in g} - set(classes))
-    if unknown:
-        raise ValueError(f"the plans' class groups name classes that dataset.json does not have: {unknown}")
-    names = dca.get("group_names")
-    if names is None or len(names) != len(groups):
-        from nnunetv2_dca.planning.grouping import group_names
-
-        names = group_names(len(groups))
-    return groups, [str(n) for n in names]
-
-
 def match_files(ref_folder: str, pred_folder: str, file_ending: str) -> List[Tuple[str, str, str]]:
     """(case, reference file, prediction file) for every reference file; missing predictions are an error."""
     for folder, what in ((ref_folder, "reference folder"), (pred_folder, "prediction folder")):
@@ -132,6 +120,10 @@ def match_files(ref_folder: str, pred_folder: str, file_ending: str) -> List[Tup
 
 def read_label_map(reader, path: str) -> Tuple[np.ndarray, Tuple[float, ...]]:
     """Label map without nnU-Net's channel axis (integer array) and its spacing in array axis order."""
+    from nnunetv2_dca.imagefile import check_image_file
+
+    # SimpleITK zero-fills a truncated .nii.gz/.nii without error: the metrics would change silently
+    check_image_file(path)
     seg, props = reader.read_seg(path)
     seg = np.asarray(seg)[0]
     if np.issubdtype(seg.dtype, np.integer):
@@ -146,9 +138,58 @@ def read_label_map(reader, path: str) -> Tuple[np.ndarray, Tuple[float, ...]]:
     return labels, spacing
 
 
+def read_label_file(reader, path: str, what: str) -> Tuple[np.ndarray, Tuple[float, ...]]:
+    """:func:`read_label_map`, with any reader failure turned into one ValueError naming the file (the CLI prints
+    it as one line): readers raise RuntimeError (SimpleITK), OSError, EOFError or their own types on a corrupt or
+    foreign file, and a traceback from deep inside ITK does not say which of hundreds of files it was."""
+    try:
+        return read_label_map(reader, path)
+    except ValueError as e:
+        if path in str(e):  # our own checks already name the file
+            raise
+        raise ValueError(f"cannot read the {what} file {path}: {_first_line(e)}") from e
+    except (KeyboardInterrupt, SystemExit, MemoryError):
+        raise
+    except Exception as e:  # noqa: BLE001 (any reader failure; see the docstring)
+        raise ValueError(f"cannot read the {what} file {path}: {type(e).__name__}: {_first_line(e)}") from e
+
+
+def _first_line(e: BaseException) -> str:
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    return lines[0] if lines else type(e).__name__
+
+
+def check_label_values(seg: np.ndarray, path: str, what: str, known: Sequence[int]) -> Dict[int, int]:
+    """Refuse negative labels (naming the file); warn about label values that dataset.json does not have.
+
+    ``known``: background, the classes and the ignore label. Unknown values would silently count as background,
+    which hides a prediction made with another label set (e.g. label 20 in a 13-class dataset). Returns
+    {unknown value: voxel count}.
+    """
+    if seg.size == 0:
+        return {}
+    lo, hi = int(seg.min()), int(seg.max())
+    if lo < 0:
+        raise ValueError(f"{what} {path} holds negative label values (min {lo}, {int((seg < 0).sum())} voxels)")
+    if hi <= 65535:  # one bincount pass; uint8/uint16 label maps always land here
+        counts = np.bincount(seg.ravel())
+        values = np.flatnonzero(counts)
+        counts = counts[values]
+    else:
+        values, counts = np.unique(seg, return_counts=True)
+    known_set = {int(k) for k in known}
+    unknown = {int(v): int(n) for v, n in zip(values, counts) if int(v) not in known_set}
+    if unknown:
+        shown = ", ".join(f"{v} ({n} voxels)" for v, n in sorted(unknown.items()))
+        print(f"warning: {what} {path} holds label values that dataset.json does not have: {shown}; "
+              f"{sum(unknown.values())} voxels counted as background", file=sys.stderr)
+    return unknown
+
+
 # ----------------------------------------------------------------------------------------------------- evaluation
 def evaluate_folders(ref_folder: str, pred_folder: str, dataset_json_file: str, plans_file: Optional[str] = None,
-                     output_folder: Optional[str] = None, protocol_b: bool = False, write: bool = True) -> Dict:
+                     output_folder: Optional[str] = None, protocol_b: bool = False, write: bool = True,
+                     configuration: Optional[str] = None) -> Dict:
     """Evaluate and (``write``) save JSON/CSV/Markdown. Returns the result dict (JSON content, NaN as NaN) with
     ``"output_files"`` naming what was written."""
     from nnunetv2.imageio.reader_writer_registry import determine_reader_writer_from_dataset_json
@@ -160,19 +201,27 @@ def evaluate_folders(ref_folder: str, pred_folder: str, dataset_json_file: str, 
         raise ValueError(f"{dataset_json_file} has no 'file_ending'")
     groups = names = None
     if plans_file is not None:
-        groups, names = groups_from_plans(_load_json(plans_file, "plans file"), classes)
+        groups, names = plans_class_groups(_load_json(plans_file, "plans file"), 1 + len(classes), configuration,
+                                           plans_file)
         if groups is None:
-            print(f"warning: {plans_file} has no 'dca' section with class_groups (not DCA plans?): no group means",
-                  file=sys.stderr)
+            print(f"warning: {plans_file} has no configuration with arch_kwargs.class_groups (not DCA plans?): "
+                  f"no group means", file=sys.stderr)
     cases = match_files(ref_folder, pred_folder, file_ending)
     reader = determine_reader_writer_from_dataset_json(dict(dataset_json), cases[0][1], verbose=False)()
     class_ids = list(classes)
     metric_names = ["Dice", "ASD"] if protocol_b else ["Dice", "ASD", "HD95"]
 
+    known_labels = [0, *class_ids] + ([ignore_label] if ignore_label is not None else [])
+
     per_case, entries = [], []
+    unknown_labels: Dict[str, Dict[int, int]] = {}
     for case, ref_file, pred_file in cases:
-        ref, ref_spacing = read_label_map(reader, ref_file)
-        pred, pred_spacing = read_label_map(reader, pred_file)
+        ref, ref_spacing = read_label_file(reader, ref_file, "reference")
+        pred, pred_spacing = read_label_file(reader, pred_file, "prediction")
+        for seg, path, what in ((ref, ref_file, "reference"), (pred, pred_file, "prediction")):
+            unknown = check_label_values(seg, path, what, known_labels)
+            if unknown:
+                unknown_labels[path] = unknown
         if protocol_b:
             try:
                 metrics = evaluate_case_protocol_b(ref, pred, class_ids, ignore_label)
@@ -191,7 +240,8 @@ def evaluate_folders(ref_folder: str, pred_folder: str, dataset_json_file: str, 
                         "shape": list(ref.shape), "spacing": list(ref_spacing),
                         "metrics": {str(c): metrics[c] for c in class_ids}})
 
-    summary = summarise(per_case, class_ids, metric_names, groups, names)
+    # protocol B keeps the published means over every class; the default leaves classes no reference has out
+    summary = summarise(per_case, class_ids, metric_names, groups, names, score_all_classes=protocol_b)
     for entry, case_mean in zip(entries, summary["case_mean"]):
         entry["mean"] = case_mean
     grouped = {c for g in groups for c in g} if groups else set()
@@ -213,6 +263,9 @@ def evaluate_folders(ref_folder: str, pred_folder: str, dataset_json_file: str, 
         "mean": {str(c): summary["mean"][c] for c in class_ids},
         "foreground_mean": summary["foreground_mean"],
         "group_mean": summary.get("group_mean"),
+        "classes_not_scored": [c for c in class_ids if not summary["mean"][c]["scored"]],
+        "classes_without_reference": [c for c in class_ids if summary["mean"][c]["n_reference"] == 0],
+        "unknown_label_values": unknown_labels or None,
     }
     if protocol_b:
         result["resize_shape_zyx"] = list(PROTOCOL_B_SHAPE)
@@ -270,34 +323,66 @@ def markdown_table(result: Mapping) -> str:
     title = ("protocol B (resized to 160x160x80, voxels; published class-imbalanced SSL convention)" if pb
              else "Dice, ASD (symmetric), HD95 in mm")
     lines = [f"### Evaluation: {result['n_cases']} cases, {title}", ""]
-    cols = ["class", "name", "group", *heads] + ([] if pb else ["undefined"])
+    cols = ["class", "name", "group", *heads] + ([] if pb else ["n", "undefined"])
     lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
 
-    def row(first, name, group, entry):
+    def row(first, name, group, entry, n_cell=""):
         vals = [_fmt(entry["Dice"], 100.0)] + [_fmt(entry[m]) for m in metric_names[1:]]
-        return "| " + " | ".join([first, name, group, *vals] + ([] if pb else [str(entry["n_undefined"])])) + " |"
+        extra = [] if pb else [n_cell, str(entry["n_undefined"])]
+        return "| " + " | ".join([first, name, group, *vals, *extra]) + " |"
+
+    def member_list(entry) -> str:
+        left_out = [c for c in entry["classes"] if c not in entry.get("classes_scored", entry["classes"])]
+        return ", ".join(str(c) for c in entry["classes"]) + (
+            f" ({', '.join(map(str, left_out))} not scored)" if left_out else "")
 
     for key, entry in result["mean"].items():
-        lines.append(row(key, result["labels"][key], group_of.get(int(key), ""), entry))
+        n_cell = f"{entry.get('n', '')}/{entry['n_cases']}" if entry.get("scored", True) else "not scored"
+        lines.append(row(key, result["labels"][key], group_of.get(int(key), ""), entry, n_cell))
     for gname, entry in (result.get("group_mean") or {}).items():
-        lines.append(row(f"**{gname}**", "classes " + ", ".join(str(c) for c in entry["classes"]), "", entry))
+        lines.append(row(f"**{gname}**", "classes " + member_list(entry), "", entry))
     fg = result["foreground_mean"]
-    lines.append(row("**mean**", f"{len(fg['classes'])} classes", "", fg))
+    n_scored = len(fg.get("classes_scored", fg["classes"]))
+    lines.append(row("**mean**", f"{n_scored} classes" if n_scored == len(fg["classes"]) else
+                     f"{n_scored} of {len(fg['classes'])} classes", "", fg))
+    not_scored = result.get("classes_not_scored") or []
+    absent = result.get("classes_without_reference") or []
     if not pb:
-        lines += ["", "undefined: (case, class) pairs where exactly one of reference and prediction is empty (Dice 0, "
-                      "no ASD/HD95; left out of the distance means). Both empty: Dice 1, ASD 0, HD95 0."]
+        lines += ["", "n: cases in which the class was scored (present in the reference or the prediction). A case "
+                      "where both are empty leaves Dice, ASD and HD95 undefined (as in nnU-Net) and out of the "
+                      "class mean. undefined: scored cases where exactly one of reference and prediction is empty "
+                      "(Dice 0, no ASD/HD95; left out of the distance means)."]
+        if not_scored:
+            lines += ["", f"**Not scored**: {_class_list(result, not_scored)}: no reference voxels in any of the "
+                          f"{result['n_cases']} cases, so left out of the group means and the mean over classes "
+                          f"(their rows show false positives only)."]
     else:
         lines += ["", f"ASD: prediction surface -> reference surface. Class on one side only: Dice 0, ASD "
                       f"{PROTOCOL_B_MISSING_ASD:g}; on neither side: Dice 1, ASD 0."]
+        if absent:
+            lines += ["", f"No reference voxels in any case: {_class_list(result, absent)}; protocol B still counts "
+                          f"them in every mean (the published convention; the default mode does not score them)."]
     return "\n".join(lines) + "\n"
 
 
+def _class_list(result: Mapping, classes: Sequence[int]) -> str:
+    return ", ".join(f"{c} ({result['labels'][str(c)]})" for c in classes)
+
+
 def write_outputs(result: Dict, output_folder: str) -> Dict[str, str]:
-    os.makedirs(output_folder, exist_ok=True)
+    """JSON, CSV and Markdown written as one set: a failure (disk full, no permission) replaces none of the files
+    of an earlier run, so the three never disagree; the OSError then names the output folder."""
     base = os.path.join(output_folder, BASENAME_PROTOCOL_B if result["protocol"] == "B" else BASENAME)
     paths = {"json": base + ".json", "csv": base + ".csv", "md": base + ".md"}
     content = {k: v for k, v in result.items() if k != "output_files"}
-    write_text_atomic(paths["json"], json.dumps(json_ready(content), indent=2, allow_nan=False) + "\n")
-    write_text_atomic(paths["csv"], csv_text(result))
-    write_text_atomic(paths["md"], markdown_table(result))
+    texts = {paths["json"]: json.dumps(json_ready(content), indent=2, allow_nan=False) + "\n",
+             paths["csv"]: csv_text(result), paths["md"]: markdown_table(result)}
+    try:
+        os.makedirs(output_folder, exist_ok=True)
+        atomic_file_set(texts)
+    except OSError as e:
+        names = ", ".join(os.path.basename(p) for p in paths.values())
+        message = (f"could not write {names} to {os.path.abspath(output_folder)}: {e.strerror or e}; files of an "
+                   f"earlier run there, if any, are unchanged")
+        raise (OSError(e.errno, message) if e.errno is not None else OSError(message)) from e
     return paths

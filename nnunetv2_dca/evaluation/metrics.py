@@ -33,8 +33,9 @@ Surfaces and distances (MedPy's definitions, computed the same way MedPy's ``med
     surfaces are taken, so a 2D image is measured in 2D.
 
 Empty masks
-    default (spacing) mode:
-      both empty              -> Dice 1, ASD 0, HD95 0, ``empty = "both"``;
+    default (spacing) mode (nnU-Net's own convention: a class absent from a case is not a perfect score there):
+      both empty              -> Dice = ASD = HD95 = NaN (undefined, ``null`` in JSON), ``empty = "both"``; the
+                                 case is not scored for the class and left out of the class means;
       only one of them empty  -> Dice 0, ASD = HD95 = NaN (undefined, ``null`` in JSON), ``empty = "reference"`` or
                                  ``"prediction"``; counted in ``n_undefined`` and left out of the ASD/HD95 means
                                  (the Dice 0 is kept in the Dice mean).
@@ -44,10 +45,14 @@ Empty masks
       both empty              -> Dice 1, ASD 0 (both included in the means).
 
 Means
-    per class: mean over cases, NaN (undefined) values left out; ``foreground_mean``: mean over classes of the class
-    means (nnU-Net's ``foreground_mean``), classes whose mean is undefined left out; group mean: mean over the
-    group's classes of the class means. In protocol B nothing is undefined, so the mean of the class means equals
-    the papers' "mean over cases of the mean over classes".
+    per class: mean over cases, NaN (undefined) values left out; ``n`` = cases in which the class was scored (Dice
+    defined). Default mode: a class with no reference voxels in any case is *not scored* (``scored`` False): its
+    row is still reported (false positives give Dice 0) but it is left out of the group means and the mean over
+    classes, which would otherwise reward or punish a class the data cannot measure. ``foreground_mean``: mean over
+    the scored classes of the class means (nnU-Net's ``foreground_mean``), classes whose mean is undefined left out;
+    group mean: mean over the group's scored classes of the class means. In protocol B nothing is undefined and
+    every class is scored, so the mean of the class means equals the papers' "mean over cases of the mean over
+    classes".
 """
 
 from __future__ import annotations
@@ -118,8 +123,9 @@ def _counts_from_index(ri: np.ndarray, pi: np.ndarray, classes: Sequence[int]) -
 
 
 def dice(tp: int, n_ref: int, n_pred: int) -> float:
-    """2 TP / (|R| + |P|); 1 when both are empty (the rule of both modes here)."""
-    return 1.0 if n_ref + n_pred == 0 else 2.0 * tp / (n_ref + n_pred)
+    """2 TP / (|R| + |P|); NaN (undefined) when both are empty, as in nnU-Net: an absent class is no success.
+    Protocol B overrides that case with its published Dice 1."""
+    return math.nan if n_ref + n_pred == 0 else 2.0 * tp / (n_ref + n_pred)
 
 
 # ------------------------------------------------------------------------------------------------ surface distances
@@ -224,9 +230,7 @@ def evaluate_case_mm(ref: np.ndarray, pred: np.ndarray, classes: Sequence[int],
         m = dict(counts[int(c)])
         state = _empty_state(m["n_ref"], m["n_pred"])
         m["Dice"] = dice(m["TP"], m["n_ref"], m["n_pred"])
-        if state == EMPTY_BOTH:
-            m["ASD"], m["HD95"] = 0.0, 0.0
-        elif state != EMPTY_NONE:
+        if state != EMPTY_NONE:  # both empty or one empty: no surfaces to compare (both empty: Dice NaN too)
             m["ASD"], m["HD95"] = math.nan, math.nan
         else:
             box = _union(ref_boxes[i - 1], pred_boxes[i - 1])
@@ -305,31 +309,48 @@ def _nanmean(values) -> float:
     return float(arr.mean()) if arr.size else math.nan
 
 
+def _reference_has_class(m: Mapping) -> bool:
+    """Whether the case's reference holds the class (from the ``empty`` state, else the voxel count)."""
+    if "empty" in m:
+        return m["empty"] in (EMPTY_NONE, EMPTY_PRED)
+    return int(m.get("n_ref", 0)) > 0
+
+
 def summarise(per_case: Sequence[Mapping[int, Mapping]], classes: Sequence[int], metric_names: Sequence[str],
-              groups: Optional[Sequence[Sequence[int]]] = None, group_names: Optional[Sequence[str]] = None
-              ) -> Dict:
+              groups: Optional[Sequence[Sequence[int]]] = None, group_names: Optional[Sequence[str]] = None,
+              score_all_classes: bool = False) -> Dict:
     """Class means over cases, the mean over classes and the group means (see the module docstring).
 
     ``per_case``: one {class: {metric: value, "empty": ...}} per case. Returns ``{"mean": {class: {...}},
-    "foreground_mean": {...}, "group_mean": {name: {...}}, "case_mean": [{...} per case]}``; every entry carries
-    ``n_undefined`` = number of (case, class) pairs whose distances are undefined (NaN).
+    "foreground_mean": {...}, "group_mean": {name: {...}}, "case_mean": [{...} per case]}``. A class entry carries
+    ``n`` (cases with a defined Dice), ``n_reference`` (cases whose reference holds the class), ``scored`` and
+    ``n_undefined`` = scored (case, class) pairs whose distances are undefined (NaN). Classes with no reference
+    voxels in any case are not scored and stay out of the group / foreground / case means, unless
+    ``score_all_classes`` (protocol B, whose published means include every class).
     """
     mean: Dict[int, Dict] = {}
     for c in classes:
         entry = {m: _nanmean(pc[c][m] for pc in per_case) for m in metric_names}
-        entry["n_undefined"] = int(sum(any(_isnan(pc[c][m]) for m in metric_names) for pc in per_case))
+        scored_cases = [pc[c] for pc in per_case if not _isnan(pc[c]["Dice"])]
+        entry["n"] = len(scored_cases)
+        entry["n_undefined"] = int(sum(any(_isnan(m[k]) for k in metric_names) for m in scored_cases))
+        entry["n_reference"] = int(sum(_reference_has_class(pc[c]) for pc in per_case))
         entry["n_cases"] = len(per_case)
+        entry["scored"] = bool(score_all_classes or entry["n_reference"] > 0)
         mean[int(c)] = entry
+    scored = [int(c) for c in classes if mean[int(c)]["scored"]]
 
     def over(members: Sequence[int]) -> Dict:
-        d = {m: _nanmean(mean[int(c)][m] for c in members) for m in metric_names}
-        d["n_undefined"] = int(sum(mean[int(c)]["n_undefined"] for c in members))
+        used = [int(c) for c in members if mean[int(c)]["scored"]]
+        d = {m: _nanmean(mean[c][m] for c in used) for m in metric_names}
+        d["n_undefined"] = int(sum(mean[c]["n_undefined"] for c in used))
         d["classes"] = [int(c) for c in members]
+        d["classes_scored"] = used
         return d
 
     out = {"mean": mean, "foreground_mean": over(classes)}
     if groups is not None:
         names = list(group_names) if group_names is not None else [f"group_{g}" for g in range(len(groups))]
         out["group_mean"] = {name: over(members) for name, members in zip(names, groups)}
-    out["case_mean"] = [{m: _nanmean(pc[int(c)][m] for c in classes) for m in metric_names} for pc in per_case]
+    out["case_mean"] = [{m: _nanmean(pc[c][m] for c in scored) for m in metric_names} for pc in per_case]
     return out

@@ -23,7 +23,7 @@ classes, in the pseudo-labels and in the truth: a group starved by the fusion sh
 from __future__ import annotations
 
 import os
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 

@@ -17,8 +17,9 @@ What ``run`` does (``nnUNetv2_preprocess`` / ``nnUNetv2_plan_and_preprocess`` ca
 -----------------------------------------------------------------------------------------------------------
 1. Finds and validates every unlabeled image *before anything is written* (also before the labeled step, so a
    bad unlabeled file fails fast and leaves the previous preprocessed output untouched):
-   file ending, channel files complete (no missing, no extra channel index), every file readable (``*.gz`` files
-   also decompressed once: SimpleITK silently zero-fills a truncated ``.nii.gz``), the channels of a
+   file ending, channel files complete (no missing, no extra channel index), every file readable (gzip files
+   also decompressed once, NIfTI voxel data checked against the header's size: SimpleITK silently zero-fills a
+   truncated ``.nii.gz`` or ``.nii``, see :mod:`nnunetv2_dca.imagefile`), the channels of a
    case share shape and spacing (and origin/direction for files SimpleITK reads), no case identifier shared with a
    labeled training case. All problems are collected and raised together as one :class:`UnlabeledImageError`
    naming the files/cases.
@@ -39,7 +40,11 @@ On-disk format of an unlabeled case
 -----------------------------------
 Exactly nnU-Net 2.8's format for a preprocessed case (``nnUNetDatasetBlosc2.save_case`` with the same blosc2
 chunk/block parameters as ``DefaultPreprocessor.run_case_save``): ``<case>.b2nd`` (float32 data), ``<case>_seg.b2nd``
-(int16) and ``<case>.pkl`` (properties). Load the folder with nnU-Net's own classes::
+(int16) and ``<case>.pkl`` (properties). The folder also holds ``dca_unlabeled_stamp.json`` (:func:`unlabeled_stamp`):
+the plans' preprocessing settings and the case ids it was made with. Re-planning (e.g. another spacing) rewrites the
+labeled folder first; if the unlabeled step then fails, the old unlabeled folder stays, and the semi-supervised
+trainers compare its stamp with their plans and refuse it (:func:`unlabeled_stamp_problem`) instead of training on
+unlabeled data at the old settings. Load the folder with nnU-Net's own classes::
 
     folder = unlabeled_folder(join(nnUNet_preprocessed, dataset_name), configuration_manager.data_identifier)
     dataset = infer_dataset_class(folder)(folder)          # -> nnUNetDatasetBlosc2
@@ -63,7 +68,7 @@ annotated.
 
 from __future__ import annotations
 
-import gzip
+import json
 import multiprocessing
 import os
 import re
@@ -81,6 +86,9 @@ from nnunetv2.training.dataloading.nnunet_dataset import comp_blosc2_params, nnU
 from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 from tqdm import tqdm
+
+from nnunetv2_dca.folders import replace_folder
+from nnunetv2_dca.imagefile import ImageFileError, check_image_file
 
 UNLABELED_IMAGES_FOLDER = "imagesTrUnlabeled"
 UNLABELED_SUFFIX = "_unlabeled"
@@ -114,6 +122,107 @@ def unlabeled_folder(preprocessed_dataset_folder: str, data_identifier: str) -> 
     """``nnUNet_preprocessed/DatasetXXX_Name/<data_identifier>_unlabeled``: where the unlabeled cases of a
     configuration are (sibling of nnU-Net's labeled ``<data_identifier>`` folder)."""
     return os.path.join(os.fspath(preprocessed_dataset_folder), data_identifier + UNLABELED_SUFFIX)
+
+
+STAMP_FILE = "dca_unlabeled_stamp.json"
+STAMP_VERSION = 1
+MAX_LISTED_CASES = 5
+
+
+def _json_plain(obj):
+    # numpy scalars/arrays in hand-made plans dicts: stored (and compared) as plain JSON values
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def unlabeled_stamp(plans_manager: PlansManager, configuration_manager: ConfigurationManager,
+                    case_ids: Iterable[str]) -> dict:
+    """What the unlabeled folder of a configuration was preprocessed from: written by :class:`DCAPreprocessor` into
+    the folder (:data:`STAMP_FILE`) and recomputed by the semi-supervised trainer from its own plans, so that one
+    function defines both sides.
+
+    ``settings`` are the plans' values that change a preprocessed case: target spacing, axis transposition,
+    normalization schemes, mask-for-norm, data/seg resampling functions and their kwargs, the foreground intensity
+    properties (CT normalization) and the image reader. Patch size, batch size and network only change how the case
+    is stored or used, not its content, and are left out. ``case_ids``: the unlabeled cases the folder holds.
+    ``plans_name`` and ``data_identifier`` are informative (not compared: the folder's name already carries the
+    data identifier)."""
+    cfg = configuration_manager.configuration
+    settings = {
+        "spacing": configuration_manager.spacing,
+        "transpose_forward": plans_manager.transpose_forward,
+        "normalization_schemes": configuration_manager.normalization_schemes,
+        "use_mask_for_norm": configuration_manager.use_mask_for_norm,
+        "resampling_fn_data": cfg.get("resampling_fn_data"),
+        "resampling_fn_data_kwargs": cfg.get("resampling_fn_data_kwargs"),
+        "resampling_fn_seg": cfg.get("resampling_fn_seg"),
+        "resampling_fn_seg_kwargs": cfg.get("resampling_fn_seg_kwargs"),
+        "foreground_intensity_properties_per_channel": plans_manager.foreground_intensity_properties_per_channel,
+        "image_reader_writer": plans_manager.plans.get("image_reader_writer"),
+    }
+    stamp = {"stamp_version": STAMP_VERSION, "plans_name": plans_manager.plans.get("plans_name"),
+             "data_identifier": configuration_manager.data_identifier, "settings": settings,
+             "case_ids": sorted(case_ids)}
+    # a JSON round trip: tuples become lists, so a stamp read back from disk compares equal to a fresh one
+    return json.loads(json.dumps(stamp, default=_json_plain))
+
+
+def _listed(names: Sequence[str]) -> str:
+    more = len(names) - MAX_LISTED_CASES
+    return ", ".join(names[:MAX_LISTED_CASES]) + (f" and {more} more" if more > 0 else "")
+
+
+def stamp_differences(found: Mapping, expected: Mapping) -> List[str]:
+    """What differs between a stamp read from a folder and the one the plans give now (``[]``: nothing)."""
+    if found.get("stamp_version") != expected.get("stamp_version"):
+        return [f"stamp format version {found.get('stamp_version')!r}, expected {expected.get('stamp_version')!r}"]
+    differences = []
+    f_settings, e_settings = found.get("settings") or {}, expected.get("settings") or {}
+    for key in sorted(set(f_settings) | set(e_settings)):
+        if f_settings.get(key) != e_settings.get(key):
+            differences.append(f"{key}: folder {f_settings.get(key)!r}, plans now {e_settings.get(key)!r}")
+    f_cases, e_cases = set(found.get("case_ids") or ()), set(expected.get("case_ids") or ())
+    if f_cases - e_cases:
+        differences.append(f"cases preprocessed but missing from the folder: {_listed(sorted(f_cases - e_cases))}")
+    if e_cases - f_cases:
+        differences.append(f"cases in the folder that were not preprocessed with it: "
+                           f"{_listed(sorted(e_cases - f_cases))}")
+    return differences
+
+
+def write_unlabeled_stamp(folder: str, stamp: Mapping) -> None:
+    with open(os.path.join(folder, STAMP_FILE), "w", encoding="utf-8") as f:
+        json.dump(stamp, f, indent=2)
+        f.write("\n")
+
+
+def unlabeled_stamp_problem(folder: str, plans_manager: PlansManager, configuration_manager: ConfigurationManager,
+                            case_ids: Iterable[str]) -> Optional[str]:
+    """``None`` if ``folder``'s stamp matches what these plans/configuration would write for ``case_ids`` (the cases
+    the folder holds), else a sentence naming the folder and what differs.
+
+    A folder without a stamp (written by nnunetv2-dca before stamps existed, or by hand) is a problem, too: nothing
+    says which settings it was made with, and preprocessing again is cheap compared with training on data at another
+    spacing. The caller refuses it with the command that rebuilds it."""
+    path = os.path.join(os.fspath(folder), STAMP_FILE)
+    if not os.path.isfile(path):
+        return (f"{folder} has no {STAMP_FILE} (written by an older nnunetv2-dca, or not by DCAPreprocessor), so "
+                f"nothing says it was preprocessed with the current plans")
+    try:
+        found = load_json(path)
+        if not isinstance(found, dict):
+            raise ValueError(f"expected a JSON object, got {type(found).__name__}")
+    except ValueError as e:
+        return f"{path} cannot be read ({type(e).__name__}: {e})"
+    differences = stamp_differences(found, unlabeled_stamp(plans_manager, configuration_manager, case_ids))
+    if not differences:
+        return None
+    return (f"{folder} was preprocessed with other settings than plans {plans_manager.plans.get('plans_name')!r} now "
+            f"give for {configuration_manager.data_identifier!r} (were the labeled data preprocessed again and the "
+            f"unlabeled step failed or was interrupted?): " + "; ".join(differences))
 
 
 # file endings of nnU-Net's NaturalImage2DIO, where one file may hold several channels (RGB / RGBA)
@@ -246,22 +355,14 @@ def _default_reader_writer(dataset_json: Mapping, example_file: Optional[str] = 
     return determine_reader_writer_from_dataset_json(dict(dataset_json), example_file, verbose=False)
 
 
-def _check_gzip_stream(path: str) -> None:
-    """Raise if a gzip-compressed file is truncated or corrupt. Needed because SimpleITK (and so nnU-Net's
-    SimpleITKIO) reads a truncated ``.nii.gz`` without any error and silently fills the missing voxels with 0."""
-    with gzip.open(path, "rb") as fh:
-        while fh.read(1 << 22):
-            pass
-
-
 def _geometry(path: str, reader_writer_class) -> Dict[str, tuple]:
     """Shape/spacing (+origin/direction for SimpleITK files) of one image file, raising if it cannot be read.
-    SimpleITK-readable files: header only (cheap) plus a gzip integrity check of ``*.gz`` files; other readers:
-    a full read with nnU-Net's reader class."""
+    First :func:`~nnunetv2_dca.imagefile.check_image_file` (SimpleITK silently zero-fills a cut-off gzip stream and
+    NIfTI voxel data shorter than the header says); then SimpleITK-readable files: header only (cheap); other
+    readers: a full read with nnU-Net's reader class."""
     from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
 
-    if path.endswith(".gz"):
-        _check_gzip_stream(path)
+    check_image_file(path)
     if reader_writer_class is not None and issubclass(reader_writer_class, SimpleITKIO):
         import SimpleITK as sitk
 
@@ -293,9 +394,10 @@ def validate_unlabeled_images(cases: Mapping[str, Sequence[str]], dataset_json: 
                               reader_writer_class=None, labeled_identifiers: Iterable[str] = (),
                               num_threads: int = 1) -> None:
     """Content checks of :func:`find_unlabeled_images`' result; raises one :class:`UnlabeledImageError` listing
-    every problem: case id equal to a labeled case id, unreadable (or truncated ``*.gz``) files, channels of a case
-    whose shape/spacing (SimpleITK files: also origin/direction) differ. ``reader_writer_class``: nnU-Net's reader
-    class (the plans' ``image_reader_writer``); default: the one nnU-Net picks for ``dataset.json``'s file ending.
+    every problem: case id equal to a labeled case id, unreadable (or truncated: gzip stream or NIfTI voxel data)
+    files, channels of a case whose shape/spacing (SimpleITK files: also origin/direction) differ.
+    ``reader_writer_class``: nnU-Net's reader class (the plans' ``image_reader_writer``); default: the one nnU-Net
+    picks for ``dataset.json``'s file ending.
     ``num_threads``: files checked in parallel (header reads and decompression release the GIL)."""
     problems: List[str] = []
     collisions = sorted(set(cases) & set(labeled_identifiers))
@@ -311,6 +413,8 @@ def validate_unlabeled_images(cases: Mapping[str, Sequence[str]], dataset_json: 
     def check(path: str) -> Tuple[Optional[dict], Optional[str]]:
         try:
             return _geometry(path, reader_writer_class), None
+        except ImageFileError as e:  # its reason holds the byte counts: not cut to 300 characters
+            return None, f"{path}: cannot be read: {e.reason}"
         except Exception as e:  # noqa: BLE001 - any reader failure means the file is unusable
             msg = " ".join(str(e).split())
             return None, (f"{path}: cannot be read with {reader_writer_class.__name__} "
@@ -423,7 +527,8 @@ class DCAPreprocessor(DefaultPreprocessor):
     def preprocess_unlabeled(self, cases: Mapping[str, Sequence[str]], target: str, plans_manager: PlansManager,
                              configuration_manager: ConfigurationManager, dataset_json: dict,
                              num_processes: int) -> None:
-        """Preprocess ``cases`` into ``target`` atomically (temporary sibling folder, swapped in on success)."""
+        """Preprocess ``cases`` into ``target`` atomically (temporary sibling folder, swapped in on success), with
+        the :func:`unlabeled_stamp` of these plans in :data:`STAMP_FILE`."""
         parent = os.path.dirname(target)
         os.makedirs(parent, exist_ok=True)
         print(f"DCAPreprocessor: preprocessing {len(cases)} unlabeled case(s) into {target} "
@@ -440,7 +545,9 @@ class DCAPreprocessor(DefaultPreprocessor):
                         pbar.update()
                 else:
                     self._run_pool(jobs, num_processes, plans_manager, configuration_manager, dataset_json, pbar)
-            _replace_folder(tmp, target)
+            # inside the temporary folder: the stamp only ever sits next to a complete set of cases
+            write_unlabeled_stamp(tmp, unlabeled_stamp(plans_manager, configuration_manager, cases))
+            replace_folder(tmp, target)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -465,20 +572,3 @@ class DCAPreprocessor(DefaultPreprocessor):
                 remaining = [i for i in remaining if i not in done]
                 if remaining:
                     sleep(0.1)
-
-
-def _replace_folder(new: str, target: str) -> None:
-    """Move ``new`` to ``target``; an existing ``target`` is moved aside first and only deleted once ``new`` is in
-    place (restored if the rename fails)."""
-    old = None
-    if os.path.lexists(target):
-        old = f"{target}.old-{os.urandom(4).hex()}"
-        os.rename(target, old)
-    try:
-        os.rename(new, target)
-    except BaseException:
-        if old is not None:
-            os.rename(old, target)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

@@ -9,8 +9,9 @@ DDP, validation and ``perform_actual_validation``.
 Unlabeled stream
 ----------------
 Reads ``nnUNet_preprocessed/DatasetXXX/<data_identifier>_unlabeled`` (written by ``DCAPreprocessor`` with the same
-plans) through nnU-Net's own dataset class, ``nnUNetDataLoader`` (random crops: ``oversample_foreground_percent=0``)
-and the *same* training transforms as the labeled stream. Batch size: ``unlabeled_batch_size`` (None = the labeled
+plans; its stamp must match the plans, see :meth:`nnUNetTrainerSemiSupervised.check_unlabeled_folder`) through
+nnU-Net's own dataset class, ``nnUNetDataLoader`` (random crops: ``oversample_foreground_percent=0``) and the *same*
+training transforms as the labeled stream. Batch size: ``unlabeled_batch_size`` (None = the labeled
 batch size per GPU, i.e. the seed's 2 labeled + 2 unlabeled). Worker processes: nnU-Net's per-GPU budget
 ``nnUNet_n_proc_DA`` = N is split, the labeled stream keeps N - N//2 (its validation loader derives its own share
 from that, as in nnU-Net) and the unlabeled stream gets N//2 (0 -> loaded in the main process). DDP: every rank
@@ -28,10 +29,9 @@ from __future__ import annotations
 import math
 import os
 import sys
-import tempfile
 import time
 from contextlib import contextmanager
-from typing import Dict, Iterator, List, Mapping, Optional, Sequence
+from typing import Dict, Iterator, List, Optional
 
 import numpy as np
 import torch
@@ -46,7 +46,7 @@ from nnunetv2.utilities.collate_outputs import collate_outputs
 from nnunetv2.utilities.default_n_proc_DA import get_allowed_n_proc_DA
 from nnunetv2.utilities.helpers import dummy_context
 
-from nnunetv2_dca.preprocessing.unlabeled import UNLABELED_IMAGES_FOLDER, unlabeled_folder
+from nnunetv2_dca.preprocessing.unlabeled import UNLABELED_IMAGES_FOLDER, unlabeled_folder, unlabeled_stamp_problem
 
 MAX_CONSECUTIVE_NONFINITE = 5
 
@@ -169,6 +169,20 @@ class nnUNetTrainerSemiSupervised(nnUNetTrainer):
             ids = ids[rank::world]
         return ids
 
+    def check_unlabeled_folder(self) -> None:
+        """Refuse an unlabeled folder whose stamp does not match these plans/configuration (another spacing,
+        normalization, ...: e.g. re-planned, the labeled data preprocessed again, the unlabeled step failed), or
+        that lacks a stamp (made by an older nnunetv2-dca: refused too, since nothing says which settings it has;
+        preprocessing again is quick). The error names the folder, what differs and the command that rebuilds it."""
+        folder = self.unlabeled_dataset_folder
+        ids = sorted(self.dataset_class.get_identifiers(folder))  # all cases, not this rank's shard
+        problem = unlabeled_stamp_problem(folder, self.plans_manager, self.configuration_manager, ids)
+        if problem:
+            raise UnlabeledDataError(
+                f"{self.__class__.__name__} refuses the unlabeled data: {problem}. Training on it would pair labeled "
+                f"and unlabeled cases preprocessed differently. Preprocess them again: "
+                f"{self._unlabeled_preprocessing_command()}")
+
     def _unlabeled_preprocessing_command(self) -> str:
         """How to fill the unlabeled folder with these plans: ``nnUNetv2_preprocess`` if the plans' preprocessor is
         DCAPreprocessor (DCA planners set it), else re-planning with ``-preprocessor_name DCAPreprocessor``."""
@@ -198,6 +212,7 @@ class nnUNetTrainerSemiSupervised(nnUNetTrainer):
         if self.is_cascaded:
             raise NotImplementedError("semi-supervised training of cascade stages is not supported")
         ids = self.unlabeled_identifiers()
+        self.check_unlabeled_folder()
         dataset = self.dataset_class(self.unlabeled_dataset_folder, ids)
         self.dataset_class.unpack_dataset(self.unlabeled_dataset_folder, overwrite_existing=False,
                                           num_processes=max(1, num_processes), verify=True)

@@ -162,3 +162,42 @@ def test_bad_settings_are_named(tmp_path, kwargs, message):
 def test_bad_dataset_id(tmp_path):
     with pytest.raises(ValueError, match="dataset id"):
         ph.write_phantom_dataset(str(tmp_path), 1000)
+
+
+def _tree(folder: str) -> dict:
+    out = {}
+    for root, _, files in os.walk(folder):
+        for f in files:
+            p = os.path.join(root, f)
+            with open(p, "rb") as fh:
+                out[os.path.relpath(p, folder)] = fh.read()
+    return out
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt, OSError])
+@pytest.mark.parametrize("old_name", ["Other", None])
+def test_overwrite_interrupted_while_moving_in_keeps_the_old_dataset(tmp_path, monkeypatch, error, old_name):
+    """``--overwrite``: an error or Ctrl-C while the new dataset is moved into place leaves the old one intact (same
+    or another name for the id) and no temporary or moved-aside folder behind."""
+    first = ph.write_phantom_dataset(str(tmp_path), 10, name=old_name, labeled=1, unlabeled=0, test=0)
+    before = _tree(first)
+    real_rename, real_replace = os.rename, os.replace
+
+    def failing(real):
+        def move(src, dst, *args, **kwargs):
+            if ".partial-" in os.path.basename(os.fspath(src)):
+                raise error("interrupted while moving the new dataset in (simulated)")
+            return real(src, dst, *args, **kwargs)
+        return move
+
+    monkeypatch.setattr(os, "rename", failing(real_rename))
+    monkeypatch.setattr(os, "replace", failing(real_replace))
+    with pytest.raises(error, match="simulated"):
+        ph.write_phantom_dataset(str(tmp_path), 10, labeled=2, unlabeled=0, test=0, seed=1, overwrite=True)
+    assert os.listdir(tmp_path) == [os.path.basename(first)]
+    assert _tree(first) == before
+
+    monkeypatch.undo()
+    second = ph.write_phantom_dataset(str(tmp_path), 10, labeled=2, unlabeled=0, test=0, seed=1, overwrite=True)
+    assert os.listdir(tmp_path) == [os.path.basename(second)]
+    assert len(os.listdir(os.path.join(second, "imagesTr"))) == 2

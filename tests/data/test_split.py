@@ -294,6 +294,35 @@ def test_failure_while_writing_leaves_nothing_behind(raw, prep, monkeypatch):
     assert snapshot(src) == before
 
 
+@pytest.mark.parametrize("error", [KeyboardInterrupt, OSError])
+def test_overwrite_interrupted_while_moving_in_keeps_the_old_dataset(raw, prep, monkeypatch, error):
+    """``--overwrite``: an error or Ctrl-C while the new dataset is moved into place leaves the old one (another name
+    for the same id) intact and no temporary or moved-aside folder behind."""
+    src = tiny_dataset(raw, 1, IMG40[:10])
+    source_before = snapshot(src)
+    old = make_semi_supervised_split(str(raw), 1, 2, labeled_fraction=0.3, seed=0).path
+    before = snapshot(Path(old))
+    real_rename, real_replace = os.rename, os.replace
+
+    def failing(real):
+        def move(a, b, *args, **kwargs):
+            if ".partial-" in os.path.basename(os.fspath(a)):
+                raise error("interrupted while moving the new dataset in (simulated)")
+            return real(a, b, *args, **kwargs)
+        return move
+
+    monkeypatch.setattr(os, "rename", failing(real_rename))
+    monkeypatch.setattr(os, "replace", failing(real_replace))
+    with pytest.raises(error, match="simulated"):
+        make_semi_supervised_split(str(raw), 1, 2, labeled_fraction=0.5, seed=0, overwrite=True)
+    assert sorted(os.listdir(raw)) == ["Dataset001_Tiny", "Dataset002_Tiny_L30s0"]
+    assert snapshot(Path(old)) == before
+    monkeypatch.undo()
+    make_semi_supervised_split(str(raw), 1, 2, labeled_fraction=0.5, seed=0, overwrite=True)
+    assert sorted(os.listdir(raw)) == ["Dataset001_Tiny", "Dataset002_Tiny_L50s0"]
+    assert snapshot(src) == source_before
+
+
 def test_unknown_source_dataset(raw):
     tiny_dataset(raw, 1, IMG40[:3])
     with pytest.raises(FileNotFoundError, match="id 7"):

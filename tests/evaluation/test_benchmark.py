@@ -267,3 +267,88 @@ def test_tiny_benchmark_writes_complete_report(tmp_path: Path):
     # the pseudo-label dataset has the unlabeled images with the baseline's predictions as labels
     pl = out / "nnUNet_raw" / "Dataset960_AbdomenPhantomSemiPL"
     assert len(os.listdir(pl / "labelsTr")) == 4
+
+
+# ------------------------------------------------------------------------ report means with absent classes
+def _np_dice(ref: np.ndarray, pred: np.ndarray, c: int) -> float:
+    r, p = ref == c, pred == c
+    return float("nan") if not (r.any() or p.any()) else 2.0 * (r & p).sum() / (r.sum() + p.sum())
+
+
+def _mean_defined(values) -> float:
+    vals = [v for v in values if not math.isnan(v)]
+    return sum(vals) / len(vals) if vals else float("nan")
+
+
+def test_report_means_leave_out_absent_and_not_scored_classes(tmp_path: Path):
+    """Group / overall means and the verdict come from the default evaluation: a class absent from both sides of
+    a case is left out of its class mean, a class no test reference holds (adrenal, 4) is out of every group and
+    overall mean, and its false positives never count as 0 (nor its absence as 100)."""
+    from evaluation.test_evaluate import ABSENT_LABELS, absent_cases, write_json, write_seg
+
+    from nnunetv2_dca.evaluation.evaluate import evaluate_folders
+
+    cases = absent_cases()
+    ref_dir = tmp_path / "ref"
+    ref_dir.mkdir()
+    for name, (ref, _) in cases.items():
+        write_seg(ref_dir / f"{name}.nii.gz", ref)
+    dj = write_json(tmp_path / "dataset.json", {"labels": ABSENT_LABELS, "file_ending": ".nii.gz",
+                                                "channel_names": {"0": "CT"}, "numTraining": 3})
+
+    def predictions(arm: str, seed: int):
+        out = {}
+        for k, (name, (ref, pred)) in enumerate(cases.items()):
+            if arm == "dca":  # better kidney, and an adrenal false positive in another case
+                pred = np.where(ref == 3, 3, np.where(pred == 3, 0, pred)).astype(np.uint8)
+                if seed == 1 and k == 0:
+                    pred[0, 0, 0:4] = 4
+            if seed == 1:
+                pred = np.where(np.roll(pred == 1, 1, axis=2) & (pred == 0), 1, pred).astype(np.uint8)
+            out[name] = pred
+        return out
+
+    groups_sets = {"tail_with_adrenal": [[1, 2], [3, 4]], "adrenal_alone": [[1, 2, 3], [4]]}
+    for label, groups in groups_sets.items():
+        plans = write_json(tmp_path / f"plans_{label}.json", {"configurations": {
+            "3d_fullres": {"architecture": {"arch_kwargs": {"class_groups": groups}}}}})
+        results, want = {}, {}
+        for arm in ("baseline", "dca"):
+            results[arm], want[arm] = {}, {}
+            for seed in (0, 1):
+                pred_dir = tmp_path / f"{label}_{arm}_{seed}"
+                pred_dir.mkdir()
+                preds = predictions(arm, seed)
+                for name, pred in preds.items():
+                    write_seg(pred_dir / f"{name}.nii.gz", pred)
+                results[arm][seed] = evaluate_folders(str(ref_dir), str(pred_dir), str(dj), str(plans), write=False)
+                class_mean = {c: _mean_defined([_np_dice(cases[n][0], preds[n], c) for n in cases])
+                              for c in (1, 2, 3, 4)}
+                scored = [1, 2, 3]  # adrenal is in no reference
+                w = {f"class:{c}": class_mean[c] for c in scored}
+                w.update({f"group:{g}": _mean_defined([class_mean[c] for c in members if c in scored])
+                          for g, members in zip(("head", "tail"), groups)})
+                w["mean"] = _mean_defined([class_mean[c] for c in scored])
+                want[arm][seed] = w
+        s = summarise_arms(results, [0, 1])
+        assert s["not_scored"] == ["4"]
+        for arm in ("baseline", "dca"):
+            for key in want[arm][0]:
+                per_seed = [want[arm][seed][key] for seed in (0, 1)]
+                got = s["arms"][arm]["dice"][key]
+                if all(math.isnan(v) for v in per_seed):
+                    assert got["n"] == 0
+                else:
+                    assert got["mean"] == pytest.approx(np.mean(per_seed)) and got["n"] == 2
+                    delta = [want[arm][seed][key] - want["baseline"][seed][key] for seed in (0, 1)]
+                    assert s["arms"][arm]["delta_to_baseline"][key]["mean"] == pytest.approx(np.mean(delta))
+            assert s["arms"][arm]["dice"]["class:4"]["n"] == 0  # listed, never a number
+        v = verdict(s, [0, 1])
+        assert v["mean_delta"] == pytest.approx(np.mean([want["dca"][k]["mean"] - want["baseline"][k]["mean"]
+                                                         for k in (0, 1)]))
+        if label == "tail_with_adrenal":
+            tail = [want["dca"][k]["group:tail"] - want["baseline"][k]["group:tail"] for k in (0, 1)]
+            assert v["tail_delta"] == pytest.approx(np.mean(tail))
+            assert v["dca_beats_baseline_on_tail"] is bool(np.mean(tail) > 0) is True
+        else:  # the tail group holds only the unscored adrenal: no claim either way
+            assert v["dca_beats_baseline_on_tail"] is None and math.isnan(v["tail_delta"])

@@ -156,20 +156,53 @@ def test_empty_rules_default_mode():
     assert m[1]["Dice"] == 0 and math.isnan(m[1]["ASD"]) and math.isnan(m[1]["HD95"])
     assert m[1]["empty"] == "prediction"
     assert m[2]["Dice"] == 0 and math.isnan(m[2]["ASD"]) and m[2]["empty"] == "reference"
-    assert (m[3]["Dice"], m[3]["ASD"], m[3]["HD95"], m[3]["empty"]) == (1.0, 0.0, 0.0, "both")
+    assert m[3]["empty"] == "both"  # absent from both: undefined, as in nnU-Net (not a perfect score)
+    assert math.isnan(m[3]["Dice"]) and math.isnan(m[3]["ASD"]) and math.isnan(m[3]["HD95"])
 
 
 def test_undefined_distances_are_counted_and_left_out_of_the_means():
     present = {"Dice": 0.5, "ASD": 2.0, "HD95": 4.0, "empty": "none"}
     missing = {"Dice": 0.0, "ASD": math.nan, "HD95": math.nan, "empty": "prediction"}
-    both = {"Dice": 1.0, "ASD": 0.0, "HD95": 0.0, "empty": "both"}
+    both = {"Dice": math.nan, "ASD": math.nan, "HD95": math.nan, "empty": "both"}
     per_case = [{1: present, 2: missing}, {1: missing, 2: both}]
     s = summarise(per_case, [1, 2], ["Dice", "ASD", "HD95"])
-    assert s["mean"][1] == {"Dice": 0.25, "ASD": 2.0, "HD95": 4.0, "n_undefined": 1, "n_cases": 2}
-    assert s["mean"][2]["Dice"] == 0.5 and s["mean"][2]["ASD"] == 0.0 and s["mean"][2]["n_undefined"] == 1
-    assert s["foreground_mean"]["Dice"] == pytest.approx(0.375)
-    assert s["foreground_mean"]["ASD"] == pytest.approx(1.0) and s["foreground_mean"]["n_undefined"] == 2
+    assert s["mean"][1] == {"Dice": 0.25, "ASD": 2.0, "HD95": 4.0, "n": 2, "n_undefined": 1, "n_reference": 2,
+                            "n_cases": 2, "scored": True}
+    # class 2: missed in case 0 (Dice 0, distances undefined), absent from both in case 1 (not scored there)
+    assert s["mean"][2]["Dice"] == 0.0 and math.isnan(s["mean"][2]["ASD"])
+    assert (s["mean"][2]["n"], s["mean"][2]["n_undefined"], s["mean"][2]["n_reference"]) == (1, 1, 1)
+    assert s["foreground_mean"]["Dice"] == pytest.approx(0.125)
+    assert s["foreground_mean"]["ASD"] == pytest.approx(2.0) and s["foreground_mean"]["n_undefined"] == 2
     assert s["case_mean"][0]["Dice"] == 0.25 and s["case_mean"][0]["ASD"] == 2.0
+    assert s["case_mean"][1]["Dice"] == 0.0  # the absent class 2 does not lift case 1's mean
+
+
+def test_a_class_absent_from_every_reference_is_not_scored_and_stays_out_of_group_and_overall_means():
+    ref0 = np.zeros((10, 10, 10), dtype=np.uint8)
+    ref0[1:5, 1:5, 1:5] = 1  # 64 voxels
+    ref0[6:9, 6:9, 6:9] = 2  # 27 voxels
+    pred0 = np.zeros_like(ref0)
+    pred0[1:5, 1:5, 1:3] = 1  # 32 voxels, all inside class 1
+    pred0[6:9, 6:9, 6:9] = 2
+    pred0[0, 8:10, 0] = 3  # class 3: a false positive; no reference has it
+    ref1 = np.zeros_like(ref0)
+    ref1[2:4, 2:4, 2:4] = 1  # class 2 absent from case 1 on both sides
+    pred1 = ref1.copy()
+    per_case = [evaluate_case_mm(r, p, [1, 2, 3], (1, 1, 1)) for r, p in ((ref0, pred0), (ref1, pred1))]
+    assert math.isnan(per_case[1][2]["Dice"]) and per_case[0][3]["Dice"] == 0.0 and math.isnan(per_case[1][3]["Dice"])
+    s = summarise(per_case, [1, 2, 3], ["Dice", "ASD", "HD95"], groups=[[1], [2, 3]], group_names=["head", "tail"])
+    dice1 = (2 * 32 / (64 + 32) + 1.0) / 2
+    assert s["mean"][1]["Dice"] == pytest.approx(dice1) and s["mean"][1]["n"] == 2
+    assert s["mean"][2]["Dice"] == 1.0 and s["mean"][2]["n"] == 1  # not lifted or lowered by the absent case
+    assert s["mean"][3]["Dice"] == 0.0 and s["mean"][3]["n"] == 1
+    assert (s["mean"][3]["scored"], s["mean"][3]["n_reference"]) == (False, 0)
+    assert s["group_mean"]["tail"]["Dice"] == 1.0 and s["group_mean"]["tail"]["classes_scored"] == [2]
+    assert s["foreground_mean"]["Dice"] == pytest.approx((dice1 + 1.0) / 2)
+    assert s["case_mean"][1]["Dice"] == 1.0  # case 1: class 1 only (class 2 undefined, class 3 not scored)
+    # protocol B's convention scores every class
+    b = summarise(per_case, [1, 2, 3], ["Dice"], groups=[[1], [2, 3]], group_names=["head", "tail"],
+                  score_all_classes=True)
+    assert b["group_mean"]["tail"]["Dice"] == pytest.approx(0.5)
 
 
 def test_group_means_are_means_of_the_class_means():
@@ -266,7 +299,7 @@ def test_protocol_b_mean_equals_mean_over_cases_of_the_mean_over_classes():
                 z, y, x = rng.integers(5, 60), rng.integers(5, 130), rng.integers(5, 130)
                 pred[z:z + 10, y:y + 20, x:x + 20] = c
         per_case.append(evaluate_case_protocol_b(ref, pred, [1, 2, 3]))
-    s = summarise(per_case, [1, 2, 3], ["Dice", "ASD"])
+    s = summarise(per_case, [1, 2, 3], ["Dice", "ASD"], score_all_classes=True)
     for metric in ("Dice", "ASD"):
         want = np.mean([np.mean([pc[c][metric] for c in (1, 2, 3)]) for pc in per_case])
         assert s["foreground_mean"][metric] == pytest.approx(want)

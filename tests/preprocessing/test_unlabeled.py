@@ -135,13 +135,16 @@ def test_stock_preprocess_writes_unlabeled_cases(planned: Tuple[Path, str], monk
     assert Path(unlabeled_folder(str(pre), f"{PLANS}_{CFG}")) == unlabeled_dir
     assert labeled_dir.is_dir() and unlabeled_dir.is_dir()
     assert sorted(p.name for p in labeled_dir.glob("*.pkl")) == [f"{c}.pkl" for c in LABELED]
+    from nnunetv2_dca.preprocessing.unlabeled import STAMP_FILE, unlabeled_stamp_problem
     assert sorted(p.name for p in unlabeled_dir.iterdir()) == sorted(
-        f"{c}{suffix}" for c in UNLABELED for suffix in (".b2nd", "_seg.b2nd", ".pkl"))
+        [STAMP_FILE] + [f"{c}{suffix}" for c in UNLABELED for suffix in (".b2nd", "_seg.b2nd", ".pkl")])
     assert not _leftovers(pre)
     assert "2 unlabeled case(s)" in stdout and "Preprocessing unlabeled cases" in stdout
 
     plans_manager = PlansManager(str(pre / f"{PLANS}.json"))
     cm = plans_manager.get_configuration(CFG)
+    # the stamp matches what a trainer recomputes from the same plans
+    assert unlabeled_stamp_problem(str(unlabeled_dir), plans_manager, cm, UNLABELED) is None
     # what nnUNetv2_predict instantiates for these plans (its run_case is nnU-Net's, inherited unchanged)
     from nnunetv2_dca.preprocessing.unlabeled import DCAPreprocessor
     assert cm.preprocessor_class is DCAPreprocessor and "run_case" not in vars(DCAPreprocessor)
@@ -242,6 +245,15 @@ def _truncated(raw: Path) -> List[str]:
     return ["phantom_0005_0000.nii.gz", "cannot be read"]
 
 
+def _short_voxel_data(raw: Path) -> List[str]:
+    # a complete gzip stream whose voxel data is shorter than the header says: SimpleITK zero-fills it, too
+    f = raw / "imagesTrUnlabeled" / "phantom_0004_0000.nii.gz"
+    data = gzip.decompress(f.read_bytes())
+    f.write_bytes(gzip.compress(data[:-1000]))
+    return ["phantom_0004_0000.nii.gz", "cannot be read", f"header says {len(data)} bytes",
+            f"stream has {len(data) - 1000}"]
+
+
 def _geometry_mismatch(raw: Path) -> List[str]:
     _set_channels(raw, 2)
     d = raw / "imagesTrUnlabeled"
@@ -259,7 +271,7 @@ def _collision(raw: Path) -> List[str]:
 BREAKERS: Dict[str, Callable[[Path], List[str]]] = {
     "stray_text_file": _stray_text, "wrong_ending": _wrong_ending, "missing_channel": _missing_channel,
     "extra_channel": _extra_channel, "garbage": _garbage, "corrupt": _corrupt, "truncated_gzip": _truncated,
-    "geometry_mismatch": _geometry_mismatch, "id_collision": _collision,
+    "short_voxel_data": _short_voxel_data, "geometry_mismatch": _geometry_mismatch, "id_collision": _collision,
 }
 
 
@@ -282,6 +294,35 @@ def test_validation_names_the_offender(breaker: str, raw_base: Path, tmp_path: P
         validate_unlabeled_images(cases, dj, labeled_identifiers=labeled_case_identifiers(str(raw), dj))
     for word in expected:
         assert word in str(info.value), str(info.value)
+
+
+def test_short_uncompressed_nii_is_refused(tmp_path: Path):
+    """An uncompressed ``.nii`` dataset read with SimpleITKIO (plans/dataset.json may name it for ``.nii``): a file
+    shorter than its header says is named with the byte counts; SimpleITK alone reads it, zero-filling the missing
+    voxels. (nnU-Net's default for ``.nii``, NibabelIO, refuses such a file by itself.)"""
+    from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
+
+    from nnunetv2_dca.preprocessing.unlabeled import (UnlabeledImageError, find_unlabeled_images,
+                                                      validate_unlabeled_images)
+
+    raw = tmp_path / "Dataset001_Nii"
+    (raw / "imagesTrUnlabeled").mkdir(parents=True)
+    dj = {"channel_names": {"0": "CT"}, "labels": {"background": 0, "a": 1}, "numTraining": 0, "file_ending": ".nii"}
+    (raw / "dataset.json").write_text(json.dumps(dj))
+    for case in ("u1", "u2"):
+        sitk.WriteImage(sitk.GetImageFromArray(np.ones((4, 5, 6), np.float32)),
+                        str(raw / "imagesTrUnlabeled" / f"{case}_0000.nii"))
+    cases = find_unlabeled_images(str(raw), dj)
+    validate_unlabeled_images(cases, dj, SimpleITKIO)
+    short = raw / "imagesTrUnlabeled" / "u2_0000.nii"
+    full = short.stat().st_size
+    short.write_bytes(short.read_bytes()[:-8])
+    SimpleITKIO().read_images([str(short)])  # no error from the reader itself
+    with pytest.raises(UnlabeledImageError) as info:
+        validate_unlabeled_images(find_unlabeled_images(str(raw), dj), dj, SimpleITKIO)
+    msg = str(info.value)
+    assert str(short) in msg and f"header says {full} bytes" in msg and f"file has {full - 8}" in msg, msg
+    assert "u1_0000.nii" not in msg
 
 
 def test_dataset_json_key_lists_images_elsewhere(raw_base: Path, tmp_path: Path):

@@ -25,7 +25,7 @@ from conftest import BIN, fresh_env, run_cmd
 from netspec import REQ_IMPORT, grad_sum, tiny_arch_kwargs
 from nnunetv2_dca.network.moe_unet import MoEUNet
 from nnunetv2_dca.planning.planner import dca_architecture
-from nnunetv2_dca.preprocessing.unlabeled import UnlabeledImageError, find_unlabeled_images
+from nnunetv2_dca.preprocessing.unlabeled import find_unlabeled_images
 from nnunetv2_dca.trainers.semi_moe import nnUNetTrainerSemiMoE, nnUNetTrainerSemiMoE_voxelGate
 from nnunetv2_dca.training.semi_moe import (SemiMoEArchitectureError, SemiMoETrainer, deep_supervision_weights,
                                             semi_moe_architecture)

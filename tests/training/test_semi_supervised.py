@@ -4,7 +4,6 @@ worker budget split and the progress plot."""
 from __future__ import annotations
 
 import os
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
