@@ -73,8 +73,11 @@ def summarise_arms(results: Mapping[str, Mapping[int, Mapping]], seeds: Sequence
         }
     # the test references decide it, so it is the same for every arm and seed
     not_scored = [str(c) for c in first.get("classes_not_scored") or []]
+    # test cases whose reference holds the class (same for every arm): how many cases a class mean stands on
+    with_class = {c: f"{first['mean'][c]['n_reference']}/{first['mean'][c]['n_cases']}" for c in classes
+                  if "n_reference" in first["mean"][c]}
     return {"classes": classes, "labels": first["labels"], "groups": {g: v["classes"] for g, v in groups.items()},
-            "not_scored": not_scored, "arms": out}
+            "not_scored": not_scored, "cases_with_class": with_class, "arms": out}
 
 
 def _dice(entry: Mapping) -> float:
@@ -427,12 +430,13 @@ def markdown_report(report: Mapping, summary: Mapping, bench) -> str:
     order = [str(c) for members in summary["groups"].values() for c in members]
     order += [c for c in summary["classes"] if c not in order]
     group_of = {str(c): g for g, members in summary["groups"].items() for c in members}
-    add("| class | group | " + " | ".join(arms) + " |")
-    add("|---|---|" + "---|" * len(arms))
+    with_class = summary.get("cases_with_class", {})
+    add("| class | group | test cases with it | " + " | ".join(arms) + " |")
+    add("|---|---|---|" + "---|" * len(arms))
     for c in order:
+        first = f"| {summary['labels'].get(c, c)} ({c}) | {group_of.get(c, '')} | {with_class.get(c, '')} |"
         if c in summary.get("not_scored", []):
-            add(f"| {summary['labels'].get(c, c)} ({c}) | {group_of.get(c, '')} | "
-                + " | ".join("not scored" for _ in arms) + " |")
+            add(first + " " + " | ".join("not scored" for _ in arms) + " |")
             continue
         cells = []
         for arm in arms:
@@ -440,7 +444,7 @@ def markdown_report(report: Mapping, summary: Mapping, bench) -> str:
             if arm != "baseline":
                 cell += f" ({fmt_delta(summary['arms'][arm]['delta_to_baseline'][f'class:{c}'])})"
             cells.append(cell)
-        add(f"| {summary['labels'].get(c, c)} ({c}) | {group_of.get(c, '')} | " + " | ".join(cells) + " |")
+        add(first + " " + " | ".join(cells) + " |")
     add("")
     if report.get("pseudo_labels"):
         add("## Pseudo-labels on the unlabeled training images (Dice % against their true labels)")

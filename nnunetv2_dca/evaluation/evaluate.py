@@ -240,10 +240,6 @@ def evaluate_folders(ref_folder: str, pred_folder: str, dataset_json_file: str, 
                         "shape": list(ref.shape), "spacing": list(ref_spacing),
                         "metrics": {str(c): metrics[c] for c in class_ids}})
 
-    # protocol B keeps the published means over every class; the default leaves classes no reference has out
-    summary = summarise(per_case, class_ids, metric_names, groups, names, score_all_classes=protocol_b)
-    for entry, case_mean in zip(entries, summary["case_mean"]):
-        entry["mean"] = case_mean
     grouped = {c for g in groups for c in g} if groups else set()
     result = {
         "protocol": "B" if protocol_b else "default",
@@ -260,17 +256,57 @@ def evaluate_folders(ref_folder: str, pred_folder: str, dataset_json_file: str, 
         "n_cases": len(cases),
         "metric_names": metric_names,
         "metric_per_case": entries,
-        "mean": {str(c): summary["mean"][c] for c in class_ids},
-        "foreground_mean": summary["foreground_mean"],
-        "group_mean": summary.get("group_mean"),
-        "classes_not_scored": [c for c in class_ids if not summary["mean"][c]["scored"]],
-        "classes_without_reference": [c for c in class_ids if summary["mean"][c]["n_reference"] == 0],
+        **_summary_fields(per_case, entries, class_ids, metric_names, groups, names, protocol_b),
         "unknown_label_values": unknown_labels or None,
     }
     if protocol_b:
         result["resize_shape_zyx"] = list(PROTOCOL_B_SHAPE)
     if write:
         result["output_files"] = write_outputs(result, output_folder or pred_folder)
+    return result
+
+
+def _summary_fields(per_case: Sequence[Mapping[int, Mapping]], entries: Sequence[Dict], class_ids: Sequence[int],
+                    metric_names: Sequence[str], groups, names, protocol_b: bool) -> Dict:
+    """The means of a result (and each entry's case mean); protocol B keeps the published means over every class,
+    the default leaves classes no reference has out."""
+    summary = summarise(per_case, class_ids, metric_names, groups, names, score_all_classes=protocol_b)
+    for entry, case_mean in zip(entries, summary["case_mean"]):
+        entry["mean"] = case_mean
+    return {"mean": {str(c): summary["mean"][c] for c in class_ids},
+            "foreground_mean": summary["foreground_mean"],
+            "group_mean": summary.get("group_mean"),
+            "classes_not_scored": [c for c in class_ids if not summary["mean"][c]["scored"]],
+            "classes_without_reference": [c for c in class_ids if summary["mean"][c]["n_reference"] == 0]}
+
+
+def rescore_result(old: Mapping) -> Dict:
+    """A default-protocol result (e.g. an ``evaluation.json`` of an older version) re-summarised with the current
+    rules from its stored per-case values: a class absent from both reference and prediction becomes undefined
+    (it was Dice 1 / ASD 0 / HD95 0 before). Protocol-B results are returned unchanged (their rules did not change)."""
+    result = json.loads(json.dumps(old))  # deep copy, JSON types
+    if result.get("protocol") == "B":
+        return result
+    class_ids = [int(c) for c in result["labels"]]
+    per_case = []
+    for entry in result["metric_per_case"]:
+        metrics = {}
+        for c in class_ids:
+            m = dict(entry["metrics"][str(c)])
+            for k, v in m.items():
+                if v is None:
+                    m[k] = math.nan
+            if m.get("empty") == "both":
+                for k in result["metric_names"]:
+                    m[k] = math.nan
+            metrics[c] = m
+            entry["metrics"][str(c)] = m
+        per_case.append(metrics)
+    groups = list(result["groups"].values()) if result.get("groups") else None
+    names = list(result["groups"]) if result.get("groups") else None
+    result.update(_summary_fields(per_case, result["metric_per_case"], class_ids, result["metric_names"], groups,
+                                  names, False))
+    result["definitions"] = DEFINITIONS["default"]
     return result
 
 

@@ -467,3 +467,24 @@ def test_prediction_labels_outside_the_dataset_warn_with_file_values_and_voxels(
     clean = case_a()[1]
     assert result["metric_per_case"][0]["metrics"]["1"]["FP"] == int(((clean == 1) & (ref != 1)).sum())
     assert str(ref_dir) not in err  # the references are clean: no warning about them
+
+
+def test_rescore_turns_an_old_result_into_the_current_one(folders):
+    # An evaluation.json of the old rule (both empty = Dice 1, ASD/HD95 0, means over those) re-summarised from its
+    # stored per-case values equals a fresh evaluation with the current rule.
+    from nnunetv2_dca.evaluation.evaluate import json_ready, rescore_result
+
+    tmp, ref_dir, pred_dir, dj, plans = folders
+    current = json.loads(json.dumps(json_ready(evaluate_folders(str(ref_dir), str(pred_dir), str(dj), str(plans),
+                                                                write=False))))
+    old = json.loads(json.dumps(current))
+    both = [(e, c) for e in old["metric_per_case"] for c, m in e["metrics"].items() if m["empty"] == "both"]
+    assert both  # the fixture has a class absent from both sides of a case
+    for e, c in both:
+        e["metrics"][c].update({"Dice": 1.0, "ASD": 0.0, "HD95": 0.0})
+    old["mean"] = old["foreground_mean"] = old["group_mean"] = "stale"
+    rescored = json.loads(json.dumps(json_ready(rescore_result(old))))
+    for key in ("mean", "foreground_mean", "group_mean", "metric_per_case", "classes_not_scored"):
+        assert rescored[key] == current[key], key
+    again = json.loads(json.dumps(json_ready(rescore_result(current))))  # idempotent on a current result
+    assert again["foreground_mean"] == current["foreground_mean"] and again["group_mean"] == current["group_mean"]
