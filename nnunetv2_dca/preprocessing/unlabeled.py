@@ -40,7 +40,7 @@ On-disk format of an unlabeled case
 -----------------------------------
 Exactly nnU-Net 2.8's format for a preprocessed case (``nnUNetDatasetBlosc2.save_case`` with the same blosc2
 chunk/block parameters as ``DefaultPreprocessor.run_case_save``): ``<case>.b2nd`` (float32 data), ``<case>_seg.b2nd``
-(int16) and ``<case>.pkl`` (properties). The folder also holds ``dca_unlabeled_stamp.json`` (:func:`unlabeled_stamp`):
+(int16) and ``<case>.pkl`` (properties). The folder also holds ``dca/unlabeled_stamp.json`` (:func:`unlabeled_stamp`):
 the plans' preprocessing settings and the case ids it was made with. Re-planning (e.g. another spacing) rewrites the
 labeled folder first; if the unlabeled step then fails, the old unlabeled folder stays, and the semi-supervised
 trainers compare its stamp with their plans and refuse it (:func:`unlabeled_stamp_problem`) instead of training on
@@ -124,7 +124,10 @@ def unlabeled_folder(preprocessed_dataset_folder: str, data_identifier: str) -> 
     return os.path.join(os.fspath(preprocessed_dataset_folder), data_identifier + UNLABELED_SUFFIX)
 
 
-STAMP_FILE = "dca_unlabeled_stamp.json"
+# In a subfolder: nnU-Net's infer_dataset_class() refuses a case folder holding a file ending other than the cases'
+# (.b2nd/.npz + .pkl/.npy); subfolders are not listed, and it still moves with the folder's atomic swap.
+STAMP_DIR = "dca"
+STAMP_FILE = os.path.join(STAMP_DIR, "unlabeled_stamp.json")
 STAMP_VERSION = 1
 MAX_LISTED_CASES = 5
 
@@ -194,6 +197,7 @@ def stamp_differences(found: Mapping, expected: Mapping) -> List[str]:
 
 
 def write_unlabeled_stamp(folder: str, stamp: Mapping) -> None:
+    os.makedirs(os.path.join(folder, STAMP_DIR), exist_ok=True)
     with open(os.path.join(folder, STAMP_FILE), "w", encoding="utf-8") as f:
         json.dump(stamp, f, indent=2)
         f.write("\n")

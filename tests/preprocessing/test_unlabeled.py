@@ -135,9 +135,9 @@ def test_stock_preprocess_writes_unlabeled_cases(planned: Tuple[Path, str], monk
     assert Path(unlabeled_folder(str(pre), f"{PLANS}_{CFG}")) == unlabeled_dir
     assert labeled_dir.is_dir() and unlabeled_dir.is_dir()
     assert sorted(p.name for p in labeled_dir.glob("*.pkl")) == [f"{c}.pkl" for c in LABELED]
-    from nnunetv2_dca.preprocessing.unlabeled import STAMP_FILE, unlabeled_stamp_problem
+    from nnunetv2_dca.preprocessing.unlabeled import STAMP_DIR, unlabeled_stamp_problem
     assert sorted(p.name for p in unlabeled_dir.iterdir()) == sorted(
-        [STAMP_FILE] + [f"{c}{suffix}" for c in UNLABELED for suffix in (".b2nd", "_seg.b2nd", ".pkl")])
+        [STAMP_DIR] + [f"{c}{suffix}" for c in UNLABELED for suffix in (".b2nd", "_seg.b2nd", ".pkl")])
     assert not _leftovers(pre)
     assert "2 unlabeled case(s)" in stdout and "Preprocessing unlabeled cases" in stdout
 

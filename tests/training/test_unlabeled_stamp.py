@@ -132,13 +132,17 @@ def test_stamp_comparison_names_missing_and_extra_cases():
 def test_preprocessor_writes_the_stamp_with_the_cases(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     folder = tmp_path / f"{PLANS}_{CFG}_unlabeled"
     _preprocess(folder, _plans(), monkeypatch)
-    assert sorted(os.listdir(folder)) == sorted([mod.STAMP_FILE] + [f"{c}{s}" for c in CASES
+    assert sorted(os.listdir(folder)) == sorted([mod.STAMP_DIR] + [f"{c}{s}" for c in CASES
                                                                     for s in (".b2nd", "_seg.b2nd", ".pkl")])
     stamp = json.loads((folder / mod.STAMP_FILE).read_text())
     assert stamp == mod.unlabeled_stamp(*_managers(_plans()), CASES)
     pm, cm = _managers(_plans())
     assert mod.unlabeled_stamp_problem(str(folder), pm, cm, CASES) is None
     _bare_trainer(folder, _plans()).check_unlabeled_folder()  # same plans: accepted
+    # the stamp must not stop nnU-Net from recognising the case folder (it refuses mixed file endings)
+    from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
+
+    assert sorted(infer_dataset_class(str(folder))(str(folder)).identifiers) == sorted(CASES)
 
 
 def test_folder_of_the_old_spacing_is_refused_after_a_failed_replan(tmp_path: Path,
