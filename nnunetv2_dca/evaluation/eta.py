@@ -8,9 +8,9 @@ A benchmark is a sequence of jobs (one arm x seed each: nnUNetv2_train, then pre
 - a job not started yet: the epoch time that arm had in an earlier seed; else the epoch time of an arm already
   measured, scaled by the ratio of the two arms' cost (``cost_ratio``: training cost per step relative to the
   baseline, from FLOPs, see ``Benchmark.eta_cost_ratios``); before any epoch is measured there is no estimate;
-- per-job overhead after the last epoch (predict, evaluate, process ends): the mean of the jobs done; before the
-  first job ends, the running job's own start-up (job start to the end of its first epoch, minus that epoch), as
-  both are dominated by process starts and data loading.
+- per-job overhead after the last epoch (predict, evaluate, pseudo-label scoring, process ends): the mean over the
+  same arm's jobs done, else over all jobs done; before the first job ends, the running job's own start-up (job
+  start to the end of its first epoch, minus that epoch), as both are dominated by process starts and data loading.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ class EtaModel:
         self.cost_ratio = dict(cost_ratio or {})
         self.epoch_times: Dict[Job, List[float]] = {j: [] for j in self.jobs}
         self.startup: Dict[Job, float] = {}
-        self.overheads: List[float] = []  # seconds after the last epoch, per job done
+        self.overheads: Dict[Job, float] = {}  # seconds after the last epoch, per job done
         self.done: List[Job] = []
 
     def epoch_done(self, job: Job, seconds: float, since_job_start: Optional[float] = None) -> None:
@@ -50,7 +50,7 @@ class EtaModel:
 
     def job_done(self, job: Job, wall_seconds: float) -> None:
         used = self.startup.get(job, 0.0) + sum(self.epoch_times[job])
-        self.overheads.append(max(0.0, wall_seconds - used))
+        self.overheads[job] = max(0.0, wall_seconds - used)
         self.done.append(job)
 
     def _epoch_seconds(self, arm: str) -> Optional[float]:
@@ -66,8 +66,9 @@ class EtaModel:
         return measured[ref] * self.cost_ratio[arm] / self.cost_ratio[ref]
 
     def _overhead(self, job: Job) -> float:
-        if self.overheads:
-            return statistics.mean(self.overheads)
+        same_arm = [s for (arm, _), s in self.overheads.items() if arm == job[0]]
+        if same_arm or self.overheads:
+            return statistics.mean(same_arm or list(self.overheads.values()))
         return self.startup.get(job, statistics.mean(self.startup.values()) if self.startup else 0.0)
 
     def job_remaining(self, job: Job) -> Optional[float]:

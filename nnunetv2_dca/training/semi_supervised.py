@@ -263,12 +263,6 @@ class nnUNetTrainerSemiSupervised(nnUNetTrainer):
             return [i.to(self.device, non_blocking=True) for i in x]
         return x.to(self.device, non_blocking=True)
 
-    def _all_ranks_finite(self, loss: torch.Tensor) -> bool:
-        finite = torch.isfinite(loss.detach()).to(torch.float32).reshape(1)
-        if self.is_ddp:  # every rank must take the same decision, or DDP's all-reduce in backward hangs
-            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
-        return bool(finite.item() > 0)
-
     def train_step(self, batch: dict) -> dict:
         data, target = self._to_device(batch["data"]), self._to_device(batch["target"])
         unlabeled = self._to_device(next(self.dataloader_unlabeled)["data"])
@@ -277,38 +271,51 @@ class nnUNetTrainerSemiSupervised(nnUNetTrainer):
         with autocast:
             losses = self.semi_supervised_losses(data, target, unlabeled)
         loss = losses["loss"]
-        logged = {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in losses.items() if k != "loss"}
+        parts = [k for k in losses if k != "loss"]
+        # Backward and clipping run before the finiteness decision, so that the step reads the device once: a
+        # non-finite loss gives non-finite gradients, and the decision below then skips the optimizer step.
+        if self.grad_scaler is not None:
+            self.grad_scaler.scale(loss).backward()
+            self.grad_scaler.unscale_(self.optimizer)
+        else:
+            loss.backward()
+        norm = torch.nn.utils.clip_grad_norm_(self.network.parameters(), 12)
+        finite = torch.isfinite(loss.detach())
+        if self.grad_scaler is None:  # with AMP, overflowing gradients are the scaler's business (it skips, rescales)
+            finite = finite & torch.isfinite(norm)
+        finite = finite.to(torch.float32).reshape(1)
+        if self.is_ddp:  # every rank must take the same decision (all-reduce on the device, no host sync)
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        stats = torch.cat([finite, loss.detach().float().reshape(1)]
+                          + [torch.as_tensor(losses[k], device=finite.device).detach().float().reshape(1)
+                             for k in parts])
+        stats = stats.cpu().tolist()  # the one host synchronisation of the step
+        logged = dict(zip(parts, stats[2:]))
         skipped = 0.0
-        if not self._all_ranks_finite(loss):
-            # do not let one NaN/inf corrupt the weights: no backward, no optimizer step
+        if stats[0] > 0:
+            self._consecutive_nonfinite = 0
+            if self.grad_scaler is not None:
+                self.grad_scaler.step(self.optimizer)
+                self.grad_scaler.update()
+            else:
+                self.optimizer.step()
+        else:
+            # do not let one NaN/inf corrupt the weights: no optimizer step
             skipped = 1.0
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.grad_scaler is not None:
+                self.grad_scaler.update()  # the scaler saw the inf gradients in unscale_: lowers its scale
+            what = "loss" if not math.isfinite(stats[1]) else "gradient norm"
             self._consecutive_nonfinite += 1
-            self.print_to_log_file(f"non-finite loss at epoch {self.current_epoch}, iteration "
-                                   f"{self._iteration_in_epoch}: {loss.item()} (parts: {logged}); step skipped")
+            self.print_to_log_file(f"non-finite {what} at epoch {self.current_epoch}, iteration "
+                                   f"{self._iteration_in_epoch}: loss {stats[1]} (parts: {logged}); step skipped")
             if self._consecutive_nonfinite >= MAX_CONSECUTIVE_NONFINITE:
                 raise NonFiniteLossError(
                     f"the loss was non-finite for {self._consecutive_nonfinite} consecutive steps (last parts: "
                     f"{logged}); training stopped to protect the weights. Lower the learning rate or lambda_max, "
                     f"or check the data (NaNs in images?)")
-        else:
-            self._consecutive_nonfinite = 0
-            if self.grad_scaler is not None:
-                self.grad_scaler.scale(loss).backward()
-                self.grad_scaler.unscale_(self.optimizer)
-                torch.nn.utils.clip_grad_norm_(self.network.parameters(), 12)
-                self.grad_scaler.step(self.optimizer)  # skips the step itself on inf/NaN gradients
-                self.grad_scaler.update()
-            else:
-                loss.backward()
-                norm = torch.nn.utils.clip_grad_norm_(self.network.parameters(), 12)
-                if self._all_ranks_finite(norm):
-                    self.optimizer.step()
-                else:
-                    skipped = 1.0
-                    self.print_to_log_file(f"non-finite gradient norm at epoch {self.current_epoch}, iteration "
-                                           f"{self._iteration_in_epoch}; step skipped")
         self._iteration_in_epoch += 1
-        loss_value = loss.detach().cpu().numpy() if skipped == 0 else np.array(np.nan)
+        loss_value = np.array(stats[1]) if skipped == 0 else np.array(np.nan)
         return {"loss": loss_value, "ssl_skipped_steps": skipped, **logged}
 
     def on_train_epoch_end(self, train_outputs: List[dict]):

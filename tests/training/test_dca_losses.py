@@ -187,3 +187,16 @@ def test_product_fusion_follows_the_owners_odds_where_the_mean_starves_rare_grou
     torch.testing.assert_close(fused[:, c] - fused[:, 0], torch.full((1, 2, 2), float(log(torch.tensor(0.55 / 0.40)))))
     unsure = torch.cat([torch.full(shape, 0.6), torch.full(shape, 0.3), torch.full(shape, 0.1)], 1).log()
     assert torch.all(fuse_expert_logits([head, unsure, tail], GROUPS, "product").argmax(1) == 0)
+
+
+@pytest.mark.parametrize("deep_supervision", [True, False])
+def test_dca_losses_read_nothing_back_from_the_device(deep_supervision, monkeypatch):
+    # the base trainer's train_step makes the step's one host read; the losses (and their logged parts) stay tensors
+    from host_reads import count_host_reads
+
+    net = _tiny_net(deep_supervision)
+    fake = _fake_trainer(net, deep_supervision)
+    data, target, unlabeled = _batch(deep_supervision)
+    with count_host_reads(monkeypatch) as reads:
+        out = DCATrainer.semi_supervised_losses(fake, data, target, unlabeled)
+    assert reads == [] and all(torch.is_tensor(v) for v in out.values())

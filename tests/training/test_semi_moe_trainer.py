@@ -332,3 +332,15 @@ def test_3d_dca_cpu_plans_end_to_end(tmp_path: Path):
     image = sitk.ReadImage(str(next((raw / "imagesTs").glob("*_0000.nii.gz"))))
     assert seg.GetSize() == image.GetSize()
     assert int(sitk.GetArrayFromImage(seg).max()) <= 13
+
+
+@pytest.mark.parametrize("gating", ["image", "voxel"])
+def test_semi_moe_losses_read_nothing_back_from_the_device(gating, monkeypatch):
+    from host_reads import count_host_reads
+
+    torch.manual_seed(0)
+    net = _tiny_net(2, gating, True)
+    batch = _batch(2, True)
+    with count_host_reads(monkeypatch) as reads:
+        out = SemiMoETrainer.semi_supervised_losses(_fake_trainer(net, True), *batch)
+    assert reads == [] and all(torch.is_tensor(v) for v in out.values())

@@ -88,3 +88,28 @@ def test_progress_plot_panels(tmp_path):
     log = {k: [0.1, 0.2, float("nan")] for k in keys}
     path = plot_progress(log, keys, str(tmp_path / "p.png"), title="t")
     assert os.path.getsize(path) > 5000 and not [p for p in os.listdir(tmp_path) if p != "p.png"]
+
+
+def test_train_step_reads_the_device_once(monkeypatch):
+    # issue 15: the step's logging and finiteness decision come from one transfer (on a GPU, one synchronisation)
+    from host_reads import count_host_reads
+
+    t, net = _bare_trainer([1.0, float("nan")])
+    batch = {"data": torch.ones(2, 3), "target": torch.zeros(2, 1)}
+    with count_host_reads(monkeypatch) as reads:
+        out = t.train_step(batch)
+    assert reads == ["cpu", "tolist"]  # .tolist() of the copy already on the host
+    assert out["loss"] == 1.0 and out["part"] == 1.0 and out["ssl_skipped_steps"] == 0.0
+    with count_host_reads(monkeypatch) as reads:
+        assert t.train_step(batch)["ssl_skipped_steps"] == 1.0  # a skipped step takes the same single read
+    assert reads == ["cpu", "tolist"]
+
+
+def test_non_finite_gradient_skips_the_step():
+    t, net = _bare_trainer([])
+    # finite loss (sqrt(0) + 1), NaN gradient (d sqrt at 0 = inf, times 0)
+    t.semi_supervised_losses = lambda d, y, u: {"loss": torch.sqrt((net.weight - net.weight).sum()) + 1.0}
+    before = [p.detach().clone() for p in net.parameters()]
+    out = t.train_step({"data": torch.ones(2, 3), "target": torch.zeros(2, 1)})
+    assert out["ssl_skipped_steps"] == 1.0 and "non-finite gradient norm" in t.messages[-1]
+    assert all(torch.equal(a, b) for a, b in zip(before, net.parameters()))
