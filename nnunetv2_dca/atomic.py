@@ -35,6 +35,17 @@ def write_text_atomic(path: str, text: str) -> None:
             f.write(text)
 
 
+def numpy_to_builtin(obj: Any) -> Any:
+    """``json.dumps(default=...)`` for numpy scalars and arrays (nnU-Net's fingerprints and plans hold them)."""
+    import numpy as np
+
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
 def write_json_atomic(obj: Any, path: str, indent: int = 2, default: Optional[Callable[[Any], Any]] = None) -> None:
     write_text_atomic(path, json.dumps(obj, indent=indent, default=default) + "\n")
 

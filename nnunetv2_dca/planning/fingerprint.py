@@ -12,7 +12,7 @@ import os
 from nnunetv2.experiment_planning.dataset_fingerprint.fingerprint_extractor import DatasetFingerprintExtractor
 from nnunetv2.paths import nnUNet_preprocessed
 
-from nnunetv2_dca.atomic import write_json_atomic
+from nnunetv2_dca.atomic import numpy_to_builtin, write_json_atomic
 from nnunetv2_dca.planning.labels import CLASS_COUNTS_KEY, count_label_voxels
 
 
@@ -24,15 +24,6 @@ class DCAFingerprintExtractor(DatasetFingerprintExtractor):
             fingerprint[CLASS_COUNTS_KEY] = {str(k): int(v) for k, v in counts.items()}
             # a crash mid-write must not leave a truncated fingerprint that nnU-Net would load next time
             write_json_atomic(fingerprint, os.path.join(nnUNet_preprocessed, self.dataset_name,
-                                                        "dataset_fingerprint.json"), indent=4, default=_to_builtin)
+                                                        "dataset_fingerprint.json"), indent=4, default=numpy_to_builtin)
         return fingerprint
 
-
-def _to_builtin(o):
-    import numpy as np
-
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"not JSON serialisable: {type(o)}")

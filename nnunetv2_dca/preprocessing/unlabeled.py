@@ -87,6 +87,7 @@ from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_datas
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 from tqdm import tqdm
 
+from nnunetv2_dca.atomic import numpy_to_builtin
 from nnunetv2_dca.folders import replace_folder
 from nnunetv2_dca.imagefile import ImageFileError, check_image_file
 
@@ -132,15 +133,6 @@ STAMP_VERSION = 1
 MAX_LISTED_CASES = 5
 
 
-def _json_plain(obj):
-    # numpy scalars/arrays in hand-made plans dicts: stored (and compared) as plain JSON values
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
 def unlabeled_stamp(plans_manager: PlansManager, configuration_manager: ConfigurationManager,
                     case_ids: Iterable[str]) -> dict:
     """What the unlabeled folder of a configuration was preprocessed from: written by :class:`DCAPreprocessor` into
@@ -170,7 +162,7 @@ def unlabeled_stamp(plans_manager: PlansManager, configuration_manager: Configur
              "data_identifier": configuration_manager.data_identifier, "settings": settings,
              "case_ids": sorted(case_ids)}
     # a JSON round trip: tuples become lists, so a stamp read back from disk compares equal to a fresh one
-    return json.loads(json.dumps(stamp, default=_json_plain))
+    return json.loads(json.dumps(stamp, default=numpy_to_builtin))  # numpy values of hand-made plans as JSON
 
 
 def _listed(names: Sequence[str]) -> str:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from movefaults import fail_moving_in
 from nnunetv2_dca.data import phantom as ph
 
 INV = {v: k for k, v in ph.SYNAPSE_LABELS.items()}
@@ -181,17 +182,7 @@ def test_overwrite_interrupted_while_moving_in_keeps_the_old_dataset(tmp_path, m
     or another name for the id) and no temporary or moved-aside folder behind."""
     first = ph.write_phantom_dataset(str(tmp_path), 10, name=old_name, labeled=1, unlabeled=0, test=0)
     before = _tree(first)
-    real_rename, real_replace = os.rename, os.replace
-
-    def failing(real):
-        def move(src, dst, *args, **kwargs):
-            if ".partial-" in os.path.basename(os.fspath(src)):
-                raise error("interrupted while moving the new dataset in (simulated)")
-            return real(src, dst, *args, **kwargs)
-        return move
-
-    monkeypatch.setattr(os, "rename", failing(real_rename))
-    monkeypatch.setattr(os, "replace", failing(real_replace))
+    fail_moving_in(monkeypatch, error)
     with pytest.raises(error, match="simulated"):
         ph.write_phantom_dataset(str(tmp_path), 10, labeled=2, unlabeled=0, test=0, seed=1, overwrite=True)
     assert os.listdir(tmp_path) == [os.path.basename(first)]

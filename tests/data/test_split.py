@@ -11,6 +11,7 @@ from typing import Dict, Iterable, List, Tuple
 import numpy as np
 import pytest
 
+from movefaults import fail_moving_in
 from nnunetv2_dca import __version__
 from nnunetv2_dca.cli import main
 from nnunetv2_dca.data import split as split_mod
@@ -302,17 +303,7 @@ def test_overwrite_interrupted_while_moving_in_keeps_the_old_dataset(raw, prep, 
     source_before = snapshot(src)
     old = make_semi_supervised_split(str(raw), 1, 2, labeled_fraction=0.3, seed=0).path
     before = snapshot(Path(old))
-    real_rename, real_replace = os.rename, os.replace
-
-    def failing(real):
-        def move(a, b, *args, **kwargs):
-            if ".partial-" in os.path.basename(os.fspath(a)):
-                raise error("interrupted while moving the new dataset in (simulated)")
-            return real(a, b, *args, **kwargs)
-        return move
-
-    monkeypatch.setattr(os, "rename", failing(real_rename))
-    monkeypatch.setattr(os, "replace", failing(real_replace))
+    fail_moving_in(monkeypatch, error)
     with pytest.raises(error, match="simulated"):
         make_semi_supervised_split(str(raw), 1, 2, labeled_fraction=0.5, seed=0, overwrite=True)
     assert sorted(os.listdir(raw)) == ["Dataset001_Tiny", "Dataset002_Tiny_L30s0"]

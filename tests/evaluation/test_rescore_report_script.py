@@ -1,19 +1,11 @@
 """benchmarks/scripts/rescore_report.py: re-scoring a finished benchmark from its stored evaluations."""
-import importlib.util
 import json
 import shutil
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "benchmarks" / "scripts" / "rescore_report.py"
-COMMITTED = REPO / "benchmarks" / "results" / "phantom_cpu"
+from benchscripts import SCRIPTS, load_script
 
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("rescore_report", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+COMMITTED = SCRIPTS.parents[0] / "results" / "phantom_cpu"
 
 
 def test_old_rule_results_are_rescored_and_the_analysis_kept(tmp_path: Path):
@@ -28,7 +20,7 @@ def test_old_rule_results_are_rescored_and_the_analysis_kept(tmp_path: Path):
     case.update({"TP": 0, "FP": 0, "FN": 0, "n_ref": 0, "n_pred": 0, "Dice": 1.0, "ASD": 0.0, "HD95": 0.0,
                  "empty": "both"})
     ev_file.write_text(json.dumps(ev))
-    report = load_script().rescore_folder(str(out))
+    report = load_script("rescore_report").rescore_folder(str(out))
 
     others = [e["metrics"]["5"]["Dice"] for e in ev["metric_per_case"][1:]]
     assert report["dice"]["full"]["dice"]["class:5"]["mean"] == sum(others) / len(others)  # case 0 left out
