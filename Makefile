@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(if $(VIRTUAL_ENV),$(VIRTUAL_ENV)/bin/python,$(VENV)/bin/python)
 BIN := $(dir $(PY))
 
-.PHONY: setup demo test
+.PHONY: setup demo test test-fast
 setup:
 	bash scripts/setup_env.sh $(VENV)
 
@@ -13,3 +13,7 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -ra
+
+# the tests that start no subprocess and train nothing (a few minutes); `make test` runs all of them
+test-fast: setup
+	$(PY) -m pytest -ra -m "not slow"

@@ -127,6 +127,7 @@ def test_missing_lookup_names_nnunet_version_and_supported_range(monkeypatch):
         discovery.patch_find_class_module(module)
 
 
+@pytest.mark.slow  # a subprocess
 def test_missing_lookup_through_the_import_hook_is_a_clear_import_error(tmp_path):
     # The real path: the start-up hook's loader executes a find_class_by_name module lacking the function.
     pkg = tmp_path / "nnunetv2" / "utilities"

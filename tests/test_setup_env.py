@@ -48,6 +48,7 @@ def test_torchvision_is_optional_torch_is_not():
         mod.constraint_lines(lambda name: (_ for _ in ()).throw(metadata.PackageNotFoundError(name)))
 
 
+@pytest.mark.slow  # a subprocess
 def test_script_prints_this_environments_pins():
     out = subprocess.run([sys.executable, str(SCRIPT)], capture_output=True, text=True, check=True).stdout.split()
     assert out[0] == f"torch=={metadata.version('torch')}"
