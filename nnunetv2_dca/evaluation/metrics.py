@@ -1,7 +1,7 @@
 """Per-class segmentation metrics (pure numpy/scipy): Dice, surface distances, protocol-B resize, summaries.
 
 Nothing here reads files; ``nnunetv2_dca.evaluation.evaluate`` does the folders and outputs. The definitions (also
-in the README section "Evaluation: nnunetv2-dca evaluate"):
+in docs/evaluation.md):
 
 Dice
     ``2 TP / (|P| + |R|)`` over the voxels that are not ignored (reference voxel == ignore label), counted for all

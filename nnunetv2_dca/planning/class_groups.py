@@ -1,7 +1,7 @@
 """The one place that reads a plans' class groups.
 
 Stored copy: ``configurations[c].architecture.arch_kwargs.class_groups`` (expert channel order, head first). The
-network, the trainer and the predictor build from it, and it is what the README invites users to edit, so every
+network, the trainer and the predictor build from it, and it is what docs/planning.md invites users to edit, so every
 reader (trainer, ``evaluate``, ``groups``, benchmark report) goes through :func:`plans_class_groups` or
 :func:`validate_groups`. The planner's ``plans["dca"]`` section keeps counts and provenance of the grouping
 (``planned_class_groups``), never read as groups. Names follow from the number of groups (:func:`group_names`).
