@@ -96,7 +96,9 @@ def planned_copy(planned: Tuple[Path, str], tmp_path: Path, monkeypatch: pytest.
 
 
 def _tree_digest(folder: Path) -> Dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+    # every file, also in subfolders (the stamp lives in dca/)
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def _leftovers(pre: Path) -> List[str]:
