@@ -11,6 +11,12 @@ from contextlib import contextmanager
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional
 
 
+def _normal_permissions(tmp: str) -> None:
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file normal permissions
+
+
 @contextmanager
 def atomic_output(path: str, suffix: str = ".tmp") -> Iterator[str]:
     """Yields a temporary path next to ``path``; moves it onto ``path`` if the block succeeds, removes it if not."""
@@ -20,9 +26,7 @@ def atomic_output(path: str, suffix: str = ".tmp") -> Iterator[str]:
     os.close(fd)
     try:
         yield tmp
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file normal permissions
+        _normal_permissions(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -71,10 +75,8 @@ def atomic_file_set(contents: Mapping[str, str]) -> None:
             fd, tmps[path] = tempfile.mkstemp(suffix=".tmp", prefix="." + os.path.basename(path) + ".", dir=folder)
             os.close(fd)
             _write_text_file(tmps[path], text)
-        umask = os.umask(0)
-        os.umask(umask)
         for path, tmp in tmps.items():
-            os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the files normal permissions
+            _normal_permissions(tmp)
             if os.path.exists(path):
                 backup = tmp + ".old"
                 try:

@@ -98,10 +98,8 @@ def check_image_file(path: str) -> None:
     Other files: no check. Cost: one pass of decompression for gzip files, a header read for the others."""
     path = os.fspath(path)
     with open(path, "rb") as fh:
-        compressed = fh.read(2) == GZIP_MAGIC
-    if not compressed:
-        with open(path, "rb") as fh:
-            head = fh.read(NIFTI2_HEADER_SIZE)
+        head = fh.read(NIFTI2_HEADER_SIZE)
+    if head[:2] != GZIP_MAGIC:
         info = _expected_nifti_bytes(path, head)
         if info is not None:
             expected, version = info

@@ -529,13 +529,17 @@ class Benchmark:
         """Pseudo-labels of a trained model on the unlabeled training images, scored against their true labels in
         the fully labeled dataset (:mod:`nnunetv2_dca.evaluation.pseudo_labels`); groups as planned for DCA."""
         from nnunetv2_dca.evaluation.pseudo_labels import PseudoLabelError, pseudo_label_quality
+        from nnunetv2_dca.planning.class_groups import plans_class_groups
+        from nnunetv2_dca.planning.labels import foreground_classes
 
-        with open(self.plans_files[PLANS_DCA], encoding="utf-8") as f:
-            arch = json.load(f)["configurations"][self.cfg.configuration]["architecture"]["arch_kwargs"]
+        plans_file = self.plans_files[PLANS_DCA]
+        with open(plans_file, encoding="utf-8") as f:
+            groups = plans_class_groups(json.load(f), 1 + len(foreground_classes(self.dataset_json)),
+                                        self.cfg.configuration, plans_file)[0]
         try:
             return pseudo_label_quality(model_dir, os.path.join(self.semi, "imagesTrUnlabeled"),
                                         os.path.join(find_dataset(self.raw, ID_FULL), "labelsTr"), fold=FOLD,
-                                        device=self.cfg.device, class_groups=arch["class_groups"])
+                                        device=self.cfg.device, class_groups=groups)
         except PseudoLabelError as e:  # e.g. a user's full dataset without the unlabeled cases: report, go on
             print(f"pseudo-label quality not measured: {e}", flush=True)
             return {"error": str(e)}

@@ -39,8 +39,7 @@ class EtaModel:
         self.cost_ratio = dict(cost_ratio or {})
         self.epoch_times: Dict[Job, List[float]] = {j: [] for j in self.jobs}
         self.startup: Dict[Job, float] = {}
-        self.overheads: Dict[Job, float] = {}  # seconds after the last epoch, per job done
-        self.done: List[Job] = []
+        self.overheads: Dict[Job, float] = {}  # seconds after the last epoch, per job done (its keys: jobs done)
 
     def epoch_done(self, job: Job, seconds: float, since_job_start: Optional[float] = None) -> None:
         """One epoch of ``job`` took ``seconds``; ``since_job_start``: wall time from the job's start to now."""
@@ -51,7 +50,6 @@ class EtaModel:
     def job_done(self, job: Job, wall_seconds: float) -> None:
         used = self.startup.get(job, 0.0) + sum(self.epoch_times[job])
         self.overheads[job] = max(0.0, wall_seconds - used)
-        self.done.append(job)
 
     def _epoch_seconds(self, arm: str) -> Optional[float]:
         """Typical epoch time of ``arm``: measured (any seed), else scaled from a measured arm, else None."""
@@ -65,26 +63,29 @@ class EtaModel:
         ref = scalable[-1]
         return measured[ref] * self.cost_ratio[arm] / self.cost_ratio[ref]
 
+    def _mean_startup(self) -> float:
+        return statistics.mean(self.startup.values()) if self.startup else 0.0
+
     def _overhead(self, job: Job) -> float:
         same_arm = [s for (arm, _), s in self.overheads.items() if arm == job[0]]
         if same_arm or self.overheads:
             return statistics.mean(same_arm or list(self.overheads.values()))
-        return self.startup.get(job, statistics.mean(self.startup.values()) if self.startup else 0.0)
+        return self.startup.get(job, self._mean_startup())
 
     def job_remaining(self, job: Job) -> Optional[float]:
         """Seconds left for ``job`` (training epochs left + overhead); None if nothing can be estimated yet."""
-        if job in self.done:
+        if job in self.overheads:  # done
             return 0.0
         seen = self.epoch_times[job]
         per_epoch = statistics.median(seen) if seen else self._epoch_seconds(job[0])
         if per_epoch is None:
             return None
-        startup = 0.0 if seen else (statistics.mean(self.startup.values()) if self.startup else 0.0)
+        startup = 0.0 if seen else self._mean_startup()
         return startup + max(0, self.epochs - len(seen)) * per_epoch + self._overhead(job)
 
     def remaining(self) -> Optional[float]:
         """Seconds left for the whole run; None while some job cannot be estimated."""
-        parts = [self.job_remaining(j) for j in self.jobs if j not in self.done]
+        parts = [self.job_remaining(j) for j in self.jobs if j not in self.overheads]
         if any(p is None for p in parts):
             return None
         return float(sum(parts))

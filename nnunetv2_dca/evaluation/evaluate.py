@@ -34,6 +34,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from nnunetv2_dca.atomic import atomic_file_set
+from nnunetv2_dca.imagefile import check_image_file
 from nnunetv2_dca.planning.class_groups import plans_class_groups
 from nnunetv2_dca.evaluation.metrics import (PROTOCOL_B_MISSING_ASD, PROTOCOL_B_SHAPE, evaluate_case_mm,
                                              evaluate_case_protocol_b, summarise)
@@ -120,8 +121,6 @@ def match_files(ref_folder: str, pred_folder: str, file_ending: str) -> List[Tup
 
 def read_label_map(reader, path: str) -> Tuple[np.ndarray, Tuple[float, ...]]:
     """Label map without nnU-Net's channel axis (integer array) and its spacing in array axis order."""
-    from nnunetv2_dca.imagefile import check_image_file
-
     # SimpleITK zero-fills a truncated .nii.gz/.nii without error: the metrics would change silently
     check_image_file(path)
     seg, props = reader.read_seg(path)

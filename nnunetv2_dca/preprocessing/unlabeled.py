@@ -87,7 +87,7 @@ from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_datas
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
 from tqdm import tqdm
 
-from nnunetv2_dca.atomic import numpy_to_builtin
+from nnunetv2_dca.atomic import numpy_to_builtin, write_json_atomic
 from nnunetv2_dca.folders import replace_folder
 from nnunetv2_dca.imagefile import ImageFileError, check_image_file
 
@@ -189,10 +189,7 @@ def stamp_differences(found: Mapping, expected: Mapping) -> List[str]:
 
 
 def write_unlabeled_stamp(folder: str, stamp: Mapping) -> None:
-    os.makedirs(os.path.join(folder, STAMP_DIR), exist_ok=True)
-    with open(os.path.join(folder, STAMP_FILE), "w", encoding="utf-8") as f:
-        json.dump(stamp, f, indent=2)
-        f.write("\n")
+    write_json_atomic(stamp, os.path.join(folder, STAMP_FILE))  # creates dca/
 
 
 def unlabeled_stamp_problem(folder: str, plans_manager: PlansManager, configuration_manager: ConfigurationManager,

@@ -280,42 +280,45 @@ class nnUNetTrainerSemiSupervised(nnUNetTrainer):
         else:
             loss.backward()
         norm = torch.nn.utils.clip_grad_norm_(self.network.parameters(), 12)
-        finite = torch.isfinite(loss.detach())
-        if self.grad_scaler is None:  # with AMP, overflowing gradients are the scaler's business (it skips, rescales)
-            finite = finite & torch.isfinite(norm)
-        finite = finite.to(torch.float32).reshape(1)
+        # flags [loss finite, gradient norm finite]; with AMP, overflowing gradients are the scaler's business (it
+        # skips the step and rescales), so only the loss decides
+        flags = torch.stack([torch.isfinite(loss.detach()),
+                             torch.isfinite(norm) if self.grad_scaler is None else torch.ones((), dtype=torch.bool,
+                                                                                               device=norm.device)])
+        flags = flags.to(torch.float32)
         if self.is_ddp:  # every rank must take the same decision (all-reduce on the device, no host sync)
-            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
-        stats = torch.cat([finite, loss.detach().float().reshape(1)]
-                          + [torch.as_tensor(losses[k], device=finite.device).detach().float().reshape(1)
+            dist.all_reduce(flags, op=dist.ReduceOp.MIN)
+        stats = torch.cat([flags, loss.detach().float().reshape(1)]
+                          + [torch.as_tensor(losses[k], device=flags.device).detach().float().reshape(1)
                              for k in parts])
-        stats = stats.cpu().tolist()  # the one host synchronisation of the step
-        logged = dict(zip(parts, stats[2:]))
-        skipped = 0.0
-        if stats[0] > 0:
-            self._consecutive_nonfinite = 0
-            if self.grad_scaler is not None:
-                self.grad_scaler.step(self.optimizer)
-                self.grad_scaler.update()
-            else:
-                self.optimizer.step()
-        else:
-            # do not let one NaN/inf corrupt the weights: no optimizer step
-            skipped = 1.0
+        loss_ok, norm_ok, loss_value, *part_values = stats.cpu().tolist()  # the one host synchronisation of the step
+        logged = dict(zip(parts, part_values))
+        skipped = 0.0 if loss_ok and norm_ok else 1.0
+        if skipped:  # do not let one NaN/inf corrupt the weights: no optimizer step
             self.optimizer.zero_grad(set_to_none=True)
             if self.grad_scaler is not None:
                 self.grad_scaler.update()  # the scaler saw the inf gradients in unscale_: lowers its scale
-            what = "loss" if not math.isfinite(stats[1]) else "gradient norm"
+        elif self.grad_scaler is not None:
+            self.grad_scaler.step(self.optimizer)
+            self.grad_scaler.update()
+        else:
+            self.optimizer.step()
+        if not loss_ok:
             self._consecutive_nonfinite += 1
-            self.print_to_log_file(f"non-finite {what} at epoch {self.current_epoch}, iteration "
-                                   f"{self._iteration_in_epoch}: loss {stats[1]} (parts: {logged}); step skipped")
+            self.print_to_log_file(f"non-finite loss at epoch {self.current_epoch}, iteration "
+                                   f"{self._iteration_in_epoch}: {loss_value} (parts: {logged}); step skipped")
             if self._consecutive_nonfinite >= MAX_CONSECUTIVE_NONFINITE:
                 raise NonFiniteLossError(
                     f"the loss was non-finite for {self._consecutive_nonfinite} consecutive steps (last parts: "
                     f"{logged}); training stopped to protect the weights. Lower the learning rate or lambda_max, "
                     f"or check the data (NaNs in images?)")
+        else:
+            self._consecutive_nonfinite = 0
+            if not norm_ok:
+                self.print_to_log_file(f"non-finite gradient norm at epoch {self.current_epoch}, iteration "
+                                       f"{self._iteration_in_epoch}; step skipped")
         self._iteration_in_epoch += 1
-        loss_value = np.array(stats[1]) if skipped == 0 else np.array(np.nan)
+        loss_value = np.array(loss_value) if skipped == 0 else np.array(np.nan)
         return {"loss": loss_value, "ssl_skipped_steps": skipped, **logged}
 
     def on_train_epoch_end(self, train_outputs: List[dict]):

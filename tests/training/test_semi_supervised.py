@@ -113,3 +113,6 @@ def test_non_finite_gradient_skips_the_step():
     out = t.train_step({"data": torch.ones(2, 3), "target": torch.zeros(2, 1)})
     assert out["ssl_skipped_steps"] == 1.0 and "non-finite gradient norm" in t.messages[-1]
     assert all(torch.equal(a, b) for a, b in zip(before, net.parameters()))
+    # a finite loss with a bad gradient is skipped but is not one of the five non-finite losses that stop training
+    for _ in range(ss.MAX_CONSECUTIVE_NONFINITE):
+        assert t.train_step({"data": torch.ones(2, 3), "target": torch.zeros(2, 1)})["ssl_skipped_steps"] == 1.0
