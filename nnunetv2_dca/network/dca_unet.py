@@ -24,9 +24,14 @@ Choices where the paper (seed ``003``, Key Designs 2 and 4) is silent, all overr
 * **Outputs.** ``forward(x)`` returns D_A's logits in nnU-Net's format (a tensor, or the list highest resolution
   first when deep supervision is on): that is what nnU-Net's validation and ``nnUNetv2_predict`` consume. Expert
   segmentation heads are only evaluated for ``forward(x, return_all=True)``, which returns :class:`DCAOutput` with
-  the experts' logits (per scale), D_A's logits and the gate maps, through the same call (DDP/torch.compile see every
-  parameter used). Expert ``g`` predicts ``1 + len(class_groups[g])`` channels: background, then its classes in the
-  order of ``class_groups[g]`` (label-split).
+  the experts' logits (per scale), D_A's logits and the gate maps for every sample. Expert ``g`` predicts
+  ``1 + len(class_groups[g])`` channels: background, then its classes in the order of ``class_groups[g]``.
+* **Training step.** ``forward(x, num_labeled=n)`` (``x`` = labeled then unlabeled samples) returns
+  :class:`DCAStepOutput` and runs only what the step's losses use: the encoder on all samples, the experts with
+  autograd on the labeled part and *without* autograd on the unlabeled part (their outputs there only feed the
+  pseudo-labels and, detached, DFAM), D_A on the unlabeled part (plus the labeled part with
+  ``aggregate_labeled=True``). Same losses and gradients as slicing the ``return_all`` outputs, at about 60 % of the
+  FLOPs (docs/training.md); one call, so DDP and torch.compile see every parameter used.
 """
 
 from __future__ import annotations
@@ -60,6 +65,20 @@ class DCAOutput(NamedTuple):
     """
     aggregate: Union[torch.Tensor, List[torch.Tensor]]
     experts: List[Union[torch.Tensor, List[torch.Tensor]]]
+    gates: List[torch.Tensor]
+
+
+class DCAStepOutput(NamedTuple):
+    """What one training step needs, from ``network(x, num_labeled=n)`` (same conventions as :class:`DCAOutput`).
+
+    ``experts_labeled``: each expert's logits on the labeled samples (autograd on: label-split supervision).
+    ``experts_unlabeled``: each expert's logits on the unlabeled samples, computed without autograd (pseudo-labels).
+    ``aggregate`` / ``gates``: D_A's logits and DFAM's gates on the unlabeled samples, preceded by the labeled ones
+    when the step asked for ``aggregate_labeled``.
+    """
+    experts_labeled: List[Union[torch.Tensor, List[torch.Tensor]]]
+    experts_unlabeled: List[Union[torch.Tensor, List[torch.Tensor]]]
+    aggregate: Union[torch.Tensor, List[torch.Tensor]]
     gates: List[torch.Tensor]
 
 
@@ -237,6 +256,11 @@ class ExpertDecoder(_DecoderBase):
             features.append(x)
         return (self._heads(features) if heads else None), features
 
+    def stage_maps_kept(self, input_size: Sequence[int], encoder: Encoder) -> np.int64:
+        """Elements of the stage outputs (what DFAM's align convs keep for their backward), one sample."""
+        return np.int64(sum(np.prod([c, *size], dtype=np.int64)
+                            for c, size in zip(self.stage_channels, _skip_sizes(encoder, input_size)[::-1])))
+
 
 class DFAM(nn.Module):
     """Dynamic Feature Aggregation Module (seed Key Design 4) for one decoder stage.
@@ -351,8 +375,11 @@ class DCAUNet(AbstractDynamicNetworkArchitectures):
         self.detach_expert_features = detach_expert_features
         self.detach_encoder_for_aggregation = detach_encoder_for_aggregation
 
-    def forward(self, x: torch.Tensor, return_all: bool = False
-                ) -> Union[torch.Tensor, List[torch.Tensor], DCAOutput]:
+    def forward(self, x: torch.Tensor, return_all: bool = False, num_labeled: Optional[int] = None,
+                aggregate_labeled: bool = False
+                ) -> Union[torch.Tensor, List[torch.Tensor], DCAOutput, DCAStepOutput]:
+        if num_labeled is not None:
+            return self._training_step(x, int(num_labeled), aggregate_labeled)
         skips = self.encoder(x)
         expert_heads, expert_features = [], []
         for expert in self.decoder.experts:
@@ -364,6 +391,51 @@ class DCAUNet(AbstractDynamicNetworkArchitectures):
         if return_all:
             return DCAOutput(aggregate, expert_heads, gates)
         return aggregate
+
+    def _training_step(self, x: torch.Tensor, n: int, aggregate_labeled: bool) -> DCAStepOutput:
+        """See the module docstring ("Training step"). The experts' autograd on the unlabeled part is skipped only
+        where nothing needs it: with ``detach_expert_features=False`` D_A's loss trains them through their features
+        there, so those features keep autograd (their heads still run without)."""
+        skips = self.encoder(x)
+        labeled, unlabeled = [s[:n] for s in skips], [s[n:] for s in skips]
+        heads_l, heads_u, feats_l, feats_u = [], [], [], []
+        for expert in self.decoder.experts:
+            h, f = expert(labeled)
+            heads_l.append(h)
+            feats_l.append(f)
+            with torch.set_grad_enabled(torch.is_grad_enabled() and not self.detach_expert_features):
+                _, f = expert(unlabeled, heads=False)
+            with torch.no_grad():
+                heads_u.append(expert._heads(f))
+            feats_u.append(f)
+        if self.detach_expert_features:
+            feats_l = [[f.detach() for f in fs] for fs in feats_l]
+        if aggregate_labeled:
+            agg_skips = skips
+            agg_feats = [[torch.cat((a, b)) for a, b in zip(fl, fu)] for fl, fu in zip(feats_l, feats_u)]
+        else:
+            agg_skips, agg_feats = unlabeled, feats_u
+        if self.detach_encoder_for_aggregation:
+            agg_skips = [s.detach() for s in agg_skips]
+        aggregate, gates = self.decoder.aggregation(agg_skips, agg_feats)
+        return DCAStepOutput(heads_l, heads_u, aggregate, gates)
+
+    def compute_training_step_feature_map_size(self, input_size: Sequence[int], unlabeled_per_labeled: float = 1.0,
+                                               aggregate_labeled: bool = False) -> float:
+        """Feature maps autograd keeps for one labeled sample's training step (``forward(x, num_labeled=n)``) with
+        its share of unlabeled samples, DNA's counting convention: the encoder on every sample, the experts (with
+        heads) on the labeled one, D_A + DFAM on the unlabeled ones (and the labeled one with
+        ``aggregate_labeled``), and the experts' stage outputs on the unlabeled ones (inputs of DFAM's align convs;
+        the experts' other maps there are computed without autograd and freed at once)."""
+        u = float(unlabeled_per_labeled)
+        encoder = float(self.encoder.compute_conv_feature_map_size(input_size))
+        experts = float(sum(e._stage_maps(input_size, self.encoder) for e in self.decoder.experts))
+        expert_outputs = float(sum(e.stage_maps_kept(input_size, self.encoder) for e in self.decoder.experts))
+        aggregation = float(self.decoder.aggregation._stage_maps(input_size, self.encoder))
+        aggregation += float(sum(dfam.compute_conv_feature_map_size(size) for dfam, size in
+                                 zip(self.decoder.aggregation.dfam, _skip_sizes(self.encoder, input_size)[::-1])))
+        agg_samples = u + (1.0 if aggregate_labeled else 0.0)
+        return encoder * (1.0 + u) + experts + expert_outputs * u + aggregation * agg_samples
 
     def compute_conv_feature_map_size(self, input_size: Sequence[int]) -> np.int64:
         """Encoder + every expert (with heads, as in training) + D_A + DFAM; feeds nnU-Net's VRAM estimate."""

@@ -1,7 +1,8 @@
 """DCA's training procedure (seed ``003``, "Loss & Training", Key Designs 2-4) on the semi-supervised base trainer.
 
-One forward of the labeled and the unlabeled batch, concatenated, through ``self.network(x, return_all=True)``
-(so DDP and torch.compile see every parameter used), then:
+One forward of the labeled and the unlabeled batch, concatenated, through ``self.network(x, num_labeled=n)``: one
+call (DDP and torch.compile see every parameter used) that runs only what the losses below use (the experts without
+autograd on the unlabeled images, D_A only on them; ``DCAUNet._training_step``), then:
 
 * ``L_sup = sum_g L_seg(expert_g(x_l), split_g(y_l))``: label-split, classes outside group g become background
   (:func:`split_target`); the ignore label stays ignored. ``L_seg`` is nnU-Net's own loss object (Dice + CE with its
@@ -20,7 +21,9 @@ One forward of the labeled and the unlabeled batch, concatenated, through ``self
   paper, until the benchmark measures it (trainer variant ``nnUNetTrainerDCA_supAgg``).
 
 * Beyond the paper: ``gate_balance_weight * balance(DFAM gates)`` (Semi-MoE's load-balancing loss on each stage's
-  mean gate), against the gate collapse the benchmark measured without it (see ``gate_balance_weight``).
+  mean gate), against the gate collapse the benchmark measured without it (see ``gate_balance_weight``). Computed
+  on the gates of the samples D_A runs on in the step: the unlabeled ones (before the minimal-compute step, D_A also
+  ran on the labeled samples, whose gates entered this mean; only D_A's loss on unlabeled images uses them).
 
 Logged per epoch (``progress_semi_supervised.png``): supervised loss per expert, unsupervised loss, lambda, share of
 pseudo-label voxels per group (+ background), mean DFAM gate weight per expert at full resolution, seconds per
@@ -117,7 +120,8 @@ class DCATrainer(nnUNetTrainerSemiSupervised):
     def semi_supervised_losses(self, data: torch.Tensor, target: TensorOrList, unlabeled: torch.Tensor
                                ) -> Dict[str, torch.Tensor]:
         n = data.shape[0]
-        out = self.network(torch.cat((data, unlabeled)), return_all=True)
+        # one call that runs only what these losses use (see DCAUNet "Training step")
+        out = self.network(torch.cat((data, unlabeled)), num_labeled=n, aggregate_labeled=self.supervise_aggregation)
         ds = isinstance(out.aggregate, list)
         targets = target if isinstance(target, list) else [target]
 
@@ -127,30 +131,32 @@ class DCATrainer(nnUNetTrainerSemiSupervised):
         def as_target(ts: List[torch.Tensor]) -> TensorOrList:
             return ts if ds else ts[0]
 
-        labeled, unlabeled_part = slice(0, n), slice(n, None)
         logs: Dict[str, torch.Tensor] = {}
         sup = 0.0
-        for g, (name, expert_out) in enumerate(zip(self.group_names, out.experts)):
+        for g, (name, expert_out) in enumerate(zip(self.group_names, out.experts_labeled)):
             split = [split_target(t, self._lut[g]) for t in targets]
-            loss_g = self.loss(part(expert_out, labeled), as_target(split))
+            loss_g = self.loss(expert_out, as_target(split))
             logs[f"dca_loss_sup_{name}"] = loss_g
             sup = sup + loss_g
 
         with torch.no_grad():
             scales = len(out.aggregate) if ds else 1
-            per_scale = [[(e[s] if ds else e)[unlabeled_part] for e in out.experts] for s in range(scales)]
+            per_scale = [[(e[s] if ds else e) for e in out.experts_unlabeled] for s in range(scales)]
             pseudo = [fuse_expert_logits(experts, self.class_groups, self.fusion).argmax(1, keepdim=True)
                       .to(targets[0].dtype)
                       for experts in per_scale]
-        unsup = self.loss(part(out.aggregate, unlabeled_part), as_target(pseudo))
+        # D_A ran on the unlabeled samples, preceded by the labeled ones with supervise_aggregation
+        aggregate_unlabeled = part(out.aggregate, slice(n, None)) if self.supervise_aggregation else out.aggregate
+        unsup = self.loss(aggregate_unlabeled, as_target(pseudo))
         total = sup + self.unsupervised_weight() * unsup
         logs["dca_loss_unsup"] = unsup
         if self.gate_balance_weight > 0:
+            # over the samples D_A saw: the unlabeled ones (+ the labeled ones with supervise_aggregation)
             gate_balance = balance_loss(out.gates)
             logs["dca_loss_gate_balance"] = gate_balance
             total = total + self.gate_balance_weight * gate_balance
         if self.supervise_aggregation:
-            agg = self.loss(part(out.aggregate, labeled), target)
+            agg = self.loss(part(out.aggregate, slice(0, n)), target)
             logs["dca_loss_sup_aggregation"] = agg
             total = total + self.aggregation_supervision_weight * agg
 

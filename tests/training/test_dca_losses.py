@@ -4,21 +4,15 @@
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
 
 import pytest
 import torch
-
-from nnunetv2.training.loss.compound_losses import DC_and_CE_loss
-from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
-from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
-from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 
 from nnunetv2_dca.network.dca_unet import fuse_expert_logits
 from nnunetv2_dca.training.dca import DCATrainer, split_lookup, split_target
 from nnunetv2_dca.training.semi_supervised import sigmoid_rampup
 
-GROUPS = [[3], [1, 4], [2, 5]]
+from dcanets import GROUPS, _batch, _fake_trainer, _tiny_net
 
 
 def test_split_target_maps_foreign_classes_to_background_and_keeps_ignore():
@@ -37,38 +31,6 @@ def test_sigmoid_rampup_curve():
     assert sigmoid_rampup(3, 0) == 1.0
     values = [sigmoid_rampup(s, 100) for s in range(0, 101, 10)]
     assert values == sorted(values)
-
-
-def _tiny_net(deep_supervision: bool):
-    kw = {"n_stages": 3, "features_per_stage": [4, 8, 8], "conv_op": "torch.nn.modules.conv.Conv3d",
-          "kernel_sizes": [[3, 3, 3]] * 3, "strides": [[1, 1, 1], [2, 2, 2], [2, 2, 2]], "n_conv_per_stage": [1, 1, 1],
-          "n_conv_per_stage_decoder": [1, 1], "conv_bias": True,
-          "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d", "norm_op_kwargs": {"eps": 1e-5, "affine": True},
-          "dropout_op": None, "dropout_op_kwargs": None, "nonlin": "torch.nn.LeakyReLU",
-          "nonlin_kwargs": {"inplace": True}, "class_groups": GROUPS}
-    return get_network_from_plans("nnunetv2_dca.network.dca_unet.DCAPlainConvUNet", kw,
-                                  ["conv_op", "norm_op", "dropout_op", "nonlin"], 1, 6,
-                                  deep_supervision=deep_supervision)
-
-
-def _fake_trainer(net, deep_supervision: bool, weight: float = 10.0, supervise_aggregation: bool = False):
-    loss = DC_and_CE_loss({"batch_dice": False, "smooth": 1e-5, "do_bg": False, "ddp": False}, {}, weight_ce=1,
-                          weight_dice=1, ignore_label=None, dice_class=MemoryEfficientSoftDiceLoss)
-    if deep_supervision:
-        loss = DeepSupervisionWrapper(loss, [2 / 3, 1 / 3])
-    return SimpleNamespace(network=net, loss=loss, class_groups=GROUPS, group_names=["head", "medium", "tail"],
-                           _lut=split_lookup(GROUPS, 6), label_manager=SimpleNamespace(num_segmentation_heads=6),
-                           unsupervised_weight=lambda: weight, supervise_aggregation=supervise_aggregation,
-                           aggregation_supervision_weight=1.0, fusion=DCATrainer.fusion,
-                           gate_balance_weight=DCATrainer.gate_balance_weight)
-
-
-def _batch(deep_supervision: bool):
-    torch.manual_seed(0)
-    data, unlabeled = torch.randn(2, 1, 8, 16, 16), torch.randn(2, 1, 8, 16, 16)
-    target = torch.randint(0, 6, (2, 1, 8, 16, 16)).float()
-    targets = [target, target[:, :, ::2, ::2, ::2]] if deep_supervision else target
-    return data, targets, unlabeled
 
 
 @pytest.mark.parametrize("deep_supervision", [True, False])
@@ -161,7 +123,8 @@ def test_gate_balance_term_is_the_kl_of_the_mean_dfam_gate_and_reaches_the_gates
     data, target, unlabeled = _batch(True)
     out = DCATrainer.semi_supervised_losses(_fake_trainer(net, True), data, target, unlabeled)
     gates = net(torch.cat((data, unlabeled)), return_all=True).gates
-    torch.testing.assert_close(out["dca_loss_gate_balance"], balance_loss(gates))
+    # over the samples D_A runs on in the step: the unlabeled ones
+    torch.testing.assert_close(out["dca_loss_gate_balance"], balance_loss([g[data.shape[0]:] for g in gates]))
     assert float(out["dca_loss_gate_balance"]) >= 0
     out["dca_loss_gate_balance"].backward()
     gate_grads = [p.grad for d in net.decoder.aggregation.dfam for p in d.gate.parameters()]

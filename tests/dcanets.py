@@ -1,0 +1,48 @@
+"""Tiny DCA network, a stand-in trainer with nnU-Net's loss, and a batch: what the DCA step tests share."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import torch
+
+from nnunetv2.training.loss.compound_losses import DC_and_CE_loss
+from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
+from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
+from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+
+from nnunetv2_dca.training.dca import DCATrainer, split_lookup
+
+GROUPS = [[3], [1, 4], [2, 5]]
+
+
+def _tiny_net(deep_supervision: bool, **extra):
+    kw = {"n_stages": 3, "features_per_stage": [4, 8, 8], "conv_op": "torch.nn.modules.conv.Conv3d",
+          "kernel_sizes": [[3, 3, 3]] * 3, "strides": [[1, 1, 1], [2, 2, 2], [2, 2, 2]], "n_conv_per_stage": [1, 1, 1],
+          "n_conv_per_stage_decoder": [1, 1], "conv_bias": True,
+          "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d", "norm_op_kwargs": {"eps": 1e-5, "affine": True},
+          "dropout_op": None, "dropout_op_kwargs": None, "nonlin": "torch.nn.LeakyReLU",
+          "nonlin_kwargs": {"inplace": True}, "class_groups": GROUPS, **extra}
+    return get_network_from_plans("nnunetv2_dca.network.dca_unet.DCAPlainConvUNet", kw,
+                                  ["conv_op", "norm_op", "dropout_op", "nonlin"], 1, 6,
+                                  deep_supervision=deep_supervision)
+
+
+def _fake_trainer(net, deep_supervision: bool, weight: float = 10.0, supervise_aggregation: bool = False):
+    loss = DC_and_CE_loss({"batch_dice": False, "smooth": 1e-5, "do_bg": False, "ddp": False}, {}, weight_ce=1,
+                          weight_dice=1, ignore_label=None, dice_class=MemoryEfficientSoftDiceLoss)
+    if deep_supervision:
+        loss = DeepSupervisionWrapper(loss, [2 / 3, 1 / 3])
+    return SimpleNamespace(network=net, loss=loss, class_groups=GROUPS, group_names=["head", "medium", "tail"],
+                           _lut=split_lookup(GROUPS, 6), label_manager=SimpleNamespace(num_segmentation_heads=6),
+                           unsupervised_weight=lambda: weight, supervise_aggregation=supervise_aggregation,
+                           aggregation_supervision_weight=1.0, fusion=DCATrainer.fusion,
+                           gate_balance_weight=DCATrainer.gate_balance_weight)
+
+
+def _batch(deep_supervision: bool):
+    torch.manual_seed(0)
+    data, unlabeled = torch.randn(2, 1, 8, 16, 16), torch.randn(2, 1, 8, 16, 16)
+    target = torch.randint(0, 6, (2, 1, 8, 16, 16)).float()
+    targets = [target, target[:, :, ::2, ::2, ::2]] if deep_supervision else target
+    return data, targets, unlabeled
