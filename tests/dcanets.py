@@ -28,13 +28,21 @@ def _tiny_net(deep_supervision: bool, **extra):
                                   deep_supervision=deep_supervision)
 
 
-def _fake_trainer(net, deep_supervision: bool, weight: float = 10.0, supervise_aggregation: bool = False):
+def nnunet_loss(deep_supervision: bool, scale_weights=(2 / 3, 1 / 3)):
+    """nnU-Net's Dice + CE (its deep-supervision wrapper with the given scale weights)."""
     loss = DC_and_CE_loss({"batch_dice": False, "smooth": 1e-5, "do_bg": False, "ddp": False}, {}, weight_ce=1,
                           weight_dice=1, ignore_label=None, dice_class=MemoryEfficientSoftDiceLoss)
-    if deep_supervision:
-        loss = DeepSupervisionWrapper(loss, [2 / 3, 1 / 3])
-    return SimpleNamespace(network=net, loss=loss, class_groups=GROUPS, group_names=["head", "medium", "tail"],
-                           _lut=split_lookup(GROUPS, 6), label_manager=SimpleNamespace(num_segmentation_heads=6),
+    return DeepSupervisionWrapper(loss, list(scale_weights)) if deep_supervision else loss
+
+
+def _fake_trainer(net, deep_supervision: bool, weight: float = 10.0, supervise_aggregation: bool = False,
+                  groups=GROUPS, scale_weights=(2 / 3, 1 / 3)):
+    """What DCATrainer.semi_supervised_losses reads of a trainer, with nnU-Net's loss."""
+    num_labels = 1 + sum(len(g) for g in groups)
+    names = ["head", "medium", "tail"] if len(groups) == 3 else [f"group{i}" for i in range(len(groups))]
+    return SimpleNamespace(network=net, loss=nnunet_loss(deep_supervision, scale_weights), class_groups=groups,
+                           group_names=names, _lut=split_lookup(groups, num_labels),
+                           label_manager=SimpleNamespace(num_segmentation_heads=num_labels),
                            unsupervised_weight=lambda: weight, supervise_aggregation=supervise_aggregation,
                            aggregation_supervision_weight=1.0, fusion=DCATrainer.fusion,
                            gate_balance_weight=DCATrainer.gate_balance_weight)

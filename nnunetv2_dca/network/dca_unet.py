@@ -257,9 +257,11 @@ class ExpertDecoder(_DecoderBase):
         return (self._heads(features) if heads else None), features
 
     def stage_maps_kept(self, input_size: Sequence[int], encoder: Encoder) -> np.int64:
-        """Elements of the stage outputs (what DFAM's align convs keep for their backward), one sample."""
+        """The stage outputs, one sample, where the expert runs without autograd: DFAM's align convs keep them for
+        their backward. One kept tensor counts half a map in DNA's convention (a counted map stands for about two
+        kept tensors, see DFAM)."""
         return np.int64(sum(np.prod([c, *size], dtype=np.int64)
-                            for c, size in zip(self.stage_channels, _skip_sizes(encoder, input_size)[::-1])))
+                            for c, size in zip(self.stage_channels, _skip_sizes(encoder, input_size)[::-1])) // 2)
 
 
 class DFAM(nn.Module):
@@ -300,10 +302,11 @@ class DFAM(nn.Module):
         return f_up + f_expert, weights
 
     def compute_conv_feature_map_size(self, size: Sequence[int]) -> np.int64:
+        """DNA's convention, one map per conv output: the align convs (G c), the gate's hidden conv (c) and its
+        logits (G). (What DFAM keeps for its backward, 2 G c + 2 c + 2 G tensors, is twice that, as for DNA's
+        conv-norm-nonlin blocks: measured 2.0 kept elements per counted map in nnU-Net's encoder.)"""
         g, c = self.num_experts, self.channels
-        hidden = c * (len(self.gate) - 2)  # conv (+ norm) outputs of the gate's hidden layer
-        # aligned maps, gate hidden + logits + softmax, weighted sum + residual sum
-        return np.int64(np.prod(size, dtype=np.int64) * (g * c + hidden + 2 * g + 2 * c))
+        return np.int64(np.prod(size, dtype=np.int64) * (g * c + c + g))
 
 
 class AggregationDecoder(_DecoderBase):

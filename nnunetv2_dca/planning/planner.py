@@ -41,11 +41,12 @@ DEFAULT_PREPROCESSOR = "DCAPreprocessor"
 
 # VRAM factor. nnU-Net sizes patch and batch so that estimate(network, patch) / ref_bs * batch_size stays at the
 # reference value of its GPU memory target; the estimate is the network's feature-map count for one sample. A DCA
-# training step runs one forward/backward over the labeled batch *and* an unlabeled batch of the same size (seed: 2
-# labeled + 2 unlabeled; nnUNetTrainerDCA's default), through the encoder, all expert decoders with their heads, D_A
-# and DFAM. So the estimate is the DCA network's own feature-map count (which already covers every decoder) times
-# (1 + unlabeled per labeled sample) = 2: nnU-Net's search then shrinks patch/batch until a DCA step fits the same
-# -gpu_memory_target as a stock plan would. The planned batch_size is the *labeled* batch size.
+# training step carries an unlabeled batch of the labeled batch's size (seed: 2 labeled + 2 unlabeled;
+# nnUNetTrainerDCA's default) and keeps, per labeled sample, what DCAUNet.compute_training_step_feature_map_size
+# counts: the encoder on both samples, the experts (with heads) on the labeled one, D_A + DFAM and the experts' stage
+# outputs on the unlabeled one (the experts' other work there runs without autograd). nnU-Net's search then shrinks
+# patch/batch until a DCA step fits the same -gpu_memory_target as a stock plan would; a test checks the factor
+# against the activation memory autograd keeps in a real step. The planned batch_size is the *labeled* batch size.
 UNLABELED_PER_LABELED = 1.0
 
 STOCK_PLANS_NAMES = ("nnUNetPlans", "nnUNetResEncUNetPlans", "nnUNetResEncUNetMPlans", "nnUNetResEncUNetLPlans",
@@ -84,11 +85,14 @@ def dca_feature_map_estimate(patch_size, input_channels: int, num_classes: int, 
                              unlabeled_per_labeled: float = UNLABELED_PER_LABELED) -> float:
     """Feature maps of one labeled sample's DCA training step incl. its share of unlabeled samples (see
     :data:`UNLABELED_PER_LABELED`); the quantity nnU-Net compares against its reference."""
+    import torch
     from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 
-    net = get_network_from_plans(architecture["network_class_name"], architecture["arch_kwargs"],
-                                 architecture["_kw_requires_import"], input_channels, num_classes, allow_init=False)
-    return float(net.compute_conv_feature_map_size(list(patch_size))) * (1.0 + unlabeled_per_labeled)
+    with torch.device("meta"):  # shapes only: no weights are allocated for the patch-size search
+        net = get_network_from_plans(architecture["network_class_name"], architecture["arch_kwargs"],
+                                     architecture["_kw_requires_import"], input_channels, num_classes,
+                                     allow_init=False)  # deep supervision as nnU-Net's own estimate
+    return float(net.compute_training_step_feature_map_size(list(patch_size), unlabeled_per_labeled))
 
 
 def resolve_grouping(raw_dataset_folder: str, dataset_json: Mapping, preprocessed_dataset_folder: str
