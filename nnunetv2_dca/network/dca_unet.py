@@ -297,9 +297,11 @@ class DFAM(nn.Module):
         logits = self.gate(torch.cat(aligned, 1))
         if self.logit_bound:
             logits = self.logit_bound * torch.tanh(logits / self.logit_bound)
-        weights = torch.softmax(logits, 1)
-        f_expert = sum(weights[:, g:g + 1] * aligned[g] for g in range(self.num_experts))
-        return f_up + f_expert, weights
+        weights = torch.softmax(logits.float(), 1)  # fp32 gates (also what autocast picks for softmax)
+        # mix in the features' dtype: fp32 weights would promote every product and F_DFAM to fp32 under autocast
+        mix = weights.to(aligned[0].dtype)
+        f_expert = sum(mix[:, g:g + 1] * aligned[g] for g in range(self.num_experts))
+        return f_up + f_expert.to(f_up.dtype), weights
 
     def compute_conv_feature_map_size(self, size: Sequence[int]) -> np.int64:
         """DNA's convention, one map per conv output: the align convs (G c), the gate's hidden conv (c) and its
