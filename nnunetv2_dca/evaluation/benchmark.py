@@ -616,13 +616,11 @@ class Benchmark:
 
     def eta_cost_ratios(self) -> Dict[str, float]:
         """Cost per epoch relative to the baseline, for the ETA of arms not measured yet: the ratio of the
-        networks' training FLOPs per patch. A guess, replaced by measurement once the arm runs. The unlabeled half
-        of a semi-supervised step is not counted: it runs largely without gradients, and counting it fully
-        overestimates (recorded CPU run, tests/evaluation/data/eta_log_recorded.json: DCA epochs took 4.5x the
-        baseline's, FLOPs say 3.7x, with the unlabeled batch counted 7.4x)."""
+        networks' training-step FLOPs per labeled patch (forward + backward, the unlabeled share included; see
+        nnunetv2_dca.network.cost). A guess, replaced by measurement once the arm runs."""
         costs = self.network_costs()
-        base = costs["baseline"]["training_forward_gflops"]
-        return {arm: c["training_forward_gflops"] / base for arm, c in costs.items()}
+        base = costs["baseline"]["training_step_gflops"]
+        return {arm: c["training_step_gflops"] / base for arm, c in costs.items()}
 
     # ---- report
     def network_costs(self) -> Dict[str, Dict[str, float]]:

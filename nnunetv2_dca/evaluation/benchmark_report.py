@@ -227,7 +227,7 @@ def build_report(bench, wall_seconds: float, runner) -> Dict:
                                                             base_t["seconds_per_iteration"]["mean"])
         timing[arm]["inference_ratio_to_baseline"] = _ratio(timing[arm]["inference_seconds_per_case"]["mean"],
                                                             base_t["inference_seconds_per_case"]["mean"])
-        for k in ("parameters", "inference_gflops", "training_forward_gflops"):
+        for k in ("parameters", "inference_gflops", "training_forward_gflops", "training_step_gflops"):
             costs[arm][f"{k}_ratio_to_baseline"] = _ratio(costs[arm][k], costs["baseline"][k])
 
     with open(bench.plans_files[PLANS_DCA], encoding="utf-8") as f:
@@ -481,21 +481,25 @@ def markdown_report(report: Mapping, summary: Mapping, bench) -> str:
     add("## Cost, measured in this run")
     add("")
     add("| arm | s / training iteration | ratio | inference s / case | ratio | parameters | ratio | GFLOPs / patch "
-        "(inference) | ratio | GFLOPs / patch (training forward) |")
-    add("|---|---|---|---|---|---|---|---|---|---|")
+        "(inference) | ratio | GFLOPs / training step per labeled patch | ratio |")
+    add("|---|---|---|---|---|---|---|---|---|---|---|")
     for arm in arms:
         t, c = report["timing"][arm], report["network_cost"][arm]
+        step = c.get("training_step_gflops")  # reports written before the step count have none
+        step_cells = (f"{step:.2f} | {c['training_step_gflops_ratio_to_baseline']:.2f}" if step is not None
+                      else "n/a | n/a")
         add(f"| {arm} | {fmt(t['seconds_per_iteration'], 1, 2)} | {t['iteration_ratio_to_baseline']:.2f} | "
             f"{fmt(t['inference_seconds_per_case'], 1, 2)} | {t['inference_ratio_to_baseline']:.2f} | "
             f"{c['parameters']:,} | {c['parameters_ratio_to_baseline']:.2f} | {c['inference_gflops']:.2f} | "
-            f"{c['inference_gflops_ratio_to_baseline']:.2f} | {c['training_forward_gflops']:.2f} |")
+            f"{c['inference_gflops_ratio_to_baseline']:.2f} | {step_cells} |")
     add("")
     add("Seconds per iteration: median over epochs (first epoch left out), data loading included, validation "
         "excluded. Inference: nnU-Net's sliding-window prediction of one preprocessed test case (what "
         "`nnUNetv2_predict` runs per case; process start, preprocessing and export excluded), mean over cases. "
         "A semi-supervised step also runs an unlabeled batch as large as the labeled one, so its per-iteration "
-        "cost covers twice the images of the baseline's step. FLOPs: one patch, batch 1 "
-        "(nnunetv2_dca.network.cost).")
+        "cost covers twice the images of the baseline's step. FLOPs (nnunetv2_dca.network.cost): inference = one "
+        "patch; training step = forward + backward per labeled patch with its unlabeled share, as the trainer "
+        "runs it (the iteration-time ratio should follow this ratio).")
     add("")
     pictures = [k for k in ("gates", "progress_dca", "progress_semimoe") if k in report["charts"]]
     if pictures:

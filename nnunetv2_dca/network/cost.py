@@ -22,6 +22,9 @@ from nnunetv2_dca.planning.planner import (DCA_NETWORKS, UNLABELED_PER_LABELED, 
                                            stock_architecture)
 
 
+MOE_MODULE = "nnunetv2_dca.network.moe_unet."
+
+
 def _build(architecture: Mapping, input_channels: int, num_classes: int) -> torch.nn.Module:
     from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 
@@ -84,10 +87,15 @@ def network_cost(architecture: Mapping, patch_size: Sequence[int], input_channel
     inference = _flops(net, x)
     net.decoder.deep_supervision = True  # what nnU-Net's set_deep_supervision_enabled does for training
     maps = float(net.compute_conv_feature_map_size(list(patch_size)))
+    u = int(unlabeled_per_labeled)
+    both = torch.empty((1 + u, input_channels, *shape), device="meta")
     if is_dca:
-        u = int(unlabeled_per_labeled)
-        step = step_flops(net, torch.empty((1 + u, input_channels, *shape), device="meta"), num_labeled=1)
+        step = step_flops(net, both, num_labeled=1)
         step_maps = net.compute_training_step_feature_map_size(list(patch_size), unlabeled_per_labeled)
+    elif architecture["network_class_name"].startswith(MOE_MODULE):
+        # Semi-MoE's step needs every part on every sample (consistency without stop-gradient on the unlabeled
+        # ones, gates of all in the balance loss): the whole network on labeled + unlabeled
+        step, step_maps = step_flops(net, both, return_all=True), maps * (1 + u)
     else:
         step, step_maps = step_flops(net, x), maps
     return {
