@@ -117,6 +117,17 @@ def _cmd_groups(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_gpu_check(args: argparse.Namespace) -> int:
+    from nnunetv2_dca.gpu_check import run_gpu_check
+
+    try:
+        run_gpu_check(args.out, args.size, args.steps, args.device)
+    except RuntimeError as e:  # GpuCheckError, or a failed step (the message names the command)
+        print(f"nnunetv2-dca gpu-check: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _cmd_cost(args: argparse.Namespace) -> int:
     import json
 
@@ -262,6 +273,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-c", "--configuration", default="3d_fullres")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=_cmd_cost)
+
+    p = sub.add_parser("gpu-check", help="the GPU checks of a DCA training run in one command: steps with AMP and "
+                                         "torch.compile, time and memory ratios vs nnU-Net, inference; JSON + MD",
+                       description="Plans a 3d phantom (full width: nnUNetPlannerDCA; --size tiny: the CPU planner "
+                                   "on a small phantom), runs N steps of nnUNetTrainer and nnUNetTrainerDCA as "
+                                   "nnUNetv2_train builds them, validation and training again (recompiles), and "
+                                   "nnUNetPredictor inference; writes OUT/gpu_check.json and OUT/gpu_check.md.")
+    p.add_argument("--out", default="gpu_check_output", help="folder for the nnU-Net folders and the report")
+    p.add_argument("--size", choices=["full", "tiny"], default="full")
+    p.add_argument("--steps", type=int, default=50, help="timed training steps per arm (default 50)")
+    p.add_argument("-device", "--device", choices=["cuda", "cpu"], default="cuda")
+    p.set_defaults(func=_cmd_gpu_check)
 
     p = sub.add_parser("evaluate", help="Dice, ASD and HD95 per case and class of a prediction folder, with "
                                         "head/medium/tail group means (or the published protocol B)",

@@ -7,7 +7,8 @@ from __future__ import annotations
 import copy
 import json
 import os
-from typing import Optional, Type
+import time
+from typing import Callable, Optional, Tuple, Type
 
 import torch
 
@@ -49,6 +50,24 @@ def start(trainer: nnUNetTrainer) -> None:
 
 def step(trainer: nnUNetTrainer) -> dict:
     return trainer.train_step(next(trainer.dataloader_train))
+
+
+def timed_compute_step(trainer: nnUNetTrainer, sync: Callable[[], None] = lambda: None) -> Tuple[dict, float]:
+    """One ``train_step`` on batches fetched beforehand (labeled and, for the semi-supervised trainers, unlabeled),
+    and its seconds: the step's compute without data loading and augmentation."""
+    batch = next(trainer.dataloader_train)
+    unlabeled = getattr(trainer, "dataloader_unlabeled", None)
+    if unlabeled is not None:
+        trainer.dataloader_unlabeled = iter([next(unlabeled)])
+    try:
+        sync()
+        t0 = time.perf_counter()
+        out = trainer.train_step(batch)
+        sync()
+        return out, time.perf_counter() - t0
+    finally:
+        if unlabeled is not None:
+            trainer.dataloader_unlabeled = unlabeled
 
 
 def finish(trainer: nnUNetTrainer) -> None:
