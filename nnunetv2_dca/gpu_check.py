@@ -192,6 +192,7 @@ def measure(plans_file: str, steps: int, device: str, images: str) -> Dict:
         arm_plans = harness.stock_plans(plans, CONFIGURATION) if arm == "nnU-Net" else plans
         trainer = harness.build_trainer(cls, arm_plans, CONFIGURATION, dataset_json, device=torch.device(device))
         compiles[0] = 0
+        torch._dynamo.reset()  # compiled code is cached per function (nnU-Net's Dice loss): count per arm
         result = measure_arm(trainer, steps, device, compiles)
         net_cost = cost["networks"][arm]
         maps = net_cost["training_step_feature_maps_millions"] * 1e6
