@@ -30,8 +30,8 @@ Choices where the paper (seed ``003``, Key Designs 2 and 4) is silent, all overr
   :class:`DCAStepOutput` and runs only what the step's losses use: the encoder on all samples, the experts with
   autograd on the labeled part and *without* autograd on the unlabeled part (their outputs there only feed the
   pseudo-labels and, detached, DFAM), D_A on the unlabeled part (plus the labeled part with
-  ``aggregate_labeled=True``). Same losses and gradients as slicing the ``return_all`` outputs, at about 60 % of the
-  FLOPs (docs/training.md); one call, so DDP and torch.compile see every parameter used.
+  ``aggregate_labeled=True``). Same losses and gradients as slicing the ``return_all`` outputs, at 63 % of the FLOPs
+  (full-width 3d plans, docs/training.md); one call, so DDP and torch.compile see every parameter used.
 """
 
 from __future__ import annotations
@@ -439,11 +439,14 @@ class DCAUNet(AbstractDynamicNetworkArchitectures):
         aggregation = float(self.decoder.aggregation._stage_maps(input_size, self.encoder))
         aggregation += float(sum(dfam.compute_conv_feature_map_size(size) for dfam, size in
                                  zip(self.decoder.aggregation.dfam, _skip_sizes(self.encoder, input_size)[::-1])))
+        if not self.detach_expert_features:  # the experts then keep autograd on the unlabeled samples too
+            expert_outputs = experts
         agg_samples = u + (1.0 if aggregate_labeled else 0.0)
         return encoder * (1.0 + u) + experts + expert_outputs * u + aggregation * agg_samples
 
     def compute_conv_feature_map_size(self, input_size: Sequence[int]) -> np.int64:
-        """Encoder + every expert (with heads, as in training) + D_A + DFAM; feeds nnU-Net's VRAM estimate."""
+        """Encoder + every expert (with heads) + D_A + DFAM for one sample through the whole network (the
+        ``return_all`` forward). The planner budgets :meth:`compute_training_step_feature_map_size` instead."""
         assert len(input_size) == convert_conv_op_to_dim(self.encoder.conv_op), \
             "give the spatial size only: input_size=(x, y(, z))"
         total = self.encoder.compute_conv_feature_map_size(input_size)

@@ -234,6 +234,10 @@ def test_tiny_benchmark_writes_complete_report(tmp_path: Path):
     assert report["network_cost"]["dca"]["parameters_ratio_to_baseline"] > 1
     assert report["network_cost"]["full"]["parameters_ratio_to_baseline"] == 1
     assert report["network_cost"]["semimoe"]["parameters_ratio_to_baseline"] > 1
+    # issue 15: the cost table carries the training step's FLOPs (DCA's lean step <= 5x a stock step)
+    assert 1 < report["network_cost"]["dca"]["training_step_gflops_ratio_to_baseline"] <= 5.0
+    assert report["network_cost"]["semimoe"]["training_step_gflops_ratio_to_baseline"] > 1
+    assert "GFLOPs / training step per labeled patch" in (out / "README.md").read_text()
     assert "nnUNetv2_train 952 2d all -tr nnUNetTrainerSemiMoE_budget -p nnUNetPlansBenchStock" in \
         (out / "commands.sh").read_text()
     assert "dca_beats_baseline_on_tail" in report["verdict"]
