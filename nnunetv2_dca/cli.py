@@ -178,7 +178,7 @@ def _int_list(text: str) -> List[int]:
 
 
 def _cmd_benchmark(args: argparse.Namespace) -> int:
-    from nnunetv2_dca.evaluation.benchmark import BenchmarkConfig, BenchmarkError, run_benchmark
+    from nnunetv2_dca.benchmark.run import BenchmarkConfig, BenchmarkError, run_benchmark
 
     cfg = BenchmarkConfig(
         out=args.out, dataset=args.d, full_dataset=args.full_dataset,
@@ -330,7 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_gates_parser(sub)
 
-    from nnunetv2_dca.evaluation.benchmark import ARMS, DEFAULT_ARMS  # light: stdlib imports only
+    from nnunetv2_dca.benchmark.arms import ARMS, DEFAULT_ARMS  # light: stdlib imports only
 
     p = sub.add_parser("benchmark", help="DCA vs nnU-Net baselines (labeled-only, offline pseudo-labels, all labels) "
                                          "in one run: train, predict, evaluate, cost; report with charts",

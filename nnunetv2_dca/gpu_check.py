@@ -21,7 +21,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from typing import Dict, List, Optional
@@ -177,7 +176,7 @@ def measure(plans_file: str, steps: int, device: str, images: str) -> Dict:
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
     from nnunetv2_dca.discovery import find_registered_class
-    from nnunetv2_dca.evaluation.benchmark import time_network_inference
+    from nnunetv2_dca.inference import time_network_inference
     from nnunetv2_dca.network.cost import cost_report
     from nnunetv2_dca.training import harness
 

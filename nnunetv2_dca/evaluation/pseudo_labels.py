@@ -7,7 +7,7 @@ pseudo-labels can be scored directly, per group, next to the obvious alternative
 predictions, i.e. the offline pseudo-labels of the ``pseudolabel`` arm).
 
 What is scored, per trained model, on nnU-Net's preprocessed grid (what training sees), stitched from nnU-Net's
-sliding-window tiles (:func:`nnunetv2_dca.evaluation.gates.stitch_tiles`) without mirroring:
+sliding-window tiles (:func:`nnunetv2_dca.inference.stitch_tiles`) without mirroring:
 
 * DCA model: ``pseudo_label`` = argmax of the experts' fused scores (``fuse_expert_logits`` with the trainer's
   fusion), exactly the target of D_A's unsupervised loss; ``aggregate`` = D_A's own prediction (the model's output).
@@ -102,7 +102,7 @@ def pseudo_label_quality(model_folder: str, images_folder: str, labels_folder: s
     ``fusion`` defaults to the DCA trainer's (``DCATrainer.fusion``)."""
     import torch
 
-    from nnunetv2_dca.evaluation.gates import expand_image_files, load_model, preprocess_case, stitch_tiles
+    from nnunetv2_dca.inference import expand_image_files, load_model, preprocess_case, stitch_tiles
     from nnunetv2_dca.network.dca_unet import DCAUNet, fuse_expert_logits
     from nnunetv2_dca.planning.grouping import group_names as default_group_names
 

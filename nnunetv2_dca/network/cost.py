@@ -18,11 +18,8 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from nnunetv2_dca.planning.planner import (DCA_NETWORKS, UNLABELED_PER_LABELED, dca_architecture,
-                                           stock_architecture)
-
-
-MOE_MODULE = "nnunetv2_dca.network.moe_unet."
+from nnunetv2_dca.network.architectures import (UNLABELED_PER_LABELED, dca_architecture, is_dca, is_moe,
+                                                stock_architecture)
 
 
 def _build(architecture: Mapping, input_channels: int, num_classes: int) -> torch.nn.Module:
@@ -80,7 +77,7 @@ def network_cost(architecture: Mapping, patch_size: Sequence[int], input_channel
     ``nnUNetTrainerDCA`` with its unlabeled samples), feature maps of one patch (``compute_conv_feature_map_size``)
     and of one labeled sample's training step (what the planner budgets)."""
     net = _build(architecture, input_channels, num_classes)
-    is_dca = architecture["network_class_name"] in DCA_NETWORKS.values()
+    dca = is_dca(architecture["network_class_name"])
     shape = [int(p) for p in patch_size]
     x = torch.empty((1, input_channels, *shape), device="meta")
     parameters = int(sum(p.numel() for p in net.parameters()))
@@ -89,10 +86,10 @@ def network_cost(architecture: Mapping, patch_size: Sequence[int], input_channel
     maps = float(net.compute_conv_feature_map_size(list(patch_size)))
     u = int(unlabeled_per_labeled)
     both = torch.empty((1 + u, input_channels, *shape), device="meta")
-    if is_dca:
+    if dca:
         step = step_flops(net, both, num_labeled=1)
         step_maps = net.compute_training_step_feature_map_size(list(patch_size), unlabeled_per_labeled)
-    elif architecture["network_class_name"].startswith(MOE_MODULE):
+    elif is_moe(architecture["network_class_name"]):
         # Semi-MoE's step needs every part on every sample (consistency without stop-gradient on the unlabeled
         # ones, gates of all in the balance loss): the whole network on labeled + unlabeled
         step, step_maps = step_flops(net, both, return_all=True), maps * (1 + u)
@@ -101,7 +98,7 @@ def network_cost(architecture: Mapping, patch_size: Sequence[int], input_channel
     return {
         "parameters": parameters,
         "inference_gflops": inference / 1e9,
-        "training_forward_gflops": _flops(net, x, **({"return_all": True} if is_dca else {})) / 1e9,
+        "training_forward_gflops": _flops(net, x, **({"return_all": True} if dca else {})) / 1e9,
         "training_step_gflops": step / 1e9,
         "feature_maps_millions": maps / 1e6,
         "training_step_feature_maps_millions": step_maps / 1e6,
@@ -122,7 +119,7 @@ def cost_report(plans: Mapping, configuration: str, dataset_json: Mapping,
     cm = pm.get_configuration(configuration)
     arch = {"network_class_name": cm.network_arch_class_name, "arch_kwargs": cm.network_arch_init_kwargs,
             "_kw_requires_import": cm.network_arch_init_kwargs_req_import}
-    if arch["network_class_name"] in DCA_NETWORKS.values():
+    if is_dca(arch["network_class_name"]):
         dca, stock = arch, stock_architecture(arch)
     elif class_groups is not None:
         dca, stock = dca_architecture(arch, class_groups), arch

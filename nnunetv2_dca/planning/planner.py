@@ -21,22 +21,12 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Mapping, Optional, Tuple
 
-from nnunetv2_dca.network.dca_unet import default_expert_settings
+from nnunetv2_dca.network.architectures import UNLABELED_PER_LABELED, DCAPlanningError, dca_architecture
 from nnunetv2_dca.planning.grouping import GROUPS_FILE, Grouping, explicit_grouping, log_gap_grouping
 from nnunetv2_dca.planning.labels import foreground_classes, load_class_voxel_counts
 
-# Stock network -> DCA network on the same encoder (the plan decides which encoder).
-DCA_NETWORKS: Dict[str, str] = {
-    "dynamic_network_architectures.architectures.unet.PlainConvUNet":
-        "nnunetv2_dca.network.dca_unet.DCAPlainConvUNet",
-    "dynamic_network_architectures.architectures.unet.ResidualEncoderUNet":
-        "nnunetv2_dca.network.dca_unet.DCAResidualEncoderUNet",
-}
-# arch_kwargs keys that only the DCA network knows (removed to rebuild the stock network of the same plans)
-DCA_ARCH_KEYS = ("class_groups", "expert_n_conv_per_stage", "expert_dilations", "detach_expert_features",
-                 "detach_encoder_for_aggregation")
 DEFAULT_PREPROCESSOR = "DCAPreprocessor"
 
 # VRAM factor. nnU-Net sizes patch and batch so that estimate(network, patch) / ref_bs * batch_size stays at the
@@ -47,38 +37,9 @@ DEFAULT_PREPROCESSOR = "DCAPreprocessor"
 # outputs on the unlabeled one (the experts' other work there runs without autograd). nnU-Net's search then shrinks
 # patch/batch until a DCA step fits the same -gpu_memory_target as a stock plan would; a test checks the factor
 # against the activation memory autograd keeps in a real step. The planned batch_size is the *labeled* batch size.
-UNLABELED_PER_LABELED = 1.0
-
+# (UNLABELED_PER_LABELED and the plans <-> network mapping live in nnunetv2_dca/network/architectures.py.)
 STOCK_PLANS_NAMES = ("nnUNetPlans", "nnUNetResEncUNetPlans", "nnUNetResEncUNetMPlans", "nnUNetResEncUNetLPlans",
                      "nnUNetResEncUNetXLPlans")
-
-
-class DCAPlanningError(ValueError):
-    """The dataset or the planner settings do not allow a DCA plan."""
-
-
-def dca_architecture(architecture: Mapping, class_groups: List[List[int]]) -> Dict:
-    """A stock plan's ``architecture`` entry turned into the DCA network's, with explicit expert settings."""
-    name = architecture["network_class_name"]
-    if name not in DCA_NETWORKS:
-        raise DCAPlanningError(f"no DCA network for {name}; supported encoders: {sorted(DCA_NETWORKS)}")
-    kwargs = dict(architecture["arch_kwargs"])
-    convs, dilations = default_expert_settings(kwargs["n_conv_per_stage_decoder"], kwargs["n_stages"] - 1,
-                                               len(class_groups))
-    kwargs.update({"class_groups": [sorted(int(c) for c in g) for g in class_groups], "expert_n_conv_per_stage": convs,
-                   "expert_dilations": dilations, "detach_expert_features": True,
-                   "detach_encoder_for_aggregation": False})
-    return {"network_class_name": DCA_NETWORKS[name], "arch_kwargs": kwargs,
-            "_kw_requires_import": tuple(architecture["_kw_requires_import"])}
-
-
-def stock_architecture(architecture: Mapping) -> Dict:
-    """The stock nnU-Net network of the same plans (for cost comparisons)."""
-    reverse = {v: k for k, v in DCA_NETWORKS.items()}
-    name = architecture["network_class_name"]
-    kwargs = {k: v for k, v in architecture["arch_kwargs"].items() if k not in DCA_ARCH_KEYS}
-    return {"network_class_name": reverse.get(name, name), "arch_kwargs": kwargs,
-            "_kw_requires_import": tuple(architecture["_kw_requires_import"])}
 
 
 def dca_feature_map_estimate(patch_size, input_channels: int, num_classes: int, architecture: Mapping,

@@ -14,7 +14,7 @@ import torch
 
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
-from nnunetv2_dca.planning.planner import stock_architecture
+from nnunetv2_dca.network.architectures import stock_architecture
 
 
 def read_json(path: str) -> dict:

@@ -6,9 +6,9 @@ Network from the plans
 Any nnU-Net plan works: stock plans (``nnUNetPlans``, the ResEnc presets) and DCA plans (``nnUNetPlansDCA``,
 ``nnUNetPlansDCA_CPU``, ...). :meth:`SemiMoETrainer.build_network_architecture` (a classmethod with nnU-Net 2.8's
 signature, so the *stock* ``nnUNetv2_predict -tr <trainer>`` rebuilds the same network from the plans and the
-trainer class alone) maps the plan's ``architecture`` through :func:`semi_moe_architecture`: DNA's
+trainer class alone) maps the plan's ``architecture`` through :func:`nnunetv2_dca.network.architectures.semi_moe_architecture`: DNA's
 ``PlainConvUNet`` -> ``MoEPlainConvUNet``, ``ResidualEncoderUNet`` -> ``MoEResidualEncoderUNet``, a DCA network ->
-the stock network of the same plans first (:func:`nnunetv2_dca.planning.planner.stock_architecture`), all other
+the stock network of the same plans first (:func:`nnunetv2_dca.network.architectures.stock_architecture`), all other
 arch_kwargs unchanged, plus ``num_experts``, ``gating`` and ``expert_scope`` from the trainer class. The plans file
 itself is not changed. Trainer variants therefore set these three as *class* attributes (the predictor never
 instantiates the trainer).
@@ -77,62 +77,18 @@ Unlabeled images come from ``<data_identifier>_unlabeled`` (``DCAPreprocessor``)
 
 from __future__ import annotations
 
-from typing import Dict, List, Mapping, Optional, Union
+from typing import Dict, List, Optional, Union
 
 import torch
 
 from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 
-from nnunetv2_dca.network.moe_unet import EXPERT_SCOPES, GATINGS, MoEUNet
-from nnunetv2_dca.planning.planner import stock_architecture
+from nnunetv2_dca.network.architectures import semi_moe_architecture, stock_architecture
+from nnunetv2_dca.network.moe_unet import MoEUNet
 from nnunetv2_dca.training.moe_losses import balance_loss, expert_consistency_loss, gate_entropy, mean_gate
 from nnunetv2_dca.training.semi_supervised import nnUNetTrainerSemiSupervised
 
 TensorOrList = Union[torch.Tensor, List[torch.Tensor]]
-
-# Stock network (DNA class path, as nnU-Net's plans spell it) -> Semi-MoE network on the same encoder.
-MOE_NETWORKS: Dict[str, str] = {
-    "dynamic_network_architectures.architectures.unet.PlainConvUNet":
-        "nnunetv2_dca.network.moe_unet.MoEPlainConvUNet",
-    "dynamic_network_architectures.architectures.unet.ResidualEncoderUNet":
-        "nnunetv2_dca.network.moe_unet.MoEResidualEncoderUNet",
-}
-MOE_ARCH_KEYS = ("num_experts", "gating", "expert_scope")
-
-
-class SemiMoEArchitectureError(ValueError):
-    """The plans' network has no Semi-MoE counterpart, or the MoE settings are invalid."""
-
-
-def semi_moe_architecture(architecture: Mapping, num_experts: int = 3, gating: str = "image",
-                          expert_scope: str = "decoder") -> Dict:
-    """A plans ``architecture`` entry (``network_class_name``, ``arch_kwargs``, ``_kw_requires_import``) turned into
-    the Semi-MoE network's on the same encoder.
-
-    Accepts DNA's ``PlainConvUNet`` / ``ResidualEncoderUNet`` (stock and ResEnc plans), the DCA networks (mapped back
-    to the stock network of the same plans, DCA-only keys dropped) and the MoE networks themselves (idempotent; the
-    arguments replace their MoE keys). Everything else raises :class:`SemiMoEArchitectureError` naming the class."""
-    if isinstance(num_experts, bool) or not isinstance(num_experts, int) or num_experts < 1:
-        raise SemiMoEArchitectureError(f"num_experts must be an integer >= 1, got {num_experts!r}")
-    if gating not in GATINGS:
-        raise SemiMoEArchitectureError(f"gating must be one of {GATINGS}, got {gating!r}")
-    if expert_scope not in EXPERT_SCOPES:
-        raise SemiMoEArchitectureError(f"expert_scope must be one of {EXPERT_SCOPES}, got {expert_scope!r}")
-    stock = stock_architecture(architecture)  # DCA network -> its stock network; others unchanged
-    name = stock["network_class_name"]
-    reverse = {v: k for k, v in MOE_NETWORKS.items()}
-    if name in reverse:
-        name = reverse[name]
-    if name not in MOE_NETWORKS:
-        raise SemiMoEArchitectureError(
-            f"Semi-MoE has no network for {architecture['network_class_name']!r}; supported (network_class_name in "
-            f"the plans): {sorted(MOE_NETWORKS)} and the DCA networks on them. Plan with nnU-Net's default planner, "
-            f"a ResEnc preset or a DCA planner.")
-    kwargs = {k: v for k, v in stock["arch_kwargs"].items() if k not in MOE_ARCH_KEYS}
-    kwargs.update({"num_experts": num_experts, "gating": gating, "expert_scope": expert_scope})
-    return {"network_class_name": MOE_NETWORKS[name], "arch_kwargs": kwargs,
-            "_kw_requires_import": tuple(stock["_kw_requires_import"])}
-
 
 def deep_supervision_weights(loss, num_scales: int) -> Optional[List[float]]:
     """The per-scale weights of nnU-Net's deep-supervision loss wrapper (None = equal weights, e.g. no wrapper)."""
@@ -192,9 +148,7 @@ class SemiMoETrainer(nnUNetTrainerSemiSupervised):
 
     def _log_setup(self, net: MoEUNet) -> None:
         moe = self.moe_architecture  # its stock network: same encoder and kwargs, the plain U-Net decoder
-        stock = {"network_class_name": {v: k for k, v in MOE_NETWORKS.items()}[moe["network_class_name"]],
-                 "arch_kwargs": {k: v for k, v in moe["arch_kwargs"].items() if k not in MOE_ARCH_KEYS},
-                 "_kw_requires_import": moe["_kw_requires_import"]}
+        stock = stock_architecture(moe)
         stock_net = get_network_from_plans(stock["network_class_name"], stock["arch_kwargs"],
                                            stock["_kw_requires_import"], self.num_input_channels,
                                            self.label_manager.num_segmentation_heads, allow_init=False,
@@ -255,4 +209,4 @@ class SemiMoETrainer(nnUNetTrainerSemiSupervised):
         return {"loss": total, **logs}
 
 
-__all__ = ["MOE_NETWORKS", "SemiMoEArchitectureError", "SemiMoETrainer", "semi_moe_architecture"]
+__all__ = ["SemiMoETrainer", "deep_supervision_weights"]

@@ -19,6 +19,8 @@ from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 from conftest import BIN, fresh_env, run_cmd
 from netspec import REQ_IMPORT, tiny_arch_kwargs
 from nnunetv2_dca.evaluation import gates as G
+from nnunetv2_dca.inference import ModelInputError, load_model, require_dca
+from test_inference import write_nifti
 from nnunetv2_dca.planning.class_groups import plans_class_groups
 
 NUM_CLASSES = 8
@@ -108,7 +110,7 @@ def test_non_dca_network_is_refused():
         G.sliding_window_gates(plain, torch.randn(1, 8, 16, 16), [8, 16, 16])
     with pytest.raises(G.GatesError, match="gates needs a DCA model"):
         G.compute_gates(SimpleNamespace(network=plain), ["unused"], None)
-    assert G.require_dca(SimpleNamespace(_orig_mod=tiny_dca())) is not None  # torch.compile wrapper unwrapped
+    assert require_dca(SimpleNamespace(_orig_mod=tiny_dca())) is not None  # torch.compile wrapper unwrapped
 
 
 # ------------------------------------------------------------------------------------------------------ numbers
@@ -193,43 +195,6 @@ def test_plot_shows_rgb_images_and_a_single_group(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ inputs, errors
-def write_nifti(path: Path, shape, value=0):
-    import SimpleITK as sitk
-
-    img = sitk.GetImageFromArray(np.full(shape, value, dtype=np.int16))
-    img.SetSpacing((1.0, 1.0, 1.0))
-    sitk.WriteImage(img, str(path))
-    return str(path)
-
-
-def test_image_files_are_checked_and_expanded(tmp_path):
-    a0 = write_nifti(tmp_path / "case_0000.nii.gz", (2, 3, 4))
-    a1 = write_nifti(tmp_path / "case_0001.nii.gz", (2, 3, 4))
-    names = {"0": "T1", "1": "T2"}
-    assert G.expand_image_files([a0], 2, ".nii.gz", names) == [a0, a1]  # _0000 stands for the case
-    assert G.expand_image_files([a0], 1, ".nii.gz", {"0": "CT"}) == [a0]
-    with pytest.raises(G.GatesError, match=r"expects 1 channel file\(s\).*0: CT.*got 2"):
-        G.expand_image_files([a0, a1], 1, ".nii.gz", {"0": "CT"})
-    with pytest.raises(G.GatesError, match="not found: .*case_0002.nii.gz"):
-        G.expand_image_files([a0], 3, ".nii.gz", {"0": "a", "1": "b", "2": "c"})
-    with pytest.raises(G.GatesError, match="do not end in '.png'"):
-        G.expand_image_files([a0], 1, ".png", {"0": "R"})
-    assert G.case_name(a0, ".nii.gz") == "case"
-
-
-def test_reference_shape_mismatch_names_both_files(tmp_path):
-    from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
-
-    image = write_nifti(tmp_path / "case_0000.nii.gz", (2, 3, 4))
-    ref = write_nifti(tmp_path / "case.nii.gz", (2, 3, 5))
-    predictor = SimpleNamespace(plans_manager=SimpleNamespace(image_reader_writer_class=SimpleITKIO))
-    with pytest.raises(G.GatesError, match=r"reference .*case.nii.gz has shape \(2, 3, 5\), the image .*"
-                                           r"case_0000.nii.gz has \(2, 3, 4\)"):
-        G.preprocess_case(predictor, [image], ref)
-    with pytest.raises(G.GatesError, match="reference file not found: .*nope.nii.gz"):
-        G.preprocess_case(predictor, [image], str(tmp_path / "nope.nii.gz"))
-
-
 def test_model_folder_errors(tmp_path, monkeypatch):
     with pytest.raises(G.GatesError, match="model folder not found: .*missing"):
         G.resolve_model_folder(str(tmp_path / "missing"))
@@ -244,8 +209,8 @@ def test_model_folder_errors(tmp_path, monkeypatch):
     for f in ("plans.json", "dataset.json"):
         (tmp_path / "m" / f).write_text("{}")
     (tmp_path / "m" / "fold_1").mkdir()
-    with pytest.raises(G.GatesError, match=r"checkpoint not found: .*fold_0.*checkpoint_final.pth.*fold_1"):
-        G.load_model(str(tmp_path / "m"), "0")
+    with pytest.raises(ModelInputError, match=r"checkpoint not found: .*fold_0.*checkpoint_final.pth.*fold_1"):
+        load_model(str(tmp_path / "m"), "0")
     assert G.main(["-m", str(tmp_path / "missing"), "-i", "x_0000.nii.gz", "-o", str(tmp_path / "g.png")]) == 2
 
 

@@ -14,7 +14,7 @@ import torch
 from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 
 from netspec import REQ_IMPORT, tiny_arch_kwargs
-from nnunetv2_dca.evaluation import gates as G
+from nnunetv2_dca import inference  # pseudo-label scoring loads its model and cases with these helpers
 from nnunetv2_dca.evaluation import pseudo_labels as P
 from nnunetv2_dca.network.dca_unet import fuse_expert_logits
 
@@ -80,8 +80,8 @@ def test_dca_sources_are_the_fused_experts_and_d_a(tmp_path, monkeypatch, deep_s
                                  allow_init=True, deep_supervision=deep_supervision)
     data = np.random.default_rng(0).normal(size=(1, 2, 16, 16)).astype(np.float32)  # 2 slices, one tile each
     reference = np.random.default_rng(1).integers(0, 5, size=(2, 16, 16))
-    monkeypatch.setattr(G, "load_model", lambda *a, **k: _fake_predictor(net, [16, 16]))
-    monkeypatch.setattr(G, "preprocess_case", lambda predictor, files, ref: (data, reference, {}))
+    monkeypatch.setattr(inference, "load_model", lambda *a, **k: _fake_predictor(net, [16, 16]))
+    monkeypatch.setattr(inference, "preprocess_case", lambda predictor, files, ref: (data, reference, {}))
     images, labels = _folders(tmp_path, ["a"])
     for fusion in ("product", "log_softmax"):
         result = P.pseudo_label_quality("model", images, labels, fusion=fusion)
@@ -105,8 +105,8 @@ def test_stock_network_needs_groups_and_gives_its_prediction(tmp_path, monkeypat
                                    1, 5, allow_init=True, deep_supervision=False)
     data = np.random.default_rng(0).normal(size=(1, 1, 16, 16)).astype(np.float32)
     reference = np.random.default_rng(1).integers(0, 5, size=(1, 16, 16))
-    monkeypatch.setattr(G, "load_model", lambda *a, **k: _fake_predictor(plain, [16, 16]))
-    monkeypatch.setattr(G, "preprocess_case", lambda predictor, files, ref: (data, reference, {}))
+    monkeypatch.setattr(inference, "load_model", lambda *a, **k: _fake_predictor(plain, [16, 16]))
+    monkeypatch.setattr(inference, "preprocess_case", lambda predictor, files, ref: (data, reference, {}))
     images, labels = _folders(tmp_path, ["a"])
     with pytest.raises(P.PseudoLabelError, match="not a DCA model, so the class groups must be given"):
         P.pseudo_label_quality("model", images, labels)
@@ -118,7 +118,7 @@ def test_stock_network_needs_groups_and_gives_its_prediction(tmp_path, monkeypat
     assert result["sources"]["prediction"] == P.summarise_counts(P.confusion_counts(pred, reference, 5), GROUPS,
                                                                  NAMES)
     bad = np.full_like(reference, 7)
-    monkeypatch.setattr(G, "preprocess_case", lambda predictor, files, ref: (data, bad, {}))
+    monkeypatch.setattr(inference, "preprocess_case", lambda predictor, files, ref: (data, bad, {}))
     with pytest.raises(P.PseudoLabelError, match=r"a\.nii\.gz holds label 7, the model knows 0\.\.4"):
         P.pseudo_label_quality("model", images, labels, class_groups=GROUPS)
 

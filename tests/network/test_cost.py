@@ -12,7 +12,7 @@ from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 
 from nnunetv2_dca.cli import main
 from nnunetv2_dca.network.cost import cost_report, format_cost_report
-from nnunetv2_dca.planning.planner import dca_architecture
+from nnunetv2_dca.network.architectures import dca_architecture
 
 GROUPS = [[1], [2, 3], [4]]
 DATASET_JSON = {"channel_names": {"0": "CT"}, "labels": {"background": 0, "a": 1, "b": 2, "c": 3, "d": 4},

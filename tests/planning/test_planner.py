@@ -17,7 +17,8 @@ from nnunetv2_dca.network.dca_unet import DCAPlainConvUNet, DCAResidualEncoderUN
 from nnunetv2_dca.planning.class_groups import plans_class_groups
 from nnunetv2_dca.planning.grouping import log_gap_grouping
 from nnunetv2_dca.planning.labels import CLASS_COUNTS_KEY, count_label_voxels
-from nnunetv2_dca.planning.planner import dca_feature_map_estimate, stock_architecture
+from nnunetv2_dca.network.architectures import stock_architecture
+from nnunetv2_dca.planning.planner import dca_feature_map_estimate
 
 pytestmark = pytest.mark.slow
 DS = 994

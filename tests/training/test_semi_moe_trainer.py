@@ -23,12 +23,11 @@ from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
 from conftest import BIN, fresh_env, run_cmd
 from netspec import REQ_IMPORT, grad_sum, tiny_arch_kwargs
+from nnunetv2_dca.network.architectures import SemiMoEArchitectureError, dca_architecture, semi_moe_architecture
 from nnunetv2_dca.network.moe_unet import MoEUNet
-from nnunetv2_dca.planning.planner import dca_architecture
 from nnunetv2_dca.preprocessing.unlabeled import find_unlabeled_images
 from nnunetv2_dca.trainers.semi_moe import nnUNetTrainerSemiMoE, nnUNetTrainerSemiMoE_voxelGate
-from nnunetv2_dca.training.semi_moe import (SemiMoEArchitectureError, SemiMoETrainer, deep_supervision_weights,
-                                            semi_moe_architecture)
+from nnunetv2_dca.training.semi_moe import SemiMoETrainer, deep_supervision_weights
 
 NUM_CLASSES = 3
 STOCK = {"plain": "dynamic_network_architectures.architectures.unet.PlainConvUNet",

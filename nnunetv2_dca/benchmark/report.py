@@ -1,5 +1,5 @@
 """The benchmark's report: ``benchmark.json``, ``README.md`` (tables), ``dice_per_class.png`` and the class-groups
-chart, all from the measured results of one :class:`nnunetv2_dca.evaluation.benchmark.Benchmark` run.
+chart, all from the measured results of one :class:`nnunetv2_dca.benchmark.run.Benchmark` run.
 
 Aggregation: per arm and seed, a class's Dice is the mean over the test cases that score it (``evaluate_folders``'
 default protocol: a case where the class is absent from reference and prediction is left out); a group's Dice is
@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import math
 import os
+import platform
 import shutil
 import statistics
 from typing import Dict, List, Mapping, Optional, Sequence
 
 from nnunetv2_dca.atomic import write_json_atomic, write_text_atomic
+from nnunetv2_dca.benchmark.arms import ARM_TITLES, ARM_TRAINERS, PLANS_DCA
 from nnunetv2_dca.evaluation.evaluate import json_ready
 from nnunetv2_dca.planning.class_groups import plans_class_groups
 
@@ -204,12 +206,26 @@ def plot_sites(sites: Mapping[str, Mapping[str, Mapping]], path: str, title: str
     return save_figure_atomic(fig, path, dpi=110)
 
 
+def machine_info(device: str) -> Dict[str, object]:
+    import torch
+    from importlib.metadata import version
+
+    info: Dict[str, object] = {
+        "platform": platform.platform(), "python": platform.python_version(), "cpu_count": os.cpu_count(),
+        "processor": platform.processor() or platform.machine(), "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(), "nnunetv2": version("nnunetv2"),
+        "nnunetv2_dca": version("nnunetv2-dca"), "device": device,
+    }
+    if device.startswith("cuda") and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
 def _ratio(a: float, b: float) -> float:
     return a / b if b else float("nan")
 
 
 def build_report(bench, wall_seconds: float, runner) -> Dict:
-    from nnunetv2_dca.evaluation.benchmark import ARM_TITLES, ARM_TRAINERS, PLANS_DCA, machine_info
     from nnunetv2_dca.planning.grouping import Grouping  # noqa: F401  (documents where groups come from)
 
     cfg = bench.cfg

@@ -22,7 +22,7 @@ arm             trainer (-tr) and plans (-p)                 training data
 Same plans for all arms: the dataset is planned once with a DCA planner (default ``nnUNetPlannerDCA_CPU``); the
 benchmark writes two plans files from it that share its preprocessed data (same ``data_identifier``):
 ``nnUNetPlansBenchDCA`` (the DCA network) and ``nnUNetPlansBenchStock`` (nnU-Net's network of the same encoder,
-:func:`nnunetv2_dca.planning.planner.stock_architecture`); ``--width`` scales both networks' features per stage.
+:func:`nnunetv2_dca.network.architectures.stock_architecture`); ``--width`` scales both networks' features per stage.
 The ``full`` and ``pseudolabel`` datasets get the same plans with nnU-Net's own transfer recipe
 (``nnUNetv2_extract_fingerprint``, ``nnUNetv2_move_plans_between_datasets``, ``nnUNetv2_preprocess``).
 
@@ -39,7 +39,7 @@ each other), ``OUT/seed_<s>/predictions/<arm>``, and the report: ``OUT/README.md
 Cost, measured in this run: seconds per training iteration of each arm (median over epochs, the first epoch left
 out when there are more; data loading included, validation excluded; :mod:`~nnunetv2_dca.training.budget`),
 inference seconds per test case (nnU-Net's sliding-window prediction of each preprocessed test case, in process,
-without mirroring TTA unless ``--tta``, for all arms alike; :func:`time_network_inference`), parameters and FLOPs
+without mirroring TTA unless ``--tta``, for all arms alike; :func:`nnunetv2_dca.inference.time_network_inference`), parameters and FLOPs
 per patch (built on the meta device, :func:`nnunetv2_dca.network.cost.network_cost`).
 """
 
@@ -48,7 +48,6 @@ from __future__ import annotations
 import collections
 import json
 import os
-import platform
 import shlex
 import shutil
 import statistics
@@ -58,24 +57,10 @@ from dataclasses import dataclass, field
 from typing import Callable, Deque, Dict, List, Mapping, Optional, Sequence
 
 from nnunetv2_dca.atomic import write_json_atomic
-from nnunetv2_dca.evaluation.eta import EtaModel, Job, format_minutes, parse_epoch_time
-
-ARMS = ("baseline", "dca", "dca_supagg", "semimoe", "pseudolabel", "full")
-DEFAULT_ARMS = ("baseline", "dca", "pseudolabel", "full")
-ARM_TRAINERS = {"baseline": "nnUNetTrainer_budget", "dca": "nnUNetTrainerDCA_budget",
-                "dca_supagg": "nnUNetTrainerDCA_supAgg_budget", "semimoe": "nnUNetTrainerSemiMoE_budget",
-                "pseudolabel": "nnUNetTrainer_budget", "full": "nnUNetTrainer_budget"}
-ARM_TITLES = {"baseline": "nnU-Net, labeled only", "dca": "DCA", "dca_supagg": "DCA + supervised D_A",
-              "semimoe": "Semi-MoE", "pseudolabel": "nnU-Net + offline pseudo-labels",
-              "full": "nnU-Net, all labels (upper bound)"}
-PLANS_DCA = "nnUNetPlansBenchDCA"
-PLANS_STOCK = "nnUNetPlansBenchStock"
-FOLD = "all"
-# arms whose models produce pseudo-labels: DCA's fused experts, and the baseline (the offline recipe's labels)
-PSEUDO_LABEL_SOURCES = ("baseline", "dca", "dca_supagg")
-# dataset ids inside the benchmark's own nnUNet_raw
-ID_FULL, ID_SEMI, ID_PSEUDO = 951, 952, 960
-
+from nnunetv2_dca.benchmark.arms import (ARM_TITLES, ARM_TRAINERS, ARMS, DEFAULT_ARMS, FOLD, ID_FULL, ID_PSEUDO,
+                                         ID_SEMI, PLANS_DCA, PLANS_STOCK, PSEUDO_LABEL_SOURCES)
+from nnunetv2_dca.benchmark.eta import EtaModel, Job, format_minutes, parse_epoch_time
+from nnunetv2_dca.inference import time_network_inference
 
 class BenchmarkError(RuntimeError):
     """A benchmark step failed; the message names the step and the command."""
@@ -239,7 +224,7 @@ def write_bench_plans(preprocessed_dataset: str, plans_name: str, configuration:
                       ) -> Dict[str, str]:
     """``nnUNetPlansBenchDCA`` / ``nnUNetPlansBenchStock`` next to the planned DCA plans (same data identifier, so
     the preprocessed data are shared). Returns plans name -> file."""
-    from nnunetv2_dca.planning.planner import DCA_NETWORKS, stock_architecture
+    from nnunetv2_dca.network.architectures import DCA_NETWORKS, stock_architecture
 
     with open(os.path.join(preprocessed_dataset, plans_name + ".json"), encoding="utf-8") as f:
         plans = json.load(f)
@@ -316,46 +301,6 @@ def make_pseudo_label_dataset(raw: str, semi_folder: str, pseudo_labels: str, da
         raise
     os.replace(tmp, target)
     return target
-
-
-def time_network_inference(model_dir: str, images_folder: str, file_ending: str, device: str, tta: bool) -> float:
-    """Seconds per case of nnU-Net's sliding-window prediction (``predict_logits_from_preprocessed_data``, what
-    ``nnUNetv2_predict`` runs per case) on already preprocessed test cases: start-up, model loading, preprocessing
-    and export are left out, so the number compares the networks, not the process start."""
-    import torch
-    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
-    from nnunetv2.utilities.utils import create_lists_from_splitted_dataset_folder
-
-    predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=tta,
-                                perform_everything_on_device=device != "cpu", device=torch.device(device),
-                                verbose=False, verbose_preprocessing=False, allow_tqdm=False)
-    predictor.initialize_from_trained_model_folder(model_dir, (FOLD,), "checkpoint_final.pth")
-    preprocessor = predictor.configuration_manager.preprocessor_class(verbose=False)
-    cases = create_lists_from_splitted_dataset_folder(images_folder, file_ending)
-    seconds = []
-    for files in cases:
-        data, _, _ = preprocessor.run_case(files, None, predictor.plans_manager, predictor.configuration_manager,
-                                           predictor.dataset_json)
-        data = torch.from_numpy(data)
-        t0 = time.perf_counter()
-        predictor.predict_logits_from_preprocessed_data(data)
-        seconds.append(time.perf_counter() - t0)
-    return statistics.fmean(seconds) if seconds else float("nan")
-
-
-def machine_info(device: str) -> Dict[str, object]:
-    import torch
-    from importlib.metadata import version
-
-    info: Dict[str, object] = {
-        "platform": platform.platform(), "python": platform.python_version(), "cpu_count": os.cpu_count(),
-        "processor": platform.processor() or platform.machine(), "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(), "nnunetv2": version("nnunetv2"),
-        "nnunetv2_dca": version("nnunetv2-dca"), "device": device,
-    }
-    if device.startswith("cuda") and torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
 
 
 # ------------------------------------------------------------------------------------------------- the run
@@ -463,7 +408,7 @@ class Benchmark:
         with open(runner.log, "a", encoding="utf-8") as f:
             f.write(f"# {PLANS_DCA}.json and {PLANS_STOCK}.json: copies of {plans_name}.json with the DCA network and "
                     f"nnU-Net's network of the same encoder (width {cfg.width or 'as planned'}); see "
-                    f"nnunetv2_dca/evaluation/benchmark.py\n")
+                    f"nnunetv2_dca/benchmark/run.py\n")
         if self.has_full and "full" in self.arms:
             runner.step("plans for the fully labeled dataset (nnU-Net's plan transfer)")
             self.transfer_plans(runner, ID_FULL)
@@ -587,7 +532,8 @@ class Benchmark:
 
     def run(self) -> Dict:
         # the report code is loaded now, so an hour-long run never ends on an import error of its last step
-        from nnunetv2_dca.evaluation import benchmark_report, gates  # noqa: F401
+        from nnunetv2_dca.benchmark import report as _report  # noqa: F401
+        from nnunetv2_dca.evaluation import gates as _gates  # noqa: F401
 
         cfg = self.cfg
         os.makedirs(self.out, exist_ok=True)
@@ -636,7 +582,8 @@ class Benchmark:
                 plans = json.load(f)
             arch = plans["configurations"][self.cfg.configuration]["architecture"]
             if arm == "semimoe":
-                from nnunetv2_dca.training.semi_moe import SemiMoETrainer, semi_moe_architecture
+                from nnunetv2_dca.network.architectures import semi_moe_architecture
+                from nnunetv2_dca.training.semi_moe import SemiMoETrainer
 
                 t = SemiMoETrainer
                 arch = semi_moe_architecture(arch, t.num_experts, t.gating, t.expert_scope)
@@ -648,7 +595,7 @@ class Benchmark:
         return costs
 
     def report(self, wall_seconds: float, runner: Runner) -> Dict:
-        from nnunetv2_dca.evaluation.benchmark_report import build_report
+        from nnunetv2_dca.benchmark.report import build_report
 
         return build_report(self, wall_seconds, runner)
 
