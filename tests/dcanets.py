@@ -40,12 +40,14 @@ def _fake_trainer(net, deep_supervision: bool, weight: float = 10.0, supervise_a
     """What DCATrainer.semi_supervised_losses reads of a trainer, with nnU-Net's loss."""
     num_labels = 1 + sum(len(g) for g in groups)
     names = ["head", "medium", "tail"] if len(groups) == 3 else [f"group{i}" for i in range(len(groups))]
-    return SimpleNamespace(network=net, loss=nnunet_loss(deep_supervision, scale_weights), class_groups=groups,
+    fake = SimpleNamespace(network=net, loss=nnunet_loss(deep_supervision, scale_weights), class_groups=groups,
                            group_names=names, _lut=split_lookup(groups, num_labels),
                            label_manager=SimpleNamespace(num_segmentation_heads=num_labels),
                            unsupervised_weight=lambda: weight, supervise_aggregation=supervise_aggregation,
                            aggregation_supervision_weight=1.0, fusion=DCATrainer.fusion,
                            gate_balance_weight=DCATrainer.gate_balance_weight)
+    fake.step_forward = lambda data, unlabeled, **kw: DCATrainer.step_forward(fake, data, unlabeled, **kw)
+    return fake
 
 
 def _batch(deep_supervision: bool):

@@ -31,7 +31,9 @@ Choices where the paper (seed ``000``) is silent, all set through ``arch_kwargs`
   logit mixing works for both and is what the seed's formula states when E_k outputs logits.
 * **Outputs.** ``forward(x)`` returns the mixture in nnU-Net's format (tensor, or list highest resolution first with
   deep supervision). ``forward(x, return_all=True)`` returns :class:`MoEOutput` (mixture, per-expert outputs in the
-  same format, gates) from the same call, so DDP/torch.compile see every parameter used. Image gates are (B, K).
+  same format, gates) from the same call, so DDP/torch.compile see every parameter used; ``forward(x,
+  num_labeled=n)`` returns the same split into labeled and unlabeled samples (:class:`MoEStepOutput`, the
+  trainer's step). Image gates are (B, K).
   Voxel gates are a list over the *output* scales, highest first: one entry per deep-supervision scale, or only the
   full-resolution map (list of one) without deep supervision (gates at scales nobody uses would be parameters
   without gradient under DDP).
@@ -39,7 +41,7 @@ Choices where the paper (seed ``000``) is silent, all set through ``arch_kwargs`
 
 from __future__ import annotations
 
-from typing import Callable, List, NamedTuple, Sequence, Type, Union
+from typing import Callable, List, NamedTuple, Optional, Sequence, Type, Union
 
 import numpy as np
 import torch
@@ -71,6 +73,22 @@ class MoEOutput(NamedTuple):
     mixture: Output
     experts: List[Output]
     gates: Union[torch.Tensor, List[torch.Tensor]]
+
+
+class MoEStepOutput(NamedTuple):
+    """What one training step needs, from ``network(x, num_labeled=n)`` (``x`` = labeled then unlabeled samples):
+    the mixture and each expert on the labeled samples, each expert on the unlabeled ones, the gates of all samples
+    (the balance loss uses every image). Every part runs on every sample with autograd: the step's consistency loss
+    trains the experts on the unlabeled images, so there is nothing to skip (only the mixture of the unlabeled
+    samples' logits, a few element-wise operations, goes unused)."""
+    mixture_labeled: Output
+    experts_labeled: List[Output]
+    experts_unlabeled: List[Output]
+    gates: Union[torch.Tensor, List[torch.Tensor]]
+
+
+def _rows(o: Output, sl: slice) -> Output:
+    return [t[sl] for t in o] if isinstance(o, list) else o[sl]
 
 
 def mix_logits(expert_logits: Sequence[torch.Tensor], gates: torch.Tensor) -> torch.Tensor:
@@ -213,7 +231,13 @@ class MoEUNet(AbstractDynamicNetworkArchitectures):
             self.gate = VoxelGate(encoders[0].conv_op, self.decoder.experts[0].stage_channels, self.num_experts)
         self._prefix = prefix
 
-    def forward(self, x: torch.Tensor, return_all: bool = False) -> Union[Output, MoEOutput]:
+    def forward(self, x: torch.Tensor, return_all: bool = False, num_labeled: Optional[int] = None
+                ) -> Union[Output, MoEOutput, MoEStepOutput]:
+        if num_labeled is not None:
+            out = self.forward(x, return_all=True)
+            labeled, unlabeled = slice(0, int(num_labeled)), slice(int(num_labeled), None)
+            return MoEStepOutput(_rows(out.mixture, labeled), [_rows(e, labeled) for e in out.experts],
+                                 [_rows(e, unlabeled) for e in out.experts], out.gates)
         if self.expert_scope == "decoder":
             skips = self.encoder(x)
             per_expert_skips = [skips] * self.num_experts

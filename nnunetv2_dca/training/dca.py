@@ -121,7 +121,7 @@ class DCATrainer(nnUNetTrainerSemiSupervised):
                                ) -> Dict[str, torch.Tensor]:
         n = data.shape[0]
         # one call that runs only what these losses use (see DCAUNet "Training step")
-        out = self.network(torch.cat((data, unlabeled)), num_labeled=n, aggregate_labeled=self.supervise_aggregation)
+        out = self.step_forward(data, unlabeled, aggregate_labeled=self.supervise_aggregation)
         ds = isinstance(out.aggregate, list)
         targets = target if isinstance(target, list) else [target]
 

@@ -1,78 +1,12 @@
 """Semi-MoE's training procedure (seed ``000``: expert pool, gate, balance loss, cross-expert consistency on unlabeled
 images) on the semi-supervised base trainer, with the network of :mod:`nnunetv2_dca.network.moe_unet`.
 
-Network from the plans
-----------------------
-Any nnU-Net plan works: stock plans (``nnUNetPlans``, the ResEnc presets) and DCA plans (``nnUNetPlansDCA``,
-``nnUNetPlansDCA_CPU``, ...). :meth:`SemiMoETrainer.build_network_architecture` (a classmethod with nnU-Net 2.8's
-signature, so the *stock* ``nnUNetv2_predict -tr <trainer>`` rebuilds the same network from the plans and the
-trainer class alone) maps the plan's ``architecture`` through :func:`nnunetv2_dca.network.architectures.semi_moe_architecture`: DNA's
-``PlainConvUNet`` -> ``MoEPlainConvUNet``, ``ResidualEncoderUNet`` -> ``MoEResidualEncoderUNet``, a DCA network ->
-the stock network of the same plans first (:func:`nnunetv2_dca.network.architectures.stock_architecture`), all other
-arch_kwargs unchanged, plus ``num_experts``, ``gating`` and ``expert_scope`` from the trainer class. The plans file
-itself is not changed. Trainer variants therefore set these three as *class* attributes (the predictor never
-instantiates the trainer).
-
-One training step
------------------
-One forward of the labeled and the unlabeled batch, concatenated, through ``self.network(x, return_all=True)``
-(mixture, per-expert outputs and gates from one call, so DDP/torch.compile see every parameter used), then::
-
-    total = L_seg(mix(x_l), y_l)                                  supervised, on the mixture (the seed's y_hat)
-          + expert_supervision_weight * mean_k L_seg(E_k(x_l), y_l)    per-expert supervision (beyond the seed)
-          + balance_weight * L_balance(gates of x_l and x_u)
-          + lambda(t) * L_cons(E_1(x_u), ..., E_K(x_u))
-
-* ``L_seg`` is nnU-Net's own loss object (Dice + CE, its deep-supervision weights, ignore label).
-* ``L_balance`` = :func:`~nnunetv2_dca.training.moe_losses.balance_loss` = ``sum_k g_bar_k log g_bar_k + log K``
-  = KL(g_bar || uniform) over the whole batch (labeled + unlabeled; per voxel and averaged over the output scales
-  with voxel gating). The seed writes ``-sum g_bar log g_bar``; minimising that (the entropy of the mean gate)
-  would *cause* the collapse onto one expert it is meant to prevent, so the sign is flipped (see moe_losses).
-* ``L_cons`` = :func:`~nnunetv2_dca.training.moe_losses.expert_consistency_loss` on the unlabeled part only (the
-  seed: "for unlabeled data"): MSE between each expert's softmax probabilities and the mean of the others',
-  symmetric (no stop-gradient; ``consistency_detach_target``), at every deep-supervision scale with the *same*
-  scale weights as nnU-Net's supervised loss (its lowest-resolution output therefore gets weight 0, as there).
-* ``lambda(t)`` = the base trainer's sigmoid ramp-up over the first 20 % of the iterations.
-
-Defaults (the seed gives no numbers; the benchmark should tune them, all are class attributes)
-------------------------------------------------------------------------------------------------
-* ``num_experts = 3``, ``gating = "image"`` (the seed's ``g = softmax(G(x)) in R^K``), ``expert_scope = "decoder"``
-  (K decoders on one shared encoder; see the network module). ``nnUNetTrainerSemiMoE_voxelGate``: per-voxel gates.
-* ``expert_supervision_weight = 1.0`` (mean over the experts). The seed supervises the mixture only. With logit
-  mixing an expert receives ``g_k * dL/dy`` from that loss: an expert whose gate is ~0 on an image learns nothing
-  from it, and the mixture does not anchor the individual experts at all (``z_1 = y + d, z_2 = y - d`` is as good
-  as ``z_1 = z_2 = y``) -- yet the consistency loss treats each expert as a predictor and the gate may route an
-  unseen site's image to any of them. With the mean over K experts and weight 1, every expert gets at least 1/K of
-  the gradient a fully-routed expert gets from the mixture, so every expert stays a competent segmenter (as the
-  per-decoder supervision of multi-decoder consistency methods, MC-Net/MC-Net+), while the gate-weighted mixture
-  term still rewards specialisation. Set 0 for the seed's objective as written.
-* ``balance_weight = 0.1``. The loss is in nats, between 0 (balanced) and log K (1.10 for K = 3, full collapse),
-  next to a Dice + CE of about 1; it is quadratic near the optimum (a KL), so it only pushes when usage is clearly
-  skewed. It is computed on the few images of one batch (2 + 2 by default): a large weight would force every batch
-  -- also one whose images all come from one site -- to use all experts, i.e. fight the per-image specialisation
-  the gate is for. 0.1 makes a full collapse cost ~0.11 (about a tenth of the supervised loss).
-* ``lambda_max = 1.0``, ramp-up over 20 % of the iterations (Laine & Aila). The consistency term is a mean squared
-  difference of probabilities averaged over voxels *and* channels: per voxel its gradient is 2/C (C classes) times a
-  probability difference, against ~1 times a probability error for CE. lambda = 1 keeps it below the supervised
-  signal for any C >= 2 while clearly stronger than the 0.1 used with MSE consistency in UA-MT/MC-Net (whose
-  supervised loss is half of nnU-Net's Dice + CE).
-* ``unlabeled_batch_size = None``: as many unlabeled as labeled images per step (the base trainer's default).
-
-Memory: one step runs (1 + unlabeled/labeled) x batch images through the encoder and K decoders. nnU-Net sizes
-patch and batch of *stock* plans for its stock network: a default 3d_fullres plan's MoE network (K = 3, decoder
-scope) has ~2.3x its feature maps (3.1x with ``expert_scope="network"``), i.e. ~4.7x the activations of a stock step
-with the unlabeled batch. DCA plans are sized for a DCA step (DCA network ~3.9x stock, x 2 for the unlabeled batch),
-so Semi-MoE fits in them. ``initialize`` logs the factor for the actual plan.
-
-Logged per epoch (``progress_semi_supervised.png``): ``moe_loss_sup`` (mixture), ``moe_loss_sup_experts`` (mean per
-expert, if its weight > 0), ``moe_loss_balance``, ``moe_loss_consistency``, ``moe_gate_entropy`` (entropy of the mean
-gate; log K = all experts used equally; = log K - balance loss for image gating), ``moe_gate_entropy_per_input``
-(mean entropy of the individual gates: low = each image/voxel picks an expert, i.e. specialisation),
-``moe_gate_<k>`` (mean gate of expert k, k = 0..K-1), plus the base trainer's lambda and seconds per iteration. Gate
-statistics are over the whole batch, at full resolution for voxel gating.
-
-Unlabeled images come from ``<data_identifier>_unlabeled`` (``DCAPreprocessor``). Stock plans get it with
-``nnUNetv2_plan_and_preprocess -d D -c CFG -preprocessor_name DCAPreprocessor``; DCA planners set it themselves.
+One step: ``L_seg(mixture(x_l), y_l) + expert_supervision_weight * mean_k L_seg(E_k(x_l), y_l) + balance_weight *
+balance(gates) + lambda(t) * consistency(E_1(x_u), ..., E_K(x_u))``, every term on nnU-Net's own loss object and
+deep-supervision weights. The seed, our choices where it is silent, the balance loss's corrected sign and the
+reasons for every default: docs/semi_moe.md. The network comes from any nnU-Net plans through
+:func:`nnunetv2_dca.network.architectures.semi_moe_architecture` (stock or DCA plans; the plans file is unchanged, so
+the stock ``nnUNetv2_predict`` rebuilds it from the plans and the ``-tr`` class).
 """
 
 from __future__ import annotations
@@ -109,7 +43,7 @@ class SemiMoETrainer(nnUNetTrainerSemiSupervised):
     num_experts: int = 3
     gating: str = "image"
     expert_scope: str = "decoder"
-    # losses (see the module docstring for the reasons)
+    # losses (the reasons for each default: docs/semi_moe.md)
     lambda_max = 1.0
     rampup_fraction = 0.2
     balance_weight = 0.1
@@ -173,29 +107,22 @@ class SemiMoETrainer(nnUNetTrainerSemiSupervised):
 
     def semi_supervised_losses(self, data: torch.Tensor, target: TensorOrList, unlabeled: torch.Tensor
                                ) -> Dict[str, torch.Tensor]:
-        n = data.shape[0]
-        out = self.network(torch.cat((data, unlabeled)), return_all=True)
-        ds = isinstance(out.mixture, list)
-
-        def part(o: TensorOrList, sl: slice) -> TensorOrList:
-            return [t[sl] for t in o] if ds else o[sl]
-
-        labeled, unlabeled_part = slice(0, n), slice(n, None)
+        out = self.step_forward(data, unlabeled)  # outputs split into labeled / unlabeled (MoEStepOutput)
+        ds = isinstance(out.mixture_labeled, list)
         logs: Dict[str, torch.Tensor] = {}
-        sup = self.loss(part(out.mixture, labeled), target)
+        sup = self.loss(out.mixture_labeled, target)
         logs["moe_loss_sup"] = sup
         total = sup
         if self.expert_supervision_weight > 0:
-            expert_sup = torch.stack([self.loss(part(e, labeled), target) for e in out.experts]).mean()
+            expert_sup = torch.stack([self.loss(e, target) for e in out.experts_labeled]).mean()
             logs["moe_loss_sup_experts"] = expert_sup
             total = total + self.expert_supervision_weight * expert_sup
         balance = balance_loss(out.gates)
         logs["moe_loss_balance"] = balance
         total = total + self.balance_weight * balance
         consistency = expert_consistency_loss(
-            [part(e, unlabeled_part) for e in out.experts], activation="softmax",
-            detach_target=self.consistency_detach_target,
-            scale_weights=deep_supervision_weights(self.loss, len(out.mixture)) if ds else None)
+            out.experts_unlabeled, activation="softmax", detach_target=self.consistency_detach_target,
+            scale_weights=deep_supervision_weights(self.loss, len(out.mixture_labeled)) if ds else None)
         logs["moe_loss_consistency"] = consistency
         total = total + self.unsupervised_weight() * consistency
 

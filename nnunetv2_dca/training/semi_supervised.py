@@ -109,8 +109,15 @@ class nnUNetTrainerSemiSupervised(nnUNetTrainer):
     # ----- hooks for subclasses -----
     def semi_supervised_losses(self, data: torch.Tensor, target, unlabeled: torch.Tensor
                                ) -> Dict[str, torch.Tensor]:
-        """Forward + losses of one step. Must return ``{'loss': total, **scalars to log}``."""
+        """Forward (:meth:`step_forward`) + losses of one step. Must return ``{'loss': total, **scalars to log}``."""
         raise NotImplementedError
+
+    def step_forward(self, data: torch.Tensor, unlabeled: torch.Tensor, **kwargs):
+        """The labeled and the unlabeled batch through the network in one call (DDP and torch.compile see every
+        parameter used), ``network(cat, num_labeled=n)``: the network hands back its outputs already split into
+        the labeled and the unlabeled part (``DCAStepOutput`` / ``MoEStepOutput``), running only what the step
+        uses."""
+        return self.network(torch.cat((data, unlabeled)), num_labeled=data.shape[0], **kwargs)
 
     def extra_log_keys(self) -> List[str]:
         """Per-epoch scalars returned by :meth:`semi_supervised_losses` (means over the epoch's iterations)."""

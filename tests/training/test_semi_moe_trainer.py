@@ -136,9 +136,11 @@ def _fake_trainer(net, deep_supervision: bool, lam: float = 0.5, expert_weight: 
                           weight_dice=1, ignore_label=None, dice_class=MemoryEfficientSoftDiceLoss)
     if deep_supervision:
         loss = DeepSupervisionWrapper(loss, [2 / 3, 1 / 3])
-    return SimpleNamespace(network=net, loss=loss, unsupervised_weight=lambda: lam, num_experts=3,
+    fake = SimpleNamespace(network=net, loss=loss, unsupervised_weight=lambda: lam, num_experts=3,
                            expert_supervision_weight=expert_weight, balance_weight=balance_weight,
                            consistency_detach_target=False)
+    fake.step_forward = lambda data, unlabeled, **kw: SemiMoETrainer.step_forward(fake, data, unlabeled, **kw)
+    return fake
 
 
 def _batch(dim: int, deep_supervision: bool, seed: int = 0):
