@@ -257,3 +257,25 @@ def test_network_module_imports_no_nnunetv2():
             "print(sorted(m for m in sys.modules if m == 'nnunetv2' or m.startswith('nnunetv2.')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
+
+
+@pytest.mark.parametrize("ds", [True, False])
+@pytest.mark.parametrize("gating", ["image", "voxel"])
+def test_step_forward_splits_the_outputs_of_one_call(ds, gating):
+    torch.manual_seed(0)
+    net = build(2, "plain", ds, gating=gating)
+    x = torch.randn(4, 1, *patch(2))
+    full = net(x, return_all=True)
+    step = net(x, num_labeled=3)
+    as_list = (lambda o: o) if ds else (lambda o: [o])
+    for a, b in zip(as_list(full.mixture), as_list(step.mixture_labeled)):
+        torch.testing.assert_close(a[:3], b)
+    for e_full, e_lab, e_unl in zip(full.experts, step.experts_labeled, step.experts_unlabeled):
+        for a, b, c in zip(as_list(e_full), as_list(e_lab), as_list(e_unl)):
+            torch.testing.assert_close(a[:3], b)
+            torch.testing.assert_close(a[3:], c)
+    gates_full = full.gates if isinstance(full.gates, list) else [full.gates]
+    gates_step = step.gates if isinstance(step.gates, list) else [step.gates]
+    for a, b in zip(gates_full, gates_step):  # the balance loss sees every image's gates
+        torch.testing.assert_close(a, b)
+        assert b.shape[0] == 4
