@@ -39,6 +39,18 @@ def write_text_atomic(path: str, text: str) -> None:
             f.write(text)
 
 
+def save_figure_atomic(fig, path: str, dpi: int = 100) -> str:
+    """Save a matplotlib figure without ever leaving a half-written PNG; the figure is closed."""
+    import matplotlib.pyplot as plt
+
+    try:
+        with atomic_output(path, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=dpi)
+    finally:
+        plt.close(fig)
+    return path
+
+
 def numpy_to_builtin(obj: Any) -> Any:
     """``json.dumps(default=...)`` for numpy scalars and arrays (nnU-Net's fingerprints and plans hold them)."""
     import numpy as np

@@ -1,4 +1,5 @@
-"""Replacing a folder so that an error or Ctrl-C at any point loses neither the old nor the new content."""
+"""Folder operations: replacing a folder so that an error or Ctrl-C at any point loses neither the old nor the new
+content, and hard-linking files into a new dataset."""
 
 from __future__ import annotations
 
@@ -41,3 +42,14 @@ def replace_folder(new: str, target: str, also_replace: Sequence[str] = ()) -> N
         raise
     for _, aside in moved:
         shutil.rmtree(aside, ignore_errors=True)
+
+
+def link_or_copy(src: str, dst: str) -> bool:
+    """Hard link (True) or, across filesystems / where links are not allowed, a copy (False). Never a symlink;
+    os.link follows a symlinked source, so the result is always a regular file."""
+    try:
+        os.link(src, dst)
+        return True
+    except OSError:
+        shutil.copy2(src, dst)
+        return False

@@ -135,7 +135,7 @@ def plot_dice_per_class(summary: Mapping, path: str, title: str) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from nnunetv2_dca.planning.report import save_figure_atomic
+    from nnunetv2_dca.atomic import save_figure_atomic
 
     groups = summary["groups"]
     ordered: List[str] = [str(c) for members in groups.values() for c in members] or summary["classes"]
@@ -185,7 +185,7 @@ def plot_sites(sites: Mapping[str, Mapping[str, Mapping]], path: str, title: str
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from nnunetv2_dca.planning.report import save_figure_atomic
+    from nnunetv2_dca.atomic import save_figure_atomic
 
     arms = list(sites)
     site_ids = list(sites[arms[0]])

@@ -200,9 +200,9 @@ class Runner:
 
 def link_tree(src: str, dst: str) -> None:
     """Copy a folder as hard links (plain copies across filesystems)."""
-    from nnunetv2_dca.data.split import _link_or_copy
+    from nnunetv2_dca.folders import link_or_copy
 
-    shutil.copytree(src, dst, copy_function=_link_or_copy)
+    shutil.copytree(src, dst, copy_function=link_or_copy)
 
 
 def find_dataset(raw: str, dataset_id: int) -> str:
@@ -263,7 +263,7 @@ def labeled_phantom_cases(n_train: int, n_labeled: int, sites: int) -> List[str]
 
 def make_pseudo_label_dataset(raw: str, semi_folder: str, pseudo_labels: str, dataset_id: int) -> str:
     """Raw dataset = the semi dataset's labeled cases + its unlabeled images with ``pseudo_labels`` as labels."""
-    from nnunetv2_dca.data.split import _link_or_copy
+    from nnunetv2_dca.folders import link_or_copy
 
     with open(os.path.join(semi_folder, "dataset.json"), encoding="utf-8") as f:
         dj = json.load(f)
@@ -285,7 +285,7 @@ def make_pseudo_label_dataset(raw: str, semi_folder: str, pseudo_labels: str, da
             label = os.path.join(pseudo_labels, case + ending)
             if not os.path.isfile(label):
                 raise FileNotFoundError(f"no pseudo-label {label} for unlabeled image {fname}")
-            _link_or_copy(os.path.join(semi_folder, "imagesTrUnlabeled", fname), os.path.join(tmp, "imagesTr", fname))
+            link_or_copy(os.path.join(semi_folder, "imagesTrUnlabeled", fname), os.path.join(tmp, "imagesTr", fname))
             dst = os.path.join(tmp, "labelsTr", case + ending)
             if not os.path.exists(dst):
                 shutil.copy2(label, dst)

@@ -57,7 +57,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from nnunetv2_dca import __version__
 from nnunetv2_dca.atomic import write_json_atomic
-from nnunetv2_dca.folders import replace_folder
+from nnunetv2_dca.folders import link_or_copy, replace_folder
 
 
 @dataclass(frozen=True)
@@ -211,17 +211,6 @@ def _training_cases(source: str, dataset_json: dict) -> Dict[str, Dict[str, obje
 
 
 # ---------------------------------------------------------------------------------------------------- writing
-
-
-def _link_or_copy(src: str, dst: str) -> bool:
-    """Hard link (True) or, across filesystems / where links are not allowed, a copy (False). Never a symlink;
-    os.link follows a symlinked source, so the result is always a regular file."""
-    try:
-        os.link(src, dst)
-        return True
-    except OSError:
-        shutil.copy2(src, dst)
-        return False
 
 
 def _default_name(source_name: str, mode: str, fraction: Optional[float], seed: int, n_cases: int,
@@ -396,7 +385,7 @@ def make_semi_supervised_split(raw_dir: str, source_id: int, out_id: int, *,
     wrote_splits = False
     try:
         def put(src: str, sub: str, dst_name: str) -> None:
-            ok = _link_or_copy(src, os.path.join(tmp, sub, dst_name))
+            ok = link_or_copy(src, os.path.join(tmp, sub, dst_name))
             result.linked += ok
             result.copied += not ok
 

@@ -204,7 +204,7 @@ def plot_gates(path: str, image: np.ndarray, gates: np.ndarray, prediction: np.n
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
 
-    from nnunetv2_dca.planning.report import save_figure_atomic
+    from nnunetv2_dca.atomic import save_figure_atomic
 
     names, groups = result["experts"], result["class_groups"]
     g_count = len(names)

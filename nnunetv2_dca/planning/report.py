@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Dict, Mapping
 
-from nnunetv2_dca.atomic import atomic_output
+from nnunetv2_dca.atomic import save_figure_atomic
 from nnunetv2_dca.planning.grouping import Grouping, group_names
 
 _COLORS = ["#1f77b4", "#2ca02c", "#d62728", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2"]
@@ -68,15 +68,3 @@ def plot_grouping(g: Grouping, names: Mapping[int, str], path: str, title: str =
     ax.legend(fontsize=8)
     fig.tight_layout()
     return save_figure_atomic(fig, path, dpi=110)
-
-
-def save_figure_atomic(fig, path: str, dpi: int = 100) -> str:
-    """Save a matplotlib figure without ever leaving a half-written PNG; the figure is closed."""
-    import matplotlib.pyplot as plt
-
-    try:
-        with atomic_output(path, suffix=".png") as tmp:
-            fig.savefig(tmp, dpi=dpi)
-    finally:
-        plt.close(fig)
-    return path

@@ -8,7 +8,7 @@ from typing import Dict, List, Mapping, Sequence
 
 import numpy as np
 
-from nnunetv2_dca.planning.report import save_figure_atomic
+from nnunetv2_dca.atomic import save_figure_atomic
 
 PANELS = (
     ("losses", lambda k: "loss" in k or k.endswith(("_balance", "_consistency"))),
