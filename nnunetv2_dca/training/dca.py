@@ -33,13 +33,12 @@ iteration.
 from __future__ import annotations
 
 import os
-from typing import Dict, List, Mapping, Optional, Sequence, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 
 from nnunetv2_dca.network.dca_unet import DCAUNet, fuse_expert_logits
 from nnunetv2_dca.planning.class_groups import plans_class_groups
-from nnunetv2_dca.planning.grouping import group_names
 from nnunetv2_dca.planning.labels import foreground_classes
 from nnunetv2_dca.training.moe_losses import balance_loss
 from nnunetv2_dca.training.semi_supervised import nnUNetTrainerSemiSupervised
@@ -66,18 +65,20 @@ def split_target(target: torch.Tensor, lut_row: torch.Tensor) -> torch.Tensor:
     return lut_row.to(target.device)[target.long().clamp_min(0)].to(target.dtype)
 
 
-def planned_groups(plans: Mapping, configuration: str, dataset_json: Mapping, trainer: str) -> List[List[int]]:
-    """The configuration's class groups, validated against dataset.json's classes (errors name the plans file)."""
+def planned_groups(plans: Mapping, configuration: str, dataset_json: Mapping, trainer: str
+                   ) -> Tuple[List[List[int]], List[str]]:
+    """The configuration's class groups and their names, validated against dataset.json's classes (errors name the
+    plans file)."""
     dataset = plans.get("dataset_name", "?")
     plans_file = os.path.join(os.environ.get("nnUNet_preprocessed", "$nnUNet_preprocessed"), dataset,
                               f"{plans.get('plans_name', '?')}.json")
-    groups = plans_class_groups(plans, 1 + len(foreground_classes(dataset_json)), configuration, plans_file)[0]
+    groups, names = plans_class_groups(plans, 1 + len(foreground_classes(dataset_json)), configuration, plans_file)
     if groups is None:
         raise RuntimeError(
             f"{trainer}: plans {plans_file} (configuration {configuration!r}) do not describe a DCA network (no "
             f"'class_groups' in arch_kwargs). Plan with: nnUNetv2_plan_and_preprocess -d {dataset} "
             f"-pl nnUNetPlannerDCA, then train with -p nnUNetPlansDCA")
-    return groups
+    return groups, names
 
 
 class DCATrainer(nnUNetTrainerSemiSupervised):
@@ -98,8 +99,8 @@ class DCATrainer(nnUNetTrainerSemiSupervised):
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         # validated before nnU-Net's __init__ creates the output folder, naming the file a user would edit
-        self.class_groups = planned_groups(plans, configuration, dataset_json, self.__class__.__name__)
-        self.group_names = group_names(len(self.class_groups))
+        self.class_groups, self.group_names = planned_groups(plans, configuration, dataset_json,
+                                                             self.__class__.__name__)
         super().__init__(plans, configuration, fold, dataset_json, device)
         self._lut = split_lookup(self.class_groups, self.label_manager.num_segmentation_heads,
                                  self.label_manager.ignore_label)
