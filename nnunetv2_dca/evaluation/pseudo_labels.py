@@ -103,7 +103,8 @@ def pseudo_label_quality(model_folder: str, images_folder: str, labels_folder: s
     import torch
 
     from nnunetv2_dca.inference import expand_image_files, load_model, preprocess_case, stitch_tiles
-    from nnunetv2_dca.network.dca_unet import DCAUNet, fuse_expert_logits
+    from nnunetv2_dca.network.dca_unet import DCAUNet
+    from nnunetv2_dca.network.fusion import fuse_expert_logits
     from nnunetv2_dca.planning.grouping import group_names as default_group_names
 
     predictor = load_model(model_folder, fold=fold, device=device, dca_only=False)

@@ -53,6 +53,8 @@ from dynamic_network_architectures.building_blocks.residual_encoders import Resi
 from dynamic_network_architectures.building_blocks.simple_conv_blocks import StackedConvBlocks
 from dynamic_network_architectures.initialization.weight_init import InitWeights_He, init_last_bn_before_add_to_0
 
+from nnunetv2_dca.network.dfam import DFAM
+
 Encoder = Union[PlainConvEncoder, ResidualEncoder]
 IntOrSeq = Union[int, List[int], Tuple[int, ...]]
 
@@ -123,50 +125,6 @@ def validate_class_groups(class_groups: Optional[Sequence[Sequence[int]]], num_c
                          f"(num_classes={num_classes} incl. background): duplicated {dup}, unknown {unknown}, "
                          f"missing {missing}")
     return groups
-
-
-FUSIONS = ("product", "log_softmax", "logits")
-# DFAM gate logits are soft-bounded to +-this (see DFAM): weights stay >= exp(-8) / G of the largest
-DFAM_LOGIT_BOUND = 4.0
-
-
-def fuse_expert_logits(expert_logits: Sequence[torch.Tensor], class_groups: Sequence[Sequence[int]],
-                       fusion: str = "product") -> torch.Tensor:
-    """Fused pseudo-label scores from the label-split experts (seed Key Design 3: class c from the expert that owns
-    c, background from all experts). Inputs (B, 1 + |S_g|, ...) per expert; output (B, num_classes, ...) whose
-    argmax is the pseudo-label.
-
-    * ``"logits"``: the seed's literal form, raw logits concatenated, background = mean of the experts' background
-      logits. A softmax's logits are only defined up to an additive constant per expert, so raw logits of different
-      experts are not comparable: label-split experts of rare groups (targets ~99 % background) learn far larger
-      background logits than the head expert and outvote it everywhere (measured: every fused pseudo-label was
-      background while the head expert segmented the liver).
-    * ``"log_softmax"``: the same formula on each expert's log-probabilities (scale-free). Still biased to
-      background: at a voxel of class c the *other* experts rightly say "background" (c is not theirs), and their
-      confident log p(bg) ~ 0 enters the mean, so c needs p_owner(c) > p_owner(bg)^(1/G) (measured: medium and tail
-      classes never appeared in the pseudo-labels).
-    * ``"product"`` (default): product of experts in log space. background = sum_g log p_g(bg) (every expert agrees
-      that no class of its own is present); class c of group g = log p_g(c) + sum_{h != g} log p_h(bg) (its owner
-      says c, every other expert says "none of mine"). The comparison of c with background then reduces to the
-      owner's own odds log p_g(c) - log p_g(bg): class c wins where its owner prefers it to background, and
-      between groups the more confident owner wins. Scale-free like log_softmax, without the bias.
-    """
-    if fusion not in FUSIONS:
-        raise ValueError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
-    if fusion != "logits":
-        expert_logits = [torch.log_softmax(e.float(), 1) for e in expert_logits]
-    backgrounds = torch.stack([e[:, :1] for e in expert_logits], 0)  # (G, B, 1, ...)
-    if fusion == "product":
-        total = backgrounds.sum(0)
-        # each class: its owner's log p(c) plus every other expert's log p(bg)
-        expert_logits = [torch.cat([e[:, :1], e[:, 1:] + (total - e[:, :1])], 1) for e in expert_logits]
-        background = total
-    else:
-        background = backgrounds.mean(0)
-    foreground = torch.cat([e[:, 1:] for e in expert_logits], 1)  # channels in class_groups order
-    order = [c for g in class_groups for c in g]
-    inverse = torch.as_tensor(np.argsort(order), device=foreground.device)  # class id - 1 -> position in `order`
-    return torch.cat([background, foreground.index_select(1, inverse)], 1)
 
 
 def _per_stage(value: IntOrSeq, n: int, what: str) -> List[int]:
@@ -262,53 +220,6 @@ class ExpertDecoder(_DecoderBase):
         kept tensors, see DFAM)."""
         return np.int64(sum(np.prod([c, *size], dtype=np.int64)
                             for c, size in zip(self.stage_channels, _skip_sizes(encoder, input_size)[::-1])) // 2)
-
-
-class DFAM(nn.Module):
-    """Dynamic Feature Aggregation Module (seed Key Design 4) for one decoder stage.
-
-    1x1 convs align the experts' features, a gate (kxk conv -> norm -> ReLU -> 1x1 conv -> G channels) scores them,
-    softmax over experts gives per-voxel weights summing to 1; F_DFAM = sum_g A_g * align_g(F_g) + F_up.
-
-    Two choices where the seed is silent, both against the gate collapse measured in the benchmark (per-voxel
-    weights of 1 and ~1e-40 after a few hundred iterations, after which the softmax passes no gradient and D_A is
-    stuck with one expert): the gate's hidden layer is normalised with the encoder's norm op (the aligned expert
-    features are unnormalised and grow during training), and the gate logits are soft-bounded,
-    ``z -> logit_bound * tanh(z / logit_bound)``, so no expert's weight falls below ~exp(-2 * logit_bound) / G.
-    """
-
-    def __init__(self, conv_op: Type[_ConvNd], channels: int, num_experts: int, kernel_size: IntOrSeq,
-                 norm_op: Optional[Type[nn.Module]] = None, norm_op_kwargs: Optional[dict] = None,
-                 logit_bound: Optional[float] = DFAM_LOGIT_BOUND):
-        super().__init__()
-        dim = convert_conv_op_to_dim(conv_op)
-        kernel = [kernel_size] * dim if isinstance(kernel_size, int) else list(kernel_size)
-        self.align = nn.ModuleList([conv_op(channels, channels, 1, 1, 0, bias=True) for _ in range(num_experts)])
-        hidden: List[nn.Module] = [conv_op(num_experts * channels, channels, kernel, 1, [(k - 1) // 2 for k in kernel],
-                                           bias=True)]
-        if norm_op is not None:
-            hidden.append(norm_op(channels, **(norm_op_kwargs or {})))
-        self.gate = nn.Sequential(*hidden, nn.ReLU(inplace=True), conv_op(channels, num_experts, 1, 1, 0, bias=True))
-        self.channels, self.num_experts, self.logit_bound = channels, num_experts, logit_bound
-
-    def forward(self, f_up: torch.Tensor, expert_features: Sequence[torch.Tensor]
-                ) -> Tuple[torch.Tensor, torch.Tensor]:
-        aligned = [a(f) for a, f in zip(self.align, expert_features)]
-        logits = self.gate(torch.cat(aligned, 1))
-        if self.logit_bound:
-            logits = self.logit_bound * torch.tanh(logits / self.logit_bound)
-        weights = torch.softmax(logits.float(), 1)  # fp32 gates (also what autocast picks for softmax)
-        # mix in the features' dtype: fp32 weights would promote every product and F_DFAM to fp32 under autocast
-        mix = weights.to(aligned[0].dtype)
-        f_expert = sum(mix[:, g:g + 1] * aligned[g] for g in range(self.num_experts))
-        return f_up + f_expert.to(f_up.dtype), weights
-
-    def compute_conv_feature_map_size(self, size: Sequence[int]) -> np.int64:
-        """DNA's convention, one map per conv output: the align convs (G c), the gate's hidden conv (c) and its
-        logits (G). (What DFAM keeps for its backward, 2 G c + 2 c + 2 G tensors, is twice that, as for DNA's
-        conv-norm-nonlin blocks: measured 2.0 kept elements per counted map in nnU-Net's encoder.)"""
-        g, c = self.num_experts, self.channels
-        return np.int64(np.prod(size, dtype=np.int64) * (g * c + c + g))
 
 
 class AggregationDecoder(_DecoderBase):

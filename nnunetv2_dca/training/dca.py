@@ -8,7 +8,7 @@ autograd on the unlabeled images, D_A only on them; ``DCAUNet._training_step``),
   (:func:`split_target`); the ignore label stays ignored. ``L_seg`` is nnU-Net's own loss object (Dice + CE with its
   deep-supervision weights), which works for any number of channels.
 * fused pseudo-labels on x_u: class c's score from the expert owning c, background = mean of the experts' background
-  scores (:func:`nnunetv2_dca.network.dca_unet.fuse_expert_logits`), argmax, no gradient. Default ``fusion =
+  scores (:func:`nnunetv2_dca.network.fusion.fuse_expert_logits`), argmax, no gradient. Default ``fusion =
   "product"``: a product of the experts' probabilities, i.e. class c wins where its owner's odds against background
   are > 1; the seed's raw-logit concatenation is ``"logits"`` (see there for why it fails). With deep
   supervision the fusion is done at every scale from the experts' own deep-supervision heads (each scale's
@@ -37,7 +37,8 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 
-from nnunetv2_dca.network.dca_unet import DCAUNet, fuse_expert_logits
+from nnunetv2_dca.network.dca_unet import DCAUNet
+from nnunetv2_dca.network.fusion import fuse_expert_logits
 from nnunetv2_dca.planning.class_groups import plans_class_groups
 from nnunetv2_dca.planning.labels import foreground_classes
 from nnunetv2_dca.training.moe_losses import balance_loss

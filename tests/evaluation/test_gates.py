@@ -82,7 +82,7 @@ def test_sliding_window_constant_gates_survive_stitching():
         last = dfam.gate[-1]
         torch.nn.init.zeros_(last.weight)
         last.bias.data.copy_(bias)
-    from nnunetv2_dca.network.dca_unet import DFAM_LOGIT_BOUND
+    from nnunetv2_dca.network.dfam import DFAM_LOGIT_BOUND
 
     # DFAM soft-bounds its gate logits (b -> B tanh(b / B)) before the softmax
     expected = torch.softmax(DFAM_LOGIT_BOUND * torch.tanh(bias / DFAM_LOGIT_BOUND), 0)

@@ -16,7 +16,7 @@ from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 from netspec import REQ_IMPORT, tiny_arch_kwargs
 from nnunetv2_dca import inference  # pseudo-label scoring loads its model and cases with these helpers
 from nnunetv2_dca.evaluation import pseudo_labels as P
-from nnunetv2_dca.network.dca_unet import fuse_expert_logits
+from nnunetv2_dca.network.fusion import fuse_expert_logits
 
 GROUPS = [[1], [2, 3], [4]]
 NAMES = ["head", "medium", "tail"]

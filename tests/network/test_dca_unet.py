@@ -18,8 +18,10 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 
 from netspec import REQ_IMPORT, conv_output_elements, grad_sum, tiny_arch_kwargs
-from nnunetv2_dca.network.dca_unet import (DCAOutput, DCAPlainConvUNet, DCAResidualEncoderUNet, DFAM,
-                                           default_expert_settings, fuse_expert_logits, validate_class_groups)
+from nnunetv2_dca.network.dca_unet import (DCAOutput, DCAPlainConvUNet, DCAResidualEncoderUNet,
+                                           default_expert_settings, validate_class_groups)
+from nnunetv2_dca.network.dfam import DFAM
+from nnunetv2_dca.network.fusion import fuse_expert_logits
 
 NUM_CLASSES = 8  # background + 7 foreground classes
 GROUPS = {3: [[3], [1, 4, 6], [2, 5, 7]], 4: [[3], [1, 4], [6], [2, 5, 7]]}
@@ -239,7 +241,7 @@ def test_network_module_imports_no_nnunetv2():
 def test_dfam_gate_is_normalised_and_its_logits_bounded():
     """Against the measured gate collapse: even a gate whose last layer is scaled up 1000x keeps every expert's
     weight >= exp(-2 * bound) / G, and the hidden layer carries the encoder's norm op."""
-    from nnunetv2_dca.network.dca_unet import DFAM_LOGIT_BOUND
+    from nnunetv2_dca.network.dfam import DFAM_LOGIT_BOUND
 
     torch.manual_seed(0)
     dfam = DFAM(nn.Conv2d, 4, 3, [3, 3], nn.InstanceNorm2d, {"affine": True})

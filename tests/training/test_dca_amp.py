@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from dcanets import _batch, _fake_trainer, _tiny_net
-from nnunetv2_dca.network.dca_unet import DFAM
+from nnunetv2_dca.network.dfam import DFAM
 from nnunetv2_dca.training.dca import DCATrainer
 
 

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from nnunetv2_dca.network.dca_unet import fuse_expert_logits
+from nnunetv2_dca.network.fusion import fuse_expert_logits
 from nnunetv2_dca.training.dca import DCATrainer, split_lookup, split_target
 from nnunetv2_dca.training.semi_supervised import sigmoid_rampup
 

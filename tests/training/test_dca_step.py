@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from nnunetv2_dca.network.dca_unet import fuse_expert_logits
+from nnunetv2_dca.network.fusion import fuse_expert_logits
 from nnunetv2_dca.training.dca import DCATrainer, split_target
 from nnunetv2_dca.training.moe_losses import balance_loss
 
