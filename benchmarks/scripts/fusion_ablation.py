@@ -13,7 +13,7 @@ import sys
 
 from nnunetv2_dca.atomic import write_json_atomic
 from nnunetv2_dca.benchmark.arms import ARM_TRAINERS, FOLD, ID_FULL, ID_SEMI
-from nnunetv2_dca.benchmark.run import find_dataset
+from nnunetv2_dca.benchmark.data import find_dataset
 from nnunetv2_dca.evaluation.pseudo_labels import pseudo_label_quality
 from nnunetv2_dca.network.fusion import FUSIONS
 

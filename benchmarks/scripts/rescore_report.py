@@ -17,7 +17,8 @@ import sys
 from types import SimpleNamespace
 
 from nnunetv2_dca.atomic import write_json_atomic, write_text_atomic
-from nnunetv2_dca.benchmark.report import markdown_report, plot_dice_per_class, summarise_arms, verdict
+from nnunetv2_dca.benchmark.charts import plot_dice_per_class
+from nnunetv2_dca.benchmark.report import markdown_report, summarise_arms, verdict
 from nnunetv2_dca.evaluation.evaluate import json_ready, rescore_result, write_outputs
 
 HAND_WRITTEN = "## Analysis"

@@ -20,12 +20,9 @@ from typing import Dict, List, Mapping, Optional, Sequence
 
 from nnunetv2_dca.atomic import write_json_atomic, write_text_atomic
 from nnunetv2_dca.benchmark.arms import ARM_TITLES, ARM_TRAINERS, PLANS_DCA
+from nnunetv2_dca.benchmark.charts import plot_dice_per_class, plot_sites
 from nnunetv2_dca.evaluation.evaluate import json_ready
 from nnunetv2_dca.planning.class_groups import plans_class_groups
-
-_ARM_COLORS = {"baseline": "#7f7f7f", "dca": "#d62728", "dca_supagg": "#ff9896", "semimoe": "#9467bd",
-               "pseudolabel": "#1f77b4", "full": "#2ca02c"}
-
 
 def mean_std(values: Sequence[float]) -> Dict[str, float]:
     vals = [v for v in values if v is not None and not math.isnan(v)]
@@ -128,42 +125,6 @@ def pseudo_label_table(rows: Mapping[str, Mapping]) -> str:
     return "\n".join(out)
 
 
-def plot_dice_per_class(summary: Mapping, path: str, title: str) -> str:
-    """Grouped bars: classes (head -> tail, groups separated), one bar per arm, error bars = std over seeds."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from nnunetv2_dca.atomic import save_figure_atomic
-
-    groups = summary["groups"]
-    ordered: List[str] = [str(c) for members in groups.values() for c in members] or summary["classes"]
-    ordered += [c for c in summary["classes"] if c not in ordered]
-    arms = list(summary["arms"])
-    width = 0.8 / len(arms)
-    fig, ax = plt.subplots(figsize=(max(7.0, 0.75 * len(ordered) + 2.5), 4.8))
-    for i, arm in enumerate(arms):
-        stats = [summary["arms"][arm]["dice"][f"class:{c}"] for c in ordered]
-        xs = [x + (i - (len(arms) - 1) / 2) * width for x in range(len(ordered))]
-        ax.bar(xs, [s["mean"] for s in stats], width, yerr=[s["std"] if s["n"] > 1 else 0 for s in stats],
-               color=_ARM_COLORS.get(arm, None), label=arm, capsize=2, error_kw={"linewidth": 0.8})
-    pos = 0
-    for g, members in groups.items():
-        if pos:
-            ax.axvline(pos - 0.5, color="k", linestyle="--", linewidth=0.8)
-        ax.text(pos - 0.45, 1.02, g, fontsize=8, transform=ax.get_xaxis_transform())
-        pos += len(members)
-    ax.set_xticks(range(len(ordered)))
-    ax.set_xticklabels([summary["labels"].get(c, c) for c in ordered], rotation=50, ha="right", fontsize=8)
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("Dice (test set, mean over cases)")
-    ax.set_title(title, fontsize=9, pad=14)
-    ax.legend(fontsize=8, ncol=min(len(arms), 3), loc="upper right")
-    fig.tight_layout()
-    return save_figure_atomic(fig, path, dpi=110)
-
-
 def summarise_sites(site_results: Mapping[str, Mapping[int, Mapping[int, Mapping]]], seeds: Sequence[int]
                     ) -> Dict[str, Dict[str, Dict]]:
     """Per arm and test site: mean Dice over classes (mean, std over seeds) and delta to the baseline."""
@@ -177,33 +138,6 @@ def summarise_sites(site_results: Mapping[str, Mapping[int, Mapping[int, Mapping
             out[arm][str(site)] = {"dice": mean_std(vals), "delta_to_baseline": mean_std(
                 [v - b for v, b in zip(vals, base)]), "n_cases": per_seed[seeds[0]][site]["n_cases"]}
     return out
-
-
-def plot_sites(sites: Mapping[str, Mapping[str, Mapping]], path: str, title: str) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from nnunetv2_dca.atomic import save_figure_atomic
-
-    arms = list(sites)
-    site_ids = list(sites[arms[0]])
-    width = 0.8 / len(arms)
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.4 * len(site_ids) + 2), 4.0))
-    for i, arm in enumerate(arms):
-        xs = [x + (i - (len(arms) - 1) / 2) * width for x in range(len(site_ids))]
-        stats = [sites[arm][k]["dice"] for k in site_ids]
-        ax.bar(xs, [st["mean"] for st in stats], width, yerr=[st["std"] if st["n"] > 1 else 0 for st in stats],
-               color=_ARM_COLORS.get(arm), label=arm, capsize=2)
-    ax.set_xticks(range(len(site_ids)))
-    ax.set_xticklabels([f"site {k}" + (" (labeled)" if k == "0" else "") for k in site_ids])
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("Dice, mean over classes")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    return save_figure_atomic(fig, path, dpi=110)
 
 
 def machine_info(device: str) -> Dict[str, object]:

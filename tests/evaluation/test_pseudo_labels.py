@@ -1,6 +1,6 @@
 """Pseudo-label scoring: confusion counts and Dice by hand, group means and voxel shares, which network output each
 source is (fused experts vs. D_A vs. a stock network), clear errors. The trained-model path runs in the tiny
-end-to-end benchmark (tests/evaluation/test_benchmark.py)."""
+end-to-end benchmark (tests/benchmark/test_benchmark.py)."""
 
 from __future__ import annotations
 

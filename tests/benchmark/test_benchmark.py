@@ -15,8 +15,8 @@ from conftest import BIN, fresh_env, run_cmd
 from nnunetv2_dca.benchmark.arms import PLANS_DCA, PLANS_STOCK
 from nnunetv2_dca.benchmark.report import (fmt, mean_std, pseudo_label_table, summarise_arms, summarise_pseudo_labels,
                                            summarise_sites, verdict)
-from nnunetv2_dca.benchmark.run import (BenchmarkConfig, labeled_phantom_cases, make_pseudo_label_dataset,
-                                        scale_width, write_bench_plans)
+from nnunetv2_dca.benchmark.data import labeled_phantom_cases, make_pseudo_label_dataset, scale_width, write_bench_plans
+from nnunetv2_dca.benchmark.run import BenchmarkConfig
 from nnunetv2_dca.network.architectures import DCA_ARCH_KEYS
 from nnunetv2_dca.training import budget
 

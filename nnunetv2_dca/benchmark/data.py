@@ -1,0 +1,116 @@
+"""The benchmark's data: its own nnU-Net folders (user datasets hard-linked in), the shared plans of every arm, the
+phantom's labeled split and the offline pseudo-label dataset."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from typing import Dict, List, Optional
+
+from nnunetv2_dca.atomic import write_json_atomic
+from nnunetv2_dca.benchmark.arms import PLANS_DCA, PLANS_STOCK
+
+def link_tree(src: str, dst: str) -> None:
+    """Copy a folder as hard links (plain copies across filesystems)."""
+    from nnunetv2_dca.folders import link_or_copy
+
+    shutil.copytree(src, dst, copy_function=link_or_copy)
+
+
+def find_dataset(raw: str, dataset_id: int) -> str:
+    prefix = f"Dataset{dataset_id:03d}_"
+    found = sorted(d for d in os.listdir(raw) if d.startswith(prefix)) if os.path.isdir(raw) else []
+    if len(found) != 1:
+        raise FileNotFoundError(f"expected one Dataset{dataset_id:03d}_* in {raw}, found {found or 'none'}")
+    return os.path.join(raw, found[0])
+
+
+def scale_width(arch_kwargs: dict, width: int) -> None:
+    """Scale features_per_stage so the first stage has ``width`` features (the planned stage ratios, incl. the cap
+    on the deepest stages, are kept)."""
+    features = list(arch_kwargs["features_per_stage"])
+    arch_kwargs["features_per_stage"] = [max(1, round(f * width / features[0])) for f in features]
+
+
+def write_bench_plans(preprocessed_dataset: str, plans_name: str, configuration: str, width: Optional[int]
+                      ) -> Dict[str, str]:
+    """``nnUNetPlansBenchDCA`` / ``nnUNetPlansBenchStock`` next to the planned DCA plans (same data identifier, so
+    the preprocessed data are shared). Returns plans name -> file."""
+    from nnunetv2_dca.network.architectures import DCA_NETWORKS, stock_architecture
+
+    with open(os.path.join(preprocessed_dataset, plans_name + ".json"), encoding="utf-8") as f:
+        plans = json.load(f)
+    if configuration not in plans["configurations"]:
+        raise ValueError(f"configuration {configuration!r} is not in {plans_name} "
+                         f"(has {sorted(plans['configurations'])})")
+    arch = plans["configurations"][configuration]["architecture"]
+    if arch["network_class_name"] not in DCA_NETWORKS.values():
+        raise ValueError(f"{plans_name} is not a DCA plan ({arch['network_class_name']}); use a DCA planner")
+    files = {}
+    for name, architecture in ((PLANS_DCA, json.loads(json.dumps(arch))), (PLANS_STOCK, stock_architecture(arch))):
+        architecture = dict(architecture)
+        architecture["arch_kwargs"] = dict(architecture["arch_kwargs"])
+        architecture["_kw_requires_import"] = list(architecture["_kw_requires_import"])
+        if width is not None:
+            scale_width(architecture["arch_kwargs"], width)
+        derived = json.loads(json.dumps(plans))
+        derived["plans_name"] = name
+        derived["configurations"] = {configuration: dict(plans["configurations"][configuration],
+                                                         architecture=architecture)}
+        derived["configurations"][configuration].pop("inherits_from", None)
+        path = os.path.join(preprocessed_dataset, name + ".json")
+        write_json_atomic(derived, path)
+        files[name] = path
+    return files
+
+
+def labeled_phantom_cases(n_train: int, n_labeled: int, sites: int) -> List[str]:
+    """The phantom's first ``n_labeled`` training cases of site 0 (the phantom puts case i on site i % sites)."""
+    site0 = [i for i in range(n_train) if i % sites == 0]
+    if len(site0) < n_labeled:
+        raise ValueError(f"--sites {sites}: {n_train} training cases hold {len(site0)} of site 0, fewer than the "
+                         f"{n_labeled} labeled ones asked for; raise --phantom-unlabeled")
+    return [f"phantom_{i:04d}" for i in site0[:n_labeled]]
+
+
+def make_pseudo_label_dataset(raw: str, semi_folder: str, pseudo_labels: str, dataset_id: int) -> str:
+    """Raw dataset = the semi dataset's labeled cases + its unlabeled images with ``pseudo_labels`` as labels."""
+    from nnunetv2_dca.folders import link_or_copy
+
+    with open(os.path.join(semi_folder, "dataset.json"), encoding="utf-8") as f:
+        dj = json.load(f)
+    ending = dj["file_ending"]
+    target = os.path.join(raw, f"Dataset{dataset_id:03d}_{os.path.basename(semi_folder).split('_', 1)[1]}PL")
+    if os.path.exists(target):
+        shutil.rmtree(target)
+    tmp = target + ".partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
+            if os.path.isdir(os.path.join(semi_folder, sub)):
+                link_tree(os.path.join(semi_folder, sub), os.path.join(tmp, sub))
+        n_pseudo = 0
+        for fname in sorted(os.listdir(os.path.join(semi_folder, "imagesTrUnlabeled"))):
+            if not fname.endswith(ending):
+                continue
+            case = fname[:-len(ending)].rsplit("_", 1)[0]
+            label = os.path.join(pseudo_labels, case + ending)
+            if not os.path.isfile(label):
+                raise FileNotFoundError(f"no pseudo-label {label} for unlabeled image {fname}")
+            link_or_copy(os.path.join(semi_folder, "imagesTrUnlabeled", fname), os.path.join(tmp, "imagesTr", fname))
+            dst = os.path.join(tmp, "labelsTr", case + ending)
+            if not os.path.exists(dst):
+                shutil.copy2(label, dst)
+                n_pseudo += 1
+        dj = dict(dj, numTraining=dj["numTraining"] + n_pseudo,
+                  description=f"{dj.get('description', '')} + {n_pseudo} offline pseudo-labels "
+                              f"(nnunetv2-dca benchmark)")
+        dj.pop("numUnlabeled", None)
+        with open(os.path.join(tmp, "dataset.json"), "w", encoding="utf-8") as f:
+            json.dump(dj, f, indent=2)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    os.replace(tmp, target)
+    return target
