@@ -54,6 +54,7 @@ from dynamic_network_architectures.building_blocks.simple_conv_blocks import Sta
 from dynamic_network_architectures.initialization.weight_init import InitWeights_He, init_last_bn_before_add_to_0
 
 from nnunetv2_dca.network.dfam import DFAM
+from nnunetv2_dca.network.encoders import plain_encoder_factory, residual_encoder_factory
 
 Encoder = Union[PlainConvEncoder, ResidualEncoder]
 IntOrSeq = Union[int, List[int], Tuple[int, ...]]
@@ -381,12 +382,9 @@ class DCAPlainConvUNet(DCAUNet):
                  class_groups: Optional[Sequence[Sequence[int]]] = None,
                  expert_n_conv_per_stage: Optional[Sequence] = None, expert_dilations: Optional[Sequence[int]] = None,
                  detach_expert_features: bool = True, detach_encoder_for_aggregation: bool = False):
-        if isinstance(n_conv_per_stage, int):
-            n_conv_per_stage = [n_conv_per_stage] * n_stages
-        encoder = PlainConvEncoder(input_channels, n_stages, features_per_stage, conv_op, kernel_sizes, strides,
-                                   n_conv_per_stage, conv_bias, norm_op, norm_op_kwargs, dropout_op,
-                                   dropout_op_kwargs, nonlin, nonlin_kwargs, return_skips=True,
-                                   nonlin_first=nonlin_first)
+        encoder = plain_encoder_factory(input_channels, n_stages, features_per_stage, conv_op, kernel_sizes, strides,
+                                        n_conv_per_stage, conv_bias, norm_op, norm_op_kwargs, dropout_op,
+                                        dropout_op_kwargs, nonlin, nonlin_kwargs, nonlin_first)()
         super().__init__(encoder, num_classes, n_conv_per_stage_decoder, class_groups, expert_n_conv_per_stage,
                          expert_dilations, deep_supervision, detach_expert_features, detach_encoder_for_aggregation,
                          nonlin_first)
@@ -415,12 +413,10 @@ class DCAResidualEncoderUNet(DCAUNet):
                  class_groups: Optional[Sequence[Sequence[int]]] = None,
                  expert_n_conv_per_stage: Optional[Sequence] = None, expert_dilations: Optional[Sequence[int]] = None,
                  detach_expert_features: bool = True, detach_encoder_for_aggregation: bool = False):
-        if isinstance(n_blocks_per_stage, int):
-            n_blocks_per_stage = [n_blocks_per_stage] * n_stages
-        encoder = ResidualEncoder(input_channels, n_stages, features_per_stage, conv_op, kernel_sizes, strides,
-                                  n_blocks_per_stage, conv_bias, norm_op, norm_op_kwargs, dropout_op,
-                                  dropout_op_kwargs, nonlin, nonlin_kwargs, block, bottleneck_channels,
-                                  return_skips=True, disable_default_stem=False, stem_channels=stem_channels)
+        encoder = residual_encoder_factory(input_channels, n_stages, features_per_stage, conv_op, kernel_sizes,
+                                           strides, n_blocks_per_stage, conv_bias, norm_op, norm_op_kwargs,
+                                           dropout_op, dropout_op_kwargs, nonlin, nonlin_kwargs, block,
+                                           bottleneck_channels, stem_channels)()
         super().__init__(encoder, num_classes, n_conv_per_stage_decoder, class_groups, expert_n_conv_per_stage,
                          expert_dilations, deep_supervision, detach_expert_features, detach_encoder_for_aggregation)
         self.key_to_encoder = "encoder.stages"

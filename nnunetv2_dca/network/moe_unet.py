@@ -51,12 +51,11 @@ from torch.nn.modules.dropout import _DropoutNd
 
 from dynamic_network_architectures.architectures.abstract_arch import AbstractDynamicNetworkArchitectures
 from dynamic_network_architectures.building_blocks.helper import convert_conv_op_to_dim
-from dynamic_network_architectures.building_blocks.plain_conv_encoder import PlainConvEncoder
 from dynamic_network_architectures.building_blocks.residual import BasicBlockD, BottleneckD
-from dynamic_network_architectures.building_blocks.residual_encoders import ResidualEncoder
 from dynamic_network_architectures.initialization.weight_init import InitWeights_He, init_last_bn_before_add_to_0
 
 from nnunetv2_dca.network.dca_unet import Encoder, ExpertDecoder, IntOrSeq, _skip_sizes
+from nnunetv2_dca.network.encoders import plain_encoder_factory, residual_encoder_factory
 
 GATINGS = ("image", "voxel")
 EXPERT_SCOPES = ("decoder", "network")
@@ -302,14 +301,9 @@ class MoEPlainConvUNet(MoEUNet):
                  nonlin: Union[None, Type[nn.Module]] = None, nonlin_kwargs: dict = None,
                  deep_supervision: bool = False, nonlin_first: bool = False,
                  num_experts: int = 3, gating: str = "image", expert_scope: str = "decoder"):
-        if isinstance(n_conv_per_stage, int):
-            n_conv_per_stage = [n_conv_per_stage] * n_stages
-
-        def make_encoder() -> PlainConvEncoder:
-            return PlainConvEncoder(input_channels, n_stages, features_per_stage, conv_op, kernel_sizes, strides,
-                                    n_conv_per_stage, conv_bias, norm_op, norm_op_kwargs, dropout_op,
-                                    dropout_op_kwargs, nonlin, nonlin_kwargs, return_skips=True,
-                                    nonlin_first=nonlin_first)
+        make_encoder = plain_encoder_factory(input_channels, n_stages, features_per_stage, conv_op, kernel_sizes,
+                                             strides, n_conv_per_stage, conv_bias, norm_op, norm_op_kwargs,
+                                             dropout_op, dropout_op_kwargs, nonlin, nonlin_kwargs, nonlin_first)
 
         super().__init__(make_encoder, num_classes, n_conv_per_stage_decoder, num_experts, gating, expert_scope,
                          deep_supervision, nonlin_first)
@@ -334,14 +328,10 @@ class MoEResidualEncoderUNet(MoEUNet):
                  deep_supervision: bool = False, block: Union[Type[BasicBlockD], Type[BottleneckD]] = BasicBlockD,
                  bottleneck_channels: IntOrSeq = None, stem_channels: int = None,
                  num_experts: int = 3, gating: str = "image", expert_scope: str = "decoder"):
-        if isinstance(n_blocks_per_stage, int):
-            n_blocks_per_stage = [n_blocks_per_stage] * n_stages
-
-        def make_encoder() -> ResidualEncoder:
-            return ResidualEncoder(input_channels, n_stages, features_per_stage, conv_op, kernel_sizes, strides,
-                                   n_blocks_per_stage, conv_bias, norm_op, norm_op_kwargs, dropout_op,
-                                   dropout_op_kwargs, nonlin, nonlin_kwargs, block, bottleneck_channels,
-                                   return_skips=True, disable_default_stem=False, stem_channels=stem_channels)
+        make_encoder = residual_encoder_factory(input_channels, n_stages, features_per_stage, conv_op, kernel_sizes,
+                                                strides, n_blocks_per_stage, conv_bias, norm_op, norm_op_kwargs,
+                                                dropout_op, dropout_op_kwargs, nonlin, nonlin_kwargs, block,
+                                                bottleneck_channels, stem_channels)
 
         super().__init__(make_encoder, num_classes, n_conv_per_stage_decoder, num_experts, gating, expert_scope,
                          deep_supervision)
