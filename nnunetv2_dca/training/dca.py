@@ -1,29 +1,12 @@
 """DCA's training procedure (seed ``003``, "Loss & Training", Key Designs 2-4) on the semi-supervised base trainer.
 
-One forward of the labeled and the unlabeled batch, concatenated, through ``self.network(x, num_labeled=n)``: one
-call (DDP and torch.compile see every parameter used) that runs only what the losses below use (the experts without
-autograd on the unlabeled images, D_A only on them; ``DCAUNet._training_step``), then:
-
-* ``L_sup = sum_g L_seg(expert_g(x_l), split_g(y_l))``: label-split, classes outside group g become background
-  (:func:`split_target`); the ignore label stays ignored. ``L_seg`` is nnU-Net's own loss object (Dice + CE with its
-  deep-supervision weights), which works for any number of channels.
-* fused pseudo-labels on x_u: class c's score from the expert owning c, background = mean of the experts' background
-  scores (:func:`nnunetv2_dca.network.fusion.fuse_expert_logits`), argmax, no gradient. Default ``fusion =
-  "product"``: a product of the experts' probabilities, i.e. class c wins where its owner's odds against background
-  are > 1; the seed's raw-logit concatenation is ``"logits"`` (see there for why it fails). With deep
-  supervision the fusion is done at every scale from the experts' own deep-supervision heads (each scale's
-  pseudo-label is the experts' opinion at that scale, not a downsampled full-resolution map).
-* ``L_un = L_seg(D_A(x_u), pseudo-labels)``; ``total = L_sup + lambda(t) * L_un``, lambda = 10 with the base
-  trainer's sigmoid ramp-up over the first 20 % of iterations. The network detaches the experts' features before
-  DFAM (stop-gradient, see the network module), so L_un trains D_A, DFAM and the shared encoder, never the experts.
-* Beyond the paper: ``supervise_aggregation`` adds ``L_seg(D_A(x_l), y_l)`` (the paper's D_A learns from pseudo-
-  labels only, a stated weakness: a tier the experts miss is then missed by D_A too). Off by default, as in the
-  paper, until the benchmark measures it (trainer variant ``nnUNetTrainerDCA_supAgg``).
-
-* Beyond the paper: ``gate_balance_weight * balance(DFAM gates)`` (Semi-MoE's load-balancing loss on each stage's
-  mean gate), against the gate collapse the benchmark measured without it (see ``gate_balance_weight``). Computed
-  on the gates of the samples D_A runs on in the step: the unlabeled ones (before the minimal-compute step, D_A also
-  ran on the labeled samples, whose gates entered this mean; only D_A's loss on unlabeled images uses them).
+One step: ``L_sup = sum_g L_seg(expert_g(x_l), split_g(y_l))`` (label-split, :func:`split_target`) + ``lambda(t) *
+L_seg(D_A(x_u), fused pseudo-labels)`` (:func:`nnunetv2_dca.network.fusion.fuse_expert_logits`, at every
+deep-supervision scale from the experts' own heads, no gradient; lambda = 10 with the base trainer's ramp-up over
+20 % of the iterations) + ``gate_balance_weight * balance(DFAM gates of the samples D_A runs on)``; with
+``supervise_aggregation`` also ``L_seg(D_A(x_l), y_l)``. ``L_seg`` is nnU-Net's own loss object. The network's
+step forward (``num_labeled``) runs only what these losses use. The seed, our deviations and the measurements
+behind them: docs/dca.md.
 
 Logged per epoch (``progress_semi_supervised.png``): supervised loss per expert, unsupervised loss, lambda, share of
 pseudo-label voxels per group (+ background), mean DFAM gate weight per expert at full resolution, seconds per
