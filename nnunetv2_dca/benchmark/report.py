@@ -7,6 +7,9 @@ evaluate's mean over its scored classes (a class no test reference holds is "not
 overall means, shown as such in the per-class table); with several seeds the report gives mean +- standard
 deviation (sample, n-1) over seeds of those per-seed values. Deltas are arm minus baseline of the same seed, then
 averaged over seeds.
+
+Size: the report's aggregation (seeds, groups, sites, pseudo-labels), its JSON and its Markdown are one format;
+splitting them would put the table layout and the numbers it shows in different files (charts are in ``charts.py``).
 """
 
 from __future__ import annotations

@@ -1,46 +1,13 @@
 """``nnunetv2-dca benchmark``: DCA against nnU-Net baselines in one run, one output folder, everything measured here.
 
-Every training and prediction is a stock nnU-Net console script (``nnUNetv2_train``, ``nnUNetv2_predict``,
-``nnUNetv2_plan_and_preprocess`` ...) run in a subprocess, exactly as a user would type it; all commands land in
-``commands.sh``. The arms differ only in the trainer (and, for two arms, the training data):
+Every training and prediction is a stock nnU-Net console script run in a subprocess exactly as a user would type
+it (all commands land in ``commands.sh``); the arms differ only in the trainer and, for two arms, the training data
+(:mod:`nnunetv2_dca.benchmark.arms`). Same plans, budget and seed for every arm; evaluation on the held-out test set
+with :func:`nnunetv2_dca.evaluation.evaluate.evaluate_folders`. Arms, folders, budget and report: docs/benchmark.md.
 
-==============  ===========================================  =================================================
-arm             trainer (-tr) and plans (-p)                 training data
-==============  ===========================================  =================================================
-``baseline``    ``nnUNetTrainer_budget`` + stock network     labeled cases only (nnU-Net as it is)
-``dca``         ``nnUNetTrainerDCA_budget`` + DCA network    labeled + unlabeled
-``dca_supagg``  ``nnUNetTrainerDCA_supAgg_budget``           labeled + unlabeled (D_A also sees ground truth)
-``semimoe``     ``nnUNetTrainerSemiMoE_budget`` + MoE        labeled + unlabeled
-``pseudolabel`` ``nnUNetTrainer_budget`` + stock network     labeled + the *baseline's* predictions on the
-                                                             unlabeled images (the recipe nnU-Net's
-                                                             maintainers recommend: train, pseudo-label
-                                                             offline, retrain on both)
-``full``        ``nnUNetTrainer_budget`` + stock network     all training cases with their true labels
-                                                             (upper bound; needs a fully labeled source)
-==============  ===========================================  =================================================
-
-Same plans for all arms: the dataset is planned once with a DCA planner (default ``nnUNetPlannerDCA_CPU``); the
-benchmark writes two plans files from it that share its preprocessed data (same ``data_identifier``):
-``nnUNetPlansBenchDCA`` (the DCA network) and ``nnUNetPlansBenchStock`` (nnU-Net's network of the same encoder,
-:func:`nnunetv2_dca.network.architectures.stock_architecture`); ``--width`` scales both networks' features per stage.
-The ``full`` and ``pseudolabel`` datasets get the same plans with nnU-Net's own transfer recipe
-(``nnUNetv2_extract_fingerprint``, ``nnUNetv2_move_plans_between_datasets``, ``nnUNetv2_preprocess``).
-
-Same budget: epochs x iterations per epoch and the seed reach every arm's ``*_budget`` trainer through environment
-variables (:mod:`nnunetv2_dca.training.budget`). All arms train with ``-f all`` (every labeled case: with a handful
-of labels, holding 20 % out for validation would change the comparison) and are evaluated on the held-out test
-set (``imagesTs``/``labelsTs``) with :func:`nnunetv2_dca.evaluation.evaluate.evaluate_folders`.
-
-Folders: ``OUT/nnUNet_raw`` and ``OUT/nnUNet_preprocessed`` (the benchmark's own copies: a user dataset given with
-``-d`` is hard-linked in, never modified), ``OUT/seed_<s>/nnUNet_results`` (one per seed, so seeds never overwrite
-each other), ``OUT/seed_<s>/predictions/<arm>``, and the report: ``OUT/README.md``, ``OUT/benchmark.json``,
-``OUT/dice_per_class.png``, ``OUT/class_groups.png``, ``OUT/commands.sh``.
-
-Cost, measured in this run: seconds per training iteration of each arm (median over epochs, the first epoch left
-out when there are more; data loading included, validation excluded; :mod:`~nnunetv2_dca.training.budget`),
-inference seconds per test case (nnU-Net's sliding-window prediction of each preprocessed test case, in process,
-without mirroring TTA unless ``--tta``, for all arms alike; :func:`nnunetv2_dca.inference.time_network_inference`), parameters and FLOPs
-per patch (built on the meta device, :func:`nnunetv2_dca.network.cost.network_cost`).
+Size: one class runs the benchmark's steps in their order (data, plans, each arm's train / predict / evaluate /
+timing, the pseudo-label arm, the report); its helpers live in ``data.py``, ``report.py``, ``charts.py`` and
+``eta.py`` of this package.
 """
 
 from __future__ import annotations

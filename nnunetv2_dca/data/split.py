@@ -41,6 +41,9 @@ is written and nnU-Net makes its usual 5-fold split of the labeled cases.
 The dataset is built in a temporary folder next to the target and moved into place at the end: a failed run leaves
 nothing half-written under ``nnUNet_raw``, and with ``--overwrite`` the old dataset is only deleted once the new one is
 in place (:func:`nnunetv2_dca.folders.replace_folder`).
+
+Size: one command's whole job (case selection, presets, the new raw dataset with its record, the safe swap);
+the file operations it shares live in :mod:`nnunetv2_dca.folders`.
 """
 
 from __future__ import annotations

@@ -20,6 +20,9 @@ Outputs (default folder: the prediction folder): ``evaluation.json`` (the layout
 ``group_mean`` and a few descriptive keys), ``evaluation.csv`` (one row per case x class) and ``evaluation.md``
 (per-class and group means); protocol B writes ``evaluation_protocol_b.*`` instead, so both can sit side by side.
 Undefined values (NaN) are ``null`` in JSON, empty cells in CSV and ``n/a`` in Markdown.
+
+Size: one command (reading both folders with nnU-Net's readers, the protocols, the three outputs written as one
+set); the metrics themselves are in :mod:`nnunetv2_dca.evaluation.metrics`.
 """
 
 from __future__ import annotations

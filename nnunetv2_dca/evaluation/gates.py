@@ -30,6 +30,9 @@ to the configuration's target spacing, in the axis order of the image array as n
 NIfTI read with SimpleITK: z, y, x). ``--slice`` indexes axis 0 of that array (the axial slice for such CT images);
 for 2D images (shape 1 x H x W) the only slice is 0. Slice numbers therefore refer to the preprocessed array, not to
 the original file, unless the target spacing equals the file's spacing and nothing was cropped.
+
+Size: one command (maps, numbers per region, the picture, its CLI); the model loading, preprocessing and
+sliding-window stitching it shares with other tools live in :mod:`nnunetv2_dca.inference`.
 """
 
 from __future__ import annotations

@@ -32,6 +32,9 @@ Choices where the paper (seed ``003``, Key Designs 2 and 4) is silent, all overr
   pseudo-labels and, detached, DFAM), D_A on the unlabeled part (plus the labeled part with
   ``aggregate_labeled=True``). Same losses and gradients as slicing the ``return_all`` outputs, at 63 % of the FLOPs
   (full-width 3d plans, docs/training.md); one call, so DDP and torch.compile see every parameter used.
+
+Size: the network as DNA structures its own (encoder use, decoders derived from it, feature-map counts next to
+the layers they count); DFAM, the fusion, the encoders and the plans mapping have modules of their own.
 """
 
 from __future__ import annotations

@@ -64,6 +64,10 @@ every case: it has the same keys as for labeled cases (foreground labels or regi
 ``(-1, *all_labels)`` key when the dataset has an ignore label) with *empty* lists. With empty locations the loader
 falls back to random crops, so even ``oversample_foreground_percent > 0`` cannot oversample a class that was never
 annotated.
+
+Size: one stage, nnU-Net's preprocessing of the unlabeled images: name/size validation, the settings stamp the
+trainers check, and the preprocessor subclass that writes both, kept together so the stamp's fields and their
+writer cannot drift apart.
 """
 
 from __future__ import annotations
