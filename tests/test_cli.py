@@ -5,15 +5,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from conftest import fresh_env, run_cmd
 
 
+@pytest.mark.slow  # starts a subprocess
 def test_help_lists_subcommands(tmp_path):
     out = run_cmd(["nnunetv2-dca", "--help"], fresh_env(tmp_path)).stdout
     for sub in ("phantom", "demo"):
         assert sub in out
 
 
+@pytest.mark.slow  # starts a subprocess
 def test_phantom_command_writes_dataset(tmp_path):
     env = fresh_env(tmp_path)
     out = run_cmd(["nnunetv2-dca", "phantom", "-d", "12", "--labeled", "2", "--unlabeled", "1", "--test", "1",
@@ -24,6 +28,7 @@ def test_phantom_command_writes_dataset(tmp_path):
     assert meta["seed"] == 4 and len(meta["sites"]) == 2 and len(meta["cases"]) == 4
 
 
+@pytest.mark.slow  # starts a subprocess
 def test_bad_input_exits_2_and_names_the_setting(tmp_path):
     env = fresh_env(tmp_path)
     proc = run_cmd(["nnunetv2-dca", "phantom", "-d", "13", "--sites", "0"], env, check=False)
@@ -33,6 +38,7 @@ def test_bad_input_exits_2_and_names_the_setting(tmp_path):
     assert proc.returncode == 2 and "Dataset013_AbdomenPhantom" in proc.stdout and "--overwrite" in proc.stdout
 
 
+@pytest.mark.slow  # starts a subprocess
 def test_missing_nnunet_raw_is_explained(tmp_path):
     env = fresh_env(tmp_path)
     del env["nnUNet_raw"]
@@ -40,6 +46,7 @@ def test_missing_nnunet_raw_is_explained(tmp_path):
     assert proc.returncode != 0 and "nnUNet_raw" in proc.stdout
 
 
+@pytest.mark.slow  # starts a subprocess
 def test_groups_command_on_the_phantom(tmp_path):
     env = fresh_env(tmp_path)
     run_cmd(["nnunetv2-dca", "phantom", "-d", "15", "--labeled", "4", "--unlabeled", "0", "--test", "0"], env)
@@ -54,6 +61,7 @@ def test_groups_command_on_the_phantom(tmp_path):
     assert "liver" in table and "head" in table and "tail" in table and "cliff" in table
 
 
+@pytest.mark.slow  # starts a subprocess
 def test_groups_command_prefers_fingerprint_counts_and_validates_explicit_groups(tmp_path):
     env = fresh_env(tmp_path)
     run_cmd(["nnunetv2-dca", "phantom", "-d", "16", "--labeled", "1", "--unlabeled", "0", "--test", "0"], env)
@@ -71,6 +79,7 @@ def test_groups_command_prefers_fingerprint_counts_and_validates_explicit_groups
     assert json.loads(ok)["source"] == "explicit"
 
 
+@pytest.mark.slow  # starts a subprocess
 def test_groups_command_unknown_dataset(tmp_path):
     proc = run_cmd(["nnunetv2-dca", "groups", "-d", "417"], fresh_env(tmp_path), check=False)
     assert proc.returncode == 2 and "417" in proc.stdout

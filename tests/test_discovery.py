@@ -92,6 +92,7 @@ print("IMPORTED:", bad)
 """
 
 
+@pytest.mark.slow  # starts a subprocess
 def test_fresh_interpreter_resolves_registered_and_stock_names(tmp_path, discovery_plugin):
     """In a new process (as the console scripts are): our trainer, the test plug-in's classes and nnU-Net's own
     trainer resolve; nothing from nnU-Net's primus/timm/torchvision branch is imported for a registered name."""
@@ -107,6 +108,7 @@ def test_fresh_interpreter_resolves_registered_and_stock_names(tmp_path, discove
     assert "IMPORTED: []" in out
 
 
+@pytest.mark.slow  # starts a subprocess
 def test_plugin_registry_lists_all_test_classes(tmp_path, discovery_plugin):
     env = fresh_env(tmp_path, pythonpath=str(discovery_plugin))
     script = "from nnunetv2_dca.discovery import registered_entry_points as r; print(sorted(r()))"

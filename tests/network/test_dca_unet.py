@@ -231,6 +231,7 @@ def test_feature_map_estimate_counts_all_decoders(encoder):
     assert more.compute_conv_feature_map_size(patch(3)) > estimate
 
 
+@pytest.mark.slow  # starts a subprocess
 def test_network_module_imports_no_nnunetv2():
     code = ("import sys, nnunetv2_dca.network.dca_unet; "
             "print(sorted(m for m in sys.modules if m == 'nnunetv2' or m.startswith('nnunetv2.')))")
