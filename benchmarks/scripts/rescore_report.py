@@ -46,7 +46,7 @@ def rescore_folder(out: str) -> dict:
     plot_dice_per_class(summary, os.path.join(out, "dice_per_class.png"),
                         f"test-set Dice per class, {len(seeds)} seed(s), {cfg.epochs} epochs x {cfg.iterations} "
                         f"iterations")
-    text = markdown_report(report, summary, SimpleNamespace(cfg=cfg))
+    text = markdown_report(report, summary, cfg)
     with open(os.path.join(out, "README.md"), encoding="utf-8") as f:
         old = f.read()
     if HAND_WRITTEN in old:

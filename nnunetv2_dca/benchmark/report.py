@@ -19,7 +19,8 @@ import os
 import platform
 import shutil
 import statistics
-from typing import Dict, List, Mapping, Optional, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from nnunetv2_dca.atomic import write_json_atomic, write_text_atomic
 from nnunetv2_dca.benchmark.arms import ARM_TITLES, ARM_TRAINERS, PLANS_DCA
@@ -162,14 +163,30 @@ def _ratio(a: float, b: float) -> float:
     return a / b if b else float("nan")
 
 
-def build_report(bench, wall_seconds: float, runner) -> Dict:
-    from nnunetv2_dca.planning.grouping import Grouping  # noqa: F401  (documents where groups come from)
+@dataclass
+class BenchmarkResults:
+    """What the report reads of a finished run; the runner fills it in and the report never sees the runner."""
+    cfg: Any                                   # the run's BenchmarkConfig (seeds, budget, device, switches)
+    out: str                                   # the run's output folder
+    arms: List[str]
+    semi: str                                  # the semi-supervised raw dataset (labelsTr, imagesTrUnlabeled, Ts)
+    dataset_json: Mapping
+    file_ending: str
+    plans_files: Mapping[str, str]             # plans name -> plans file
+    results: Mapping[str, Mapping[int, Mapping]]       # arm -> seed -> evaluation
+    timings: Mapping[str, Mapping[int, Mapping]]       # arm -> seed -> seconds, model folder
+    network_costs: Mapping[str, Dict[str, float]]      # arm -> nnunetv2_dca.network.cost.network_cost
+    commands_log: str                          # commands.sh, where the gates command is recorded
+    site_results: Mapping = field(default_factory=dict)
+    pseudo_quality: Mapping = field(default_factory=dict)
 
+
+def build_report(bench: BenchmarkResults, wall_seconds: float) -> Dict:
     cfg = bench.cfg
     seeds = list(cfg.seeds)
     out = bench.out
     summary = summarise_arms(bench.results, seeds)
-    costs = bench.network_costs()
+    costs = {arm: dict(c) for arm, c in bench.network_costs.items()}
     timing = {arm: {"seconds_per_iteration": mean_std([bench.timings[arm][s]["seconds_per_iteration"] for s in seeds]),
                     "inference_seconds_per_case": mean_std([bench.timings[arm][s]["inference_seconds_per_case"]
                                                            for s in seeds])}
@@ -209,7 +226,7 @@ def build_report(bench, wall_seconds: float, runner) -> Dict:
                                              "domain shift: labeled cases from site 0 only; test Dice per site")
     gates = None
     if cfg.gates_picture and "dca" in bench.arms:
-        gates = _gates_picture(bench, seeds[0], runner)
+        gates = _gates_picture(bench, seeds[0])
         if gates:
             charts["gates"] = gates["png"]
 
@@ -234,13 +251,12 @@ def build_report(bench, wall_seconds: float, runner) -> Dict:
         "charts": {k: os.path.basename(v) for k, v in charts.items()},
         "gates": gates["numbers"] if gates else None,
         "domain_shift": domain_shift,
-        "pseudo_labels": summarise_pseudo_labels(getattr(bench, "pseudo_quality", {}), seeds),
-        "pseudo_labels_per_seed": {arm: {str(s): q for s, q in v.items()}
-                                   for arm, v in getattr(bench, "pseudo_quality", {}).items()},
+        "pseudo_labels": summarise_pseudo_labels(bench.pseudo_quality, seeds),
+        "pseudo_labels_per_seed": {arm: {str(s): q for s, q in v.items()} for arm, v in bench.pseudo_quality.items()},
     }
     report["verdict"] = verdict(summary, seeds)
     write_json_atomic(json_ready(report), os.path.join(out, "benchmark.json"))
-    write_text_atomic(os.path.join(out, "README.md"), markdown_report(report, summary, bench))
+    write_text_atomic(os.path.join(out, "README.md"), markdown_report(report, summary, cfg))
     return report
 
 
@@ -268,7 +284,7 @@ def verdict(summary: Mapping, seeds: Sequence[int]) -> Dict[str, object]:
     return res
 
 
-def _class_groups_chart(bench, plans: Mapping, path: str) -> Optional[str]:
+def _class_groups_chart(bench: BenchmarkResults, plans: Mapping, path: str) -> Optional[str]:
     from nnunetv2_dca.planning.grouping import explicit_grouping
     from nnunetv2_dca.planning.report import plot_grouping
 
@@ -284,7 +300,7 @@ def _class_groups_chart(bench, plans: Mapping, path: str) -> Optional[str]:
                                                       f"(dashed = group borders)")
 
 
-def _gates_picture(bench, seed: int, runner) -> Optional[Dict]:
+def _gates_picture(bench: BenchmarkResults, seed: int) -> Optional[Dict]:
     """DFAM gates of the DCA model on the first test case (what ``nnunetv2-dca gates`` draws), with its numbers."""
     import shlex
 
@@ -301,7 +317,7 @@ def _gates_picture(bench, seed: int, runner) -> Optional[Dict]:
     cmd = ["nnunetv2-dca", "gates", "-m", model, "-f", "all", "-i", image, "-o", png, "-device", bench.cfg.device]
     if os.path.isfile(reference):
         cmd[cmd.index("-o"):cmd.index("-o")] = ["-ref", reference]
-    with open(runner.log, "a", encoding="utf-8") as f:
+    with open(bench.commands_log, "a", encoding="utf-8") as f:
         f.write(shlex.join(cmd) + "\n")
     result = run_gates([image], png, model_folder=model, fold="all",
                        reference_file=reference if os.path.isfile(reference) else None, device=bench.cfg.device)
@@ -323,8 +339,8 @@ def gates_table(numbers: Mapping) -> str:
     return "\n".join(rows)
 
 
-def markdown_report(report: Mapping, summary: Mapping, bench) -> str:
-    cfg = bench.cfg
+def markdown_report(report: Mapping, summary: Mapping, cfg) -> str:
+    """The README of a run from its report and summary; ``cfg`` = the run's BenchmarkConfig (or its stored copy)."""
     arms = list(summary["arms"])
     seeds = report["seeds"]
     lines: List[str] = []

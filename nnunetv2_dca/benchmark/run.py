@@ -459,9 +459,14 @@ class Benchmark:
         return costs
 
     def report(self, wall_seconds: float, runner: Runner) -> Dict:
-        from nnunetv2_dca.benchmark.report import build_report
+        from nnunetv2_dca.benchmark.report import BenchmarkResults, build_report
 
-        return build_report(self, wall_seconds, runner)
+        results = BenchmarkResults(
+            cfg=self.cfg, out=self.out, arms=list(self.arms), semi=self.semi, dataset_json=self.dataset_json,
+            file_ending=self.file_ending, plans_files=self.plans_files, results=self.results, timings=self.timings,
+            network_costs=self.network_costs(), commands_log=runner.log,
+            site_results=self.site_results, pseudo_quality=self.pseudo_quality)
+        return build_report(results, wall_seconds)
 
 
 def run_benchmark(cfg: BenchmarkConfig) -> Dict:

@@ -81,3 +81,4 @@ def test_no_import_circle_between_modules_or_stages():
     assert _cycles(stages) == []
     assert "planning" not in stages["network"] and "training" not in stages["network"]  # networks stand alone
     assert "nnunetv2_dca.benchmark.run" not in modules["nnunetv2_dca.benchmark.report"]  # report takes results
+    assert "nnunetv2_dca.benchmark.report" not in modules["nnunetv2_dca.benchmark.charts"]
