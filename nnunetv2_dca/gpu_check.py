@@ -25,6 +25,8 @@ import sys
 import time
 from typing import Dict, List, Optional
 
+from nnunetv2_dca.atomic import atomic_file_set, write_json_atomic
+
 DATASET_ID, DATASET_NAME = 940, "Dataset940_AbdomenPhantom"
 CONFIGURATION = "3d_fullres"
 SIZES = {"full": {"phantom": "medium", "planner": "nnUNetPlannerDCA", "plans": "nnUNetPlansDCA"},
@@ -42,7 +44,6 @@ class GpuCheckError(RuntimeError):
 
 def run_gpu_check(out: str, size: str = "full", steps: int = 50, device: str = "cuda") -> Dict:
     """Prepare the phantom and plans with the stock commands, measure in a fresh process, write JSON + Markdown."""
-    from nnunetv2_dca.atomic import atomic_file_set
     from nnunetv2_dca.demo import nnunet_env, run_step
 
     if size not in SIZES:
@@ -257,7 +258,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--images", required=True)
     ap.add_argument("--json", required=True)
     args = ap.parse_args(argv)
-    from nnunetv2_dca.atomic import write_json_atomic
 
     write_json_atomic(measure(args.plans_file, args.steps, args.device, args.images), args.json)
     return 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import List, Mapping
 
+from nnunetv2_dca.atomic import save_figure_atomic
+
 _ARM_COLORS = {"baseline": "#7f7f7f", "dca": "#d62728", "dca_supagg": "#ff9896", "semimoe": "#9467bd",
                "pseudolabel": "#1f77b4", "full": "#2ca02c"}
 
@@ -14,8 +16,6 @@ def plot_dice_per_class(summary: Mapping, path: str, title: str) -> str:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from nnunetv2_dca.atomic import save_figure_atomic
 
     groups = summary["groups"]
     ordered: List[str] = [str(c) for members in groups.values() for c in members] or summary["classes"]
@@ -49,8 +49,6 @@ def plot_sites(sites: Mapping[str, Mapping[str, Mapping]], path: str, title: str
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from nnunetv2_dca.atomic import save_figure_atomic
 
     arms = list(sites)
     site_ids = list(sites[arms[0]])

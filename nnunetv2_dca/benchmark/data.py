@@ -10,10 +10,11 @@ from typing import Dict, List, Optional
 
 from nnunetv2_dca.atomic import write_json_atomic
 from nnunetv2_dca.benchmark.arms import PLANS_DCA, PLANS_STOCK
+from nnunetv2_dca.folders import link_or_copy
+
 
 def link_tree(src: str, dst: str) -> None:
     """Copy a folder as hard links (plain copies across filesystems)."""
-    from nnunetv2_dca.folders import link_or_copy
 
     shutil.copytree(src, dst, copy_function=link_or_copy)
 
@@ -76,7 +77,6 @@ def labeled_phantom_cases(n_train: int, n_labeled: int, sites: int) -> List[str]
 
 def make_pseudo_label_dataset(raw: str, semi_folder: str, pseudo_labels: str, dataset_id: int) -> str:
     """Raw dataset = the semi dataset's labeled cases + its unlabeled images with ``pseudo_labels`` as labels."""
-    from nnunetv2_dca.folders import link_or_copy
 
     with open(os.path.join(semi_folder, "dataset.json"), encoding="utf-8") as f:
         dj = json.load(f)

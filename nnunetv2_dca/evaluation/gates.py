@@ -46,6 +46,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from nnunetv2_dca.atomic import save_figure_atomic
 from nnunetv2_dca.inference import (ModelInputError, case_name, expand_image_files, load_model, preprocess_case,
                                     preprocessed_spacing, require_dca, stitch_tiles)
 from nnunetv2_dca.planning.grouping import group_names
@@ -206,8 +207,6 @@ def plot_gates(path: str, image: np.ndarray, gates: np.ndarray, prediction: np.n
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
-
-    from nnunetv2_dca.atomic import save_figure_atomic
 
     names, groups = result["experts"], result["class_groups"]
     g_count = len(names)
