@@ -1,5 +1,6 @@
 """``nnunetv2-dca evaluate`` on small NIfTI folders: outputs, spacing from the files, protocol B, ignore label,
-class groups from plans, and the errors (missing predictions, shape/spacing mismatch, regions)."""
+class groups from plans, and the errors (missing predictions, shape/spacing mismatch, regions). Size: one command's
+cases share the folder-writing helpers at the top; splitting them would duplicate those helpers."""
 
 from __future__ import annotations
 

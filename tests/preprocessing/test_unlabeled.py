@@ -2,6 +2,7 @@
 
 One stock ``nnUNetv2_plan_and_preprocess`` per session (module fixture) plus one ``nnUNetv2_preprocess`` with a copy
 of the stock plans that names ``DCAPreprocessor``; the bad-input tests run on copies of that folder tree, in-process.
+Size: every case reuses that one expensive fixture, so they stay in one module.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ import datetime
 import functools
 import json
 import os
+import sys
 
 import torch
 from torch import distributed as dist
@@ -65,7 +66,13 @@ def main() -> None:
         json.dump({"steps": results, "parameter_sums": [float(s) for s in sums],
                    "compiled": args.compile, "ddp": trainer.is_ddp}, f)
     harness.finish(trainer)
-    dist.destroy_process_group()
+    dist.barrier()
+    # Leave without interpreter teardown: freeing DDP's reducer there can deadlock with gloo's worker thread, which
+    # still destroys the finished all-gather's work (it needs the GIL, teardown holds it and waits for gloo's lock;
+    # seen as a worker that never exits after writing its results). Everything this rank had to write is written.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _cpu_ddp(module, device_ids=None, **kwargs):

@@ -42,7 +42,7 @@ def test_two_ranks_train_and_skip_a_nan_step_together(planned, tmp_path, trainer
     cmd = [str(BIN / "torchrun"), "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port",
            str(_free_port()), str(WORKER), "--plans", str(plans), "--trainer", trainer, "--out", str(tmp_path),
            "--nan-rank", str(nan_rank)] + (["--compile"] if compiled else [])
-    run_cmd(cmd, env, timeout=400)
+    run_cmd(cmd, env, timeout=300)
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     for r in ranks:
         assert r["ddp"] and r["compiled"] == compiled
