@@ -68,12 +68,11 @@ def run_gpu_check(out: str, size: str = "full", steps: int = 50, device: str = "
     run_step([os.path.join(bin_dir, "nnUNetv2_plan_and_preprocess"), "-d", str(DATASET_ID), "-pl", spec["planner"],
               "-c", CONFIGURATION, "-np", "2", "-npfp", "2"], env)
     prepared = time.time() - t0
-    name = DATASET_NAME
-    plans_file = os.path.join(env["nnUNet_preprocessed"], name, f"{spec['plans']}.json")
+    plans_file = os.path.join(env["nnUNet_preprocessed"], DATASET_NAME, f"{spec['plans']}.json")
     measured_json = os.path.join(out, "measure.json")
     worker_env = nnunet_env(out, training=device == "cpu")  # CPU: loaders in the main process (2-core machines)
     cmd = [sys.executable, "-m", "nnunetv2_dca.gpu_check", "--plans-file", plans_file, "--steps", str(steps),
-           "--device", device, "--images", os.path.join(env["nnUNet_raw"], name, "imagesTs"), "--json",
+           "--device", device, "--images", os.path.join(env["nnUNet_raw"], DATASET_NAME, "imagesTs"), "--json",
            measured_json]
     run_step(cmd, worker_env)
     with open(measured_json, encoding="utf-8") as f:
@@ -209,9 +208,7 @@ def measure(plans_file: str, steps: int, device: str, images: str) -> Dict:
     def ratio(key: str) -> Optional[float]:
         return dca[key] / stock[key] if key in dca and key in stock and stock[key] else None
 
-    ratios = {k: ratio(k) for k in ("seconds_per_iteration", "compute_seconds_per_step", "step_gflops_meta", "step_gflops_counted",
-                                    "peak_memory_gb", "activation_gb", "planner_estimate_gb",
-                                    "inference_seconds_per_case")}
+    ratios = {key: ratio(key) for key, _, _ in ROWS}
     return {"device": device, "device_name": torch.cuda.get_device_name() if device == "cuda" else platform.processor()
             or platform.machine(), "torch": torch.__version__, "plans": plans["plans_name"],
             "patch_size": cost["patch_size"], "steps": steps, "arms": arms, "ratios": ratios,

@@ -74,6 +74,12 @@ class DCAOutput(NamedTuple):
     gates: List[torch.Tensor]
 
 
+def take_rows(output: Union[torch.Tensor, List[torch.Tensor]], rows: slice
+              ) -> Union[torch.Tensor, List[torch.Tensor]]:
+    """Samples ``rows`` of an output in nnU-Net's format (a tensor, or the deep-supervision list)."""
+    return [t[rows] for t in output] if isinstance(output, list) else output[rows]
+
+
 class DCAStepOutput(NamedTuple):
     """What one training step needs, from ``network(x, num_labeled=n)`` (same conventions as :class:`DCAOutput`).
 

@@ -54,7 +54,7 @@ from dynamic_network_architectures.building_blocks.helper import convert_conv_op
 from dynamic_network_architectures.building_blocks.residual import BasicBlockD, BottleneckD
 from dynamic_network_architectures.initialization.weight_init import InitWeights_He, init_last_bn_before_add_to_0
 
-from nnunetv2_dca.network.dca_unet import Encoder, ExpertDecoder, IntOrSeq, _skip_sizes
+from nnunetv2_dca.network.dca_unet import Encoder, ExpertDecoder, IntOrSeq, _skip_sizes, take_rows
 from nnunetv2_dca.network.encoders import plain_encoder_factory, residual_encoder_factory
 
 GATINGS = ("image", "voxel")
@@ -84,10 +84,6 @@ class MoEStepOutput(NamedTuple):
     experts_labeled: List[Output]
     experts_unlabeled: List[Output]
     gates: Union[torch.Tensor, List[torch.Tensor]]
-
-
-def _rows(o: Output, sl: slice) -> Output:
-    return [t[sl] for t in o] if isinstance(o, list) else o[sl]
 
 
 def mix_logits(expert_logits: Sequence[torch.Tensor], gates: torch.Tensor) -> torch.Tensor:
@@ -235,8 +231,8 @@ class MoEUNet(AbstractDynamicNetworkArchitectures):
         if num_labeled is not None:
             out = self.forward(x, return_all=True)
             labeled, unlabeled = slice(0, int(num_labeled)), slice(int(num_labeled), None)
-            return MoEStepOutput(_rows(out.mixture, labeled), [_rows(e, labeled) for e in out.experts],
-                                 [_rows(e, unlabeled) for e in out.experts], out.gates)
+            return MoEStepOutput(take_rows(out.mixture, labeled), [take_rows(e, labeled) for e in out.experts],
+                                 [take_rows(e, unlabeled) for e in out.experts], out.gates)
         if self.expert_scope == "decoder":
             skips = self.encoder(x)
             per_expert_skips = [skips] * self.num_experts

@@ -20,7 +20,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 
-from nnunetv2_dca.network.dca_unet import DCAUNet
+from nnunetv2_dca.network.dca_unet import DCAUNet, take_rows
 from nnunetv2_dca.network.fusion import fuse_expert_logits
 from nnunetv2_dca.planning.class_groups import plans_class_groups
 from nnunetv2_dca.planning.labels import foreground_classes
@@ -110,9 +110,6 @@ class DCATrainer(nnUNetTrainerSemiSupervised):
         ds = isinstance(out.aggregate, list)
         targets = target if isinstance(target, list) else [target]
 
-        def part(o: TensorOrList, sl: slice) -> TensorOrList:
-            return [t[sl] for t in o] if ds else o[sl]
-
         def as_target(ts: List[torch.Tensor]) -> TensorOrList:
             return ts if ds else ts[0]
 
@@ -131,7 +128,8 @@ class DCATrainer(nnUNetTrainerSemiSupervised):
                       .to(targets[0].dtype)
                       for experts in per_scale]
         # D_A ran on the unlabeled samples, preceded by the labeled ones with supervise_aggregation
-        aggregate_unlabeled = part(out.aggregate, slice(n, None)) if self.supervise_aggregation else out.aggregate
+        aggregate_unlabeled = (take_rows(out.aggregate, slice(n, None)) if self.supervise_aggregation
+                               else out.aggregate)
         unsup = self.loss(aggregate_unlabeled, as_target(pseudo))
         total = sup + self.unsupervised_weight() * unsup
         logs["dca_loss_unsup"] = unsup
@@ -141,7 +139,7 @@ class DCATrainer(nnUNetTrainerSemiSupervised):
             logs["dca_loss_gate_balance"] = gate_balance
             total = total + self.gate_balance_weight * gate_balance
         if self.supervise_aggregation:
-            agg = self.loss(part(out.aggregate, slice(0, n)), target)
+            agg = self.loss(take_rows(out.aggregate, slice(0, n)), target)
             logs["dca_loss_sup_aggregation"] = agg
             total = total + self.aggregation_supervision_weight * agg
 
