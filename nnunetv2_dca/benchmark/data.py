@@ -38,7 +38,7 @@ def write_bench_plans(preprocessed_dataset: str, plans_name: str, configuration:
                       ) -> Dict[str, str]:
     """``nnUNetPlansBenchDCA`` / ``nnUNetPlansBenchStock`` next to the planned DCA plans (same data identifier, so
     the preprocessed data are shared). Returns plans name -> file."""
-    from nnunetv2_dca.network.architectures import DCA_NETWORKS, stock_architecture
+    from nnunetv2_dca.network.architectures import is_dca, stock_architecture
 
     with open(os.path.join(preprocessed_dataset, plans_name + ".json"), encoding="utf-8") as f:
         plans = json.load(f)
@@ -46,7 +46,7 @@ def write_bench_plans(preprocessed_dataset: str, plans_name: str, configuration:
         raise ValueError(f"configuration {configuration!r} is not in {plans_name} "
                          f"(has {sorted(plans['configurations'])})")
     arch = plans["configurations"][configuration]["architecture"]
-    if arch["network_class_name"] not in DCA_NETWORKS.values():
+    if not is_dca(arch["network_class_name"]):
         raise ValueError(f"{plans_name} is not a DCA plan ({arch['network_class_name']}); use a DCA planner")
     files = {}
     for name, architecture in ((PLANS_DCA, json.loads(json.dumps(arch))), (PLANS_STOCK, stock_architecture(arch))):
