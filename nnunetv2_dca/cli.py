@@ -183,7 +183,8 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
     cfg = BenchmarkConfig(
         out=args.out, dataset=args.d, full_dataset=args.full_dataset,
         arms=[a.strip() for a in args.arms.split(",") if a.strip()], epochs=args.epochs, iterations=args.iterations,
-        val_iterations=args.val_iterations, width=args.width, seeds=args.seeds, planner=args.planner,
+        val_iterations=args.val_iterations, width=args.width, batch_size=args.batch_size, seeds=args.seeds,
+        planner=args.planner, fresh=args.fresh,
         configuration=args.c, device=args.device, phantom_labeled=args.phantom_labeled,
         phantom_unlabeled=args.phantom_unlabeled, phantom_test=args.phantom_test, phantom_seed=args.phantom_seed,
         phantom_size=args.phantom_size, gates_picture=not args.no_gates, tta=args.tta, sites=args.sites)
@@ -192,6 +193,27 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
     except BenchmarkError as e:
         print(f"nnunetv2-dca benchmark: {e}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _cmd_distill(args: argparse.Namespace) -> int:
+    from nnunetv2_dca.distill import DistillConfig, DistillError, distill
+
+    cfg = DistillConfig(model_folder=args.m, out_id=args.out_id, fold=args.f, checkpoint=args.chk, name=args.name,
+                        threshold=args.threshold, overwrite=args.overwrite, plan=not args.no_plan,
+                        planner=args.pl, plans_name=args.p, train=args.train, train_fold=args.train_fold,
+                        device=args.device)
+    try:
+        result = distill(cfg)
+    except DistillError as e:
+        print(f"nnunetv2-dca distill: error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {result['dataset']}: {result['n_labeled']} labeled + {result['n_pseudo_labeled']} pseudo-labeled "
+          f"cases (provenance in pseudo_labels.json)")
+    if args.no_plan:
+        print(f"plan and preprocess it with:\n  {result['plan_command']}")
+    if not args.train:
+        print(f"train the plain nnU-Net student with:\n  {result['train_command']}")
     return 0
 
 
@@ -330,7 +352,34 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_gates_parser(sub)
 
-    from nnunetv2_dca.benchmark.arms import ARMS, DEFAULT_ARMS  # light: stdlib imports only
+    from nnunetv2_dca.benchmark.arms import ARMS, DEFAULT_ARMS, DEFAULTS  # light: stdlib imports only
+
+    p = sub.add_parser("distill", help="a trained DCA model's predictions of the unlabeled images as labels of a new "
+                                       "dataset, planned for the stock nnUNetv2_train (a plain nnU-Net student)",
+                       description="Predicts every image in imagesTrUnlabeled of the model's dataset with the stock "
+                                   "nnUNetPredictor, writes DatasetOUT_ID = labeled cases + pseudo-labeled images "
+                                   "(hard links; pseudo_labels.json records each label's source), runs "
+                                   "nnUNetv2_plan_and_preprocess on it and prints the nnUNetv2_train command.")
+    p.add_argument("-m", required=True, metavar="MODEL_FOLDER",
+                   help="trained DCA model: nnUNet_results/DatasetXXX_Name/nnUNetTrainerDCA__<plans>__<configuration>")
+    p.add_argument("--out-id", type=int, required=True, help="id of the new (distilled) dataset")
+    p.add_argument("-f", default="0", help="fold of the DCA model to predict with (default 0; or 'all')")
+    p.add_argument("-chk", default="checkpoint_final.pth", help="checkpoint (default checkpoint_final.pth)")
+    p.add_argument("--name", default=None, help="name of the new dataset (default <source name>Distilled)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="keep only voxels whose top softmax probability is >= this; the rest get nnU-Net's ignore "
+                        "label (default: keep every voxel)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing dataset with --out-id (the old one is deleted only once the new one "
+                        "is in place; its nnUNet_preprocessed folder is removed)")
+    p.add_argument("--no-plan", action="store_true", help="only write the raw dataset; print the planning command")
+    p.add_argument("-pl", default="ExperimentPlanner", help="stock planner for the new dataset (default "
+                                                          "ExperimentPlanner; e.g. nnUNetPlannerResEncM)")
+    p.add_argument("-p", default=None, help="plans identifier of -pl when it is not a stock one")
+    p.add_argument("--train", action="store_true", help="also run the stock nnUNetv2_train on the new dataset")
+    p.add_argument("--train-fold", default="all", help="fold for --train and the printed command (default all)")
+    p.add_argument("-device", "--device", default="cpu", help="device for the predictions (cpu, cuda, mps)")
+    p.set_defaults(func=_cmd_distill)
 
     p = sub.add_parser("benchmark", help="DCA vs nnU-Net baselines (labeled-only, offline pseudo-labels, all labels) "
                                          "in one run: train, predict, evaluate, cost; report with charts",
@@ -339,8 +388,12 @@ def build_parser() -> argparse.ArgumentParser:
                                    "measures seconds per iteration / per case and network cost, and writes "
                                    "OUT/README.md, OUT/benchmark.json and charts. Default data: a fresh phantom. "
                                    "The default budget takes about an hour on 2 CPU cores.")
-    p.add_argument("--out", default="benchmark_output", help="output folder (replaced nnUNet_raw/_preprocessed "
-                                                            "inside it; default ./benchmark_output)")
+    p.add_argument("--out", default="benchmark_output",
+                   help="output folder (default ./benchmark_output). A run into a folder of an earlier run with the "
+                        "same data settings resumes it: finished arms and seeds are kept, and seeds of separate runs "
+                        "end in one report")
+    p.add_argument("--fresh", action="store_true",
+                   help="delete the earlier data, plans and results in --out and start over")
     p.add_argument("-d", type=int, default=None,
                    help="semi-supervised raw dataset id in $nnUNet_raw (imagesTr/labelsTr, imagesTrUnlabeled, "
                         "imagesTs/labelsTs; e.g. from `nnunetv2-dca split`); default: a generated phantom")
@@ -349,9 +402,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arms", default=",".join(DEFAULT_ARMS),
                    help=f"comma-separated arms out of {','.join(ARMS)} (default {','.join(DEFAULT_ARMS)}; "
                         f"baseline is required)")
-    p.add_argument("--epochs", type=int, default=60, help="epochs per arm (default 60)")
-    p.add_argument("--iterations", type=int, default=50, help="training iterations per epoch (default 50)")
-    p.add_argument("--val-iterations", type=int, default=1, help="validation iterations per epoch (default 1)")
+    p.add_argument("--epochs", type=int, default=DEFAULTS["epochs"], help="epochs per arm (default %(default)s)")
+    p.add_argument("--iterations", type=int, default=DEFAULTS["iterations"],
+                   help="training iterations per epoch (default %(default)s)")
+    p.add_argument("--val-iterations", type=int, default=DEFAULTS["val_iterations"],
+                   help="validation iterations per epoch (default %(default)s)")
+    p.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"],
+                   help="labeled patches per training step for every arm (default %(default)s; None = as planned)")
     p.add_argument("--width", type=int, default=None,
                    help="features of the first stage (others scaled alike); default: as planned")
     p.add_argument("--seeds", type=_int_list, default=[0], help="comma-separated seeds, e.g. 0,1,2 (mean ± std)")
@@ -360,11 +417,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "nnUNetPlannerDCAResEncM)")
     p.add_argument("-c", default="2d", help="configuration (default 2d: CPU-sized; use 3d_fullres on a GPU)")
     p.add_argument("-device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--phantom-labeled", type=int, default=4)
-    p.add_argument("--phantom-unlabeled", type=int, default=16)
-    p.add_argument("--phantom-test", type=int, default=6)
+    p.add_argument("--phantom-labeled", type=int, default=DEFAULTS["phantom_labeled"])
+    p.add_argument("--phantom-unlabeled", type=int, default=DEFAULTS["phantom_unlabeled"])
+    p.add_argument("--phantom-test", type=int, default=DEFAULTS["phantom_test"])
     p.add_argument("--phantom-seed", type=int, default=0)
-    p.add_argument("--phantom-size", choices=["small", "medium"], default="small")
+    p.add_argument("--phantom-size", choices=["small", "medium"], default=DEFAULTS["phantom_size"])
     p.add_argument("--sites", type=int, default=1,
                    help="domain shift: phantom with K scanner sites, labeled cases from site 0 only, unlabeled from "
                         "all, test Dice reported per site (default 1 = no shift)")

@@ -3,18 +3,31 @@ dataset ids. Standard library only, so the CLI can list the arms without importi
 
 from __future__ import annotations
 
-ARMS = ("baseline", "dca", "dca_supagg", "semimoe", "pseudolabel", "full")
-DEFAULT_ARMS = ("baseline", "dca", "pseudolabel", "full")
+# run order: every arm after the arms it needs (pseudolabel after baseline, dca_distill after dca; baseline_wallclock
+# after baseline and dca, whose measured seconds per iteration set its epochs)
+ARMS = ("baseline", "dca", "dca_supagg", "semimoe", "pseudolabel", "dca_distill", "full", "baseline_wallclock")
+DEFAULT_ARMS = ("baseline", "dca", "full")
 ARM_TRAINERS = {"baseline": "nnUNetTrainer_budget", "dca": "nnUNetTrainerDCA_budget",
                 "dca_supagg": "nnUNetTrainerDCA_supAgg_budget", "semimoe": "nnUNetTrainerSemiMoE_budget",
-                "pseudolabel": "nnUNetTrainer_budget", "full": "nnUNetTrainer_budget"}
+                "pseudolabel": "nnUNetTrainer_budget", "full": "nnUNetTrainer_budget",
+                "baseline_wallclock": "nnUNetTrainer_budget", "dca_distill": "nnUNetTrainer_budget"}
 ARM_TITLES = {"baseline": "nnU-Net, labeled only", "dca": "DCA", "dca_supagg": "DCA + supervised D_A",
               "semimoe": "Semi-MoE", "pseudolabel": "nnU-Net + offline pseudo-labels",
-              "full": "nnU-Net, all labels (upper bound)"}
+              "full": "nnU-Net, all labels (upper bound)",
+              "baseline_wallclock": "nnU-Net, labeled only, trained as long as DCA took (equal wall-clock)",
+              "dca_distill": "nnU-Net trained on labeled + DCA-pseudo-labeled images (nnunetv2-dca distill)"}
+# arms that need another arm of the same seed first
+ARM_NEEDS = {"pseudolabel": ("baseline",), "dca_distill": ("dca",), "baseline_wallclock": ("baseline", "dca")}
 PLANS_DCA = "nnUNetPlansBenchDCA"
 PLANS_STOCK = "nnUNetPlansBenchStock"
+DCA_ARMS = ("dca", "dca_supagg")  # arms trained on the DCA plans; every other arm on the stock plans
 FOLD = "all"
 # arms whose models produce pseudo-labels: DCA's fused experts, and the baseline (the offline recipe's labels)
 PSEUDO_LABEL_SOURCES = ("baseline", "dca", "dca_supagg")
 # dataset ids inside the benchmark's own nnUNet_raw
-ID_FULL, ID_SEMI, ID_PSEUDO = 951, 952, 960
+ID_FULL, ID_SEMI, ID_PSEUDO, ID_DISTILL = 951, 952, 960, 970
+
+# The default benchmark (nnunetv2-dca benchmark with no options), one home for the CLI and BenchmarkConfig. Chosen
+# by the measurements in docs/benchmark.md (the all-labels arm has to learn every group on 2 CPU cores).
+DEFAULTS = {"epochs": 60, "iterations": 50, "val_iterations": 1, "batch_size": None, "phantom_labeled": 4,
+            "phantom_unlabeled": 16, "phantom_test": 6, "phantom_size": "small"}

@@ -1,13 +1,15 @@
-"""The benchmark's charts: Dice per class with the arms side by side, Dice per site (domain shift)."""
+"""The benchmark's charts: Dice per class with the arms side by side, Dice per site (domain shift), learning
+curves (validation pseudo-Dice per arm vs iteration: has every arm converged?)."""
 
 from __future__ import annotations
 
-from typing import List, Mapping
+from typing import Dict, List, Mapping, Optional
 
 from nnunetv2_dca.atomic import save_figure_atomic
 
 _ARM_COLORS = {"baseline": "#7f7f7f", "dca": "#d62728", "dca_supagg": "#ff9896", "semimoe": "#9467bd",
-               "pseudolabel": "#1f77b4", "full": "#2ca02c"}
+               "pseudolabel": "#1f77b4", "full": "#2ca02c", "baseline_wallclock": "#bcbd22",
+               "dca_distill": "#e377c2"}
 
 
 def plot_dice_per_class(summary: Mapping, path: str, title: str) -> str:
@@ -65,5 +67,61 @@ def plot_sites(sites: Mapping[str, Mapping[str, Mapping]], path: str, title: str
     ax.set_ylabel("Dice, mean over classes")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    return save_figure_atomic(fig, path, dpi=110)
+
+
+def curve_series(curves: Mapping[int, Mapping], classes: List[int]) -> Dict[str, List[float]]:
+    """Mean over seeds of the per-epoch pseudo-Dice averaged over ``classes`` (foreground label ids, 1-based), as
+    iterations -> Dice; epochs a seed lacks are left out of that epoch's mean."""
+    per_seed = []
+    iters = None
+    for c in curves.values():
+        if not c or not c.get("validation_dice_per_class_per_epoch"):
+            continue
+        rows = c["validation_dice_per_class_per_epoch"]
+        per_seed.append([sum(r[k - 1] for k in classes) / len(classes) for r in rows])
+        n = c.get("iterations_per_epoch", 1)
+        if iters is None or len(rows) > len(iters):
+            iters = [(e + 1) * n for e in range(len(rows))]
+    if not per_seed:
+        return {"iterations": [], "dice": []}
+    dice = []
+    for e in range(len(iters)):
+        vals = [s[e] for s in per_seed if e < len(s)]
+        dice.append(sum(vals) / len(vals))
+    return {"iterations": iters, "dice": dice}
+
+
+def plot_learning_curves(curves: Mapping[str, Mapping[int, Mapping]], groups: Mapping[str, List[int]], path: str,
+                         title: str) -> Optional[str]:
+    """One panel per class group and one for all classes: each arm's validation pseudo-Dice vs iteration (mean
+    over seeds, smoothed like nnU-Net's EMA pseudo-Dice)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("all classes", sorted(c for m in groups.values() for c in m))] + list(groups.items())
+    if not any(c for arm in curves.values() for c in arm.values() if c):
+        return None
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.2), sharey=True)
+    for ax, (name, classes) in zip(axes, panels):
+        for arm, per_seed in curves.items():
+            series = curve_series(per_seed, [int(c) for c in classes])
+            if not series["dice"]:
+                continue
+            ema, smoothed = None, []
+            for v in series["dice"]:
+                ema = v if ema is None else 0.9 * ema + 0.1 * v
+                smoothed.append(ema)
+            ax.plot(series["iterations"], smoothed, color=_ARM_COLORS.get(arm), label=arm, linewidth=1.3)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("training iteration")
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("validation pseudo-Dice (EMA)")
+    axes[-1].legend(fontsize=7, loc="lower right")
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     return save_figure_atomic(fig, path, dpi=110)

@@ -34,10 +34,11 @@ def scale_width(arch_kwargs: dict, width: int) -> None:
     arch_kwargs["features_per_stage"] = [max(1, round(f * width / features[0])) for f in features]
 
 
-def write_bench_plans(preprocessed_dataset: str, plans_name: str, configuration: str, width: Optional[int]
-                      ) -> Dict[str, str]:
+def write_bench_plans(preprocessed_dataset: str, plans_name: str, configuration: str, width: Optional[int],
+                      batch_size: Optional[int] = None) -> Dict[str, str]:
     """``nnUNetPlansBenchDCA`` / ``nnUNetPlansBenchStock`` next to the planned DCA plans (same data identifier, so
-    the preprocessed data are shared). Returns plans name -> file."""
+    the preprocessed data are shared), optionally at another width and (labeled) batch size, the same for both.
+    Returns plans name -> file."""
     from nnunetv2_dca.network.architectures import is_dca, stock_architecture
 
     with open(os.path.join(preprocessed_dataset, plans_name + ".json"), encoding="utf-8") as f:
@@ -59,6 +60,8 @@ def write_bench_plans(preprocessed_dataset: str, plans_name: str, configuration:
         derived["plans_name"] = name
         derived["configurations"] = {configuration: dict(plans["configurations"][configuration],
                                                          architecture=architecture)}
+        if batch_size is not None:
+            derived["configurations"][configuration]["batch_size"] = int(batch_size)
         derived["configurations"][configuration].pop("inherits_from", None)
         path = os.path.join(preprocessed_dataset, name + ".json")
         write_json_atomic(derived, path)
@@ -76,41 +79,11 @@ def labeled_phantom_cases(n_train: int, n_labeled: int, sites: int) -> List[str]
 
 
 def make_pseudo_label_dataset(raw: str, semi_folder: str, pseudo_labels: str, dataset_id: int) -> str:
-    """Raw dataset = the semi dataset's labeled cases + its unlabeled images with ``pseudo_labels`` as labels."""
+    """Raw dataset ``Dataset<id>_<semi name>PL`` = the semi dataset's labeled cases + its unlabeled images with
+    ``pseudo_labels`` (the labeled-only baseline's predictions) as labels; replaces an earlier one."""
+    from nnunetv2_dca.data.pseudo_dataset import write_pseudo_label_dataset
 
-    with open(os.path.join(semi_folder, "dataset.json"), encoding="utf-8") as f:
-        dj = json.load(f)
-    ending = dj["file_ending"]
-    target = os.path.join(raw, f"Dataset{dataset_id:03d}_{os.path.basename(semi_folder).split('_', 1)[1]}PL")
-    if os.path.exists(target):
-        shutil.rmtree(target)
-    tmp = target + ".partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
-            if os.path.isdir(os.path.join(semi_folder, sub)):
-                link_tree(os.path.join(semi_folder, sub), os.path.join(tmp, sub))
-        n_pseudo = 0
-        for fname in sorted(os.listdir(os.path.join(semi_folder, "imagesTrUnlabeled"))):
-            if not fname.endswith(ending):
-                continue
-            case = fname[:-len(ending)].rsplit("_", 1)[0]
-            label = os.path.join(pseudo_labels, case + ending)
-            if not os.path.isfile(label):
-                raise FileNotFoundError(f"no pseudo-label {label} for unlabeled image {fname}")
-            link_or_copy(os.path.join(semi_folder, "imagesTrUnlabeled", fname), os.path.join(tmp, "imagesTr", fname))
-            dst = os.path.join(tmp, "labelsTr", case + ending)
-            if not os.path.exists(dst):
-                shutil.copy2(label, dst)
-                n_pseudo += 1
-        dj = dict(dj, numTraining=dj["numTraining"] + n_pseudo,
-                  description=f"{dj.get('description', '')} + {n_pseudo} offline pseudo-labels "
-                              f"(nnunetv2-dca benchmark)")
-        dj.pop("numUnlabeled", None)
-        with open(os.path.join(tmp, "dataset.json"), "w", encoding="utf-8") as f:
-            json.dump(dj, f, indent=2)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    os.replace(tmp, target)
-    return target
+    return write_pseudo_label_dataset(
+        raw, semi_folder, pseudo_labels, dataset_id, os.path.basename(semi_folder).split("_", 1)[1] + "PL",
+        provenance={}, common={"model": "benchmark arm baseline"}, description="offline pseudo-labels of the labeled-only nnU-Net, nnunetv2-dca benchmark",
+        overwrite=True)

@@ -24,7 +24,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from nnunetv2_dca.atomic import write_json_atomic, write_text_atomic
 from nnunetv2_dca.benchmark.arms import ARM_TITLES, ARM_TRAINERS, PLANS_DCA
-from nnunetv2_dca.benchmark.charts import plot_dice_per_class, plot_sites
+from nnunetv2_dca.benchmark.charts import curve_series, plot_dice_per_class, plot_learning_curves, plot_sites
 from nnunetv2_dca.evaluation.evaluate import json_ready
 from nnunetv2_dca.planning.class_groups import plans_class_groups
 
@@ -67,12 +67,15 @@ def summarise_arms(results: Mapping[str, Mapping[int, Mapping]], seeds: Sequence
 
     out = {}
     for arm in arms:
-        values = {s: per_seed(arm, s) for s in seeds}
-        base = {s: per_seed("baseline", s) for s in seeds}
-        keys = list(values[seeds[0]])
+        # an arm may hold fewer seeds than the baseline (added later with --arms): its means and deltas use its own
+        own = [s for s in seeds if s in results[arm]]
+        values = {s: per_seed(arm, s) for s in own}
+        base = {s: per_seed("baseline", s) for s in own}
+        keys = list(values[own[0]])
         out[arm] = {
-            "dice": {k: mean_std([values[s][k] for s in seeds]) for k in keys},
-            "delta_to_baseline": {k: mean_std([values[s][k] - base[s][k] for s in seeds]) for k in keys},
+            "seeds": own,
+            "dice": {k: mean_std([values[s][k] for s in own]) for k in keys},
+            "delta_to_baseline": {k: mean_std([values[s][k] - base[s][k] for s in own]) for k in keys},
         }
     # the test references decide it, so it is the same for every arm and seed
     not_scored = [str(c) for c in first.get("classes_not_scored") or []]
@@ -136,11 +139,14 @@ def summarise_sites(site_results: Mapping[str, Mapping[int, Mapping[int, Mapping
     sites = sorted(site_results["baseline"][seeds[0]])
     for arm, per_seed in site_results.items():
         out[arm] = {}
+        own = [s for s in seeds if s in per_seed]
+        if not own:
+            continue
         for site in sites:
-            vals = [per_seed[s][site]["foreground_mean"]["Dice"] for s in seeds]
-            base = [site_results["baseline"][s][site]["foreground_mean"]["Dice"] for s in seeds]
+            vals = [per_seed[s][site]["foreground_mean"]["Dice"] for s in own]
+            base = [site_results["baseline"][s][site]["foreground_mean"]["Dice"] for s in own]
             out[arm][str(site)] = {"dice": mean_std(vals), "delta_to_baseline": mean_std(
-                [v - b for v, b in zip(vals, base)]), "n_cases": per_seed[seeds[0]][site]["n_cases"]}
+                [v - b for v, b in zip(vals, base)]), "n_cases": per_seed[own[0]][site]["n_cases"]}
     return out
 
 
@@ -179,17 +185,18 @@ class BenchmarkResults:
     commands_log: str                          # commands.sh, where the gates command is recorded
     site_results: Mapping = field(default_factory=dict)
     pseudo_quality: Mapping = field(default_factory=dict)
+    seeds: Optional[List[int]] = None          # every seed in the report (this run's and stored ones); default cfg's
+    curves: Mapping = field(default_factory=dict)      # arm -> seed -> learning curve (budget.learning_curve)
 
 
 def build_report(bench: BenchmarkResults, wall_seconds: float) -> Dict:
     cfg = bench.cfg
-    seeds = list(cfg.seeds)
+    seeds = list(bench.seeds if bench.seeds is not None else cfg.seeds)
     out = bench.out
     summary = summarise_arms(bench.results, seeds)
     costs = {arm: dict(c) for arm, c in bench.network_costs.items()}
-    timing = {arm: {"seconds_per_iteration": mean_std([bench.timings[arm][s]["seconds_per_iteration"] for s in seeds]),
-                    "inference_seconds_per_case": mean_std([bench.timings[arm][s]["inference_seconds_per_case"]
-                                                           for s in seeds])}
+    timing = {arm: {k: mean_std([t[k] for t in bench.timings[arm].values() if t.get(k) is not None])
+                    for k in ("seconds_per_iteration", "inference_seconds_per_case", "training_seconds")}
               for arm in bench.arms}
     base_t = timing["baseline"]
     for arm in bench.arms:
@@ -212,11 +219,18 @@ def build_report(bench: BenchmarkResults, wall_seconds: float) -> Dict:
     groups_png = _class_groups_chart(bench, plans, os.path.join(out, "class_groups.png"))
     if groups_png:
         charts["class_groups"] = groups_png
+    curves_png = plot_learning_curves(
+        {arm: bench.curves.get(arm, {}) for arm in bench.arms}, summary["groups"],
+        os.path.join(out, "learning_curves.png"),
+        "validation pseudo-Dice during training (nnU-Net's per-epoch validation patches; fold 'all' = training cases)")
+    if curves_png:
+        charts["learning_curves"] = curves_png
     for arm in ("dca", "semimoe"):
         if arm in bench.arms:
-            src = os.path.join(bench.timings[arm][seeds[0]]["model_folder"], "progress_semi_supervised.png")
+            s0 = min(bench.timings[arm])
+            src = os.path.join(bench.timings[arm][s0]["model_folder"], "progress_semi_supervised.png")
             if os.path.isfile(src):
-                dst = os.path.join(out, f"progress_{arm}_seed{seeds[0]}.png")
+                dst = os.path.join(out, f"progress_{arm}_seed{s0}.png")
                 shutil.copy2(src, dst)
                 charts[f"progress_{arm}"] = dst
     domain_shift = None
@@ -226,12 +240,12 @@ def build_report(bench: BenchmarkResults, wall_seconds: float) -> Dict:
                                              "domain shift: labeled cases from site 0 only; test Dice per site")
     gates = None
     if cfg.gates_picture and "dca" in bench.arms:
-        gates = _gates_picture(bench, seeds[0])
+        gates = _gates_picture(bench, min(bench.timings["dca"]))
         if gates:
             charts["gates"] = gates["png"]
 
     report = {
-        "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(cfg).items()},
+        "config": {**{k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(cfg).items()}, "seeds": seeds},
         "arms": {arm: {"title": ARM_TITLES[arm], "trainer": ARM_TRAINERS[arm]} for arm in bench.arms},
         "dataset": {"folder": bench.semi, "labels": summary["labels"], "groups": summary["groups"],
                     "class_voxel_counts": dca_block.get("class_voxel_counts"),
@@ -254,6 +268,10 @@ def build_report(bench: BenchmarkResults, wall_seconds: float) -> Dict:
         "pseudo_labels": summarise_pseudo_labels(bench.pseudo_quality, seeds),
         "pseudo_labels_per_seed": {arm: {str(s): q for s, q in v.items()} for arm, v in bench.pseudo_quality.items()},
     }
+    report["learning_curves"] = {arm: {"all": curve_series(bench.curves.get(arm, {}), [int(c) for c in
+                                                                                  summary["classes"]])}
+                                 for arm in bench.arms}
+    report["instrument"] = instrument_check(summary)
     report["verdict"] = verdict(summary, seeds)
     write_json_atomic(json_ready(report), os.path.join(out, "benchmark.json"))
     write_text_atomic(os.path.join(out, "README.md"), markdown_report(report, summary, cfg))
@@ -262,6 +280,27 @@ def build_report(bench: BenchmarkResults, wall_seconds: float) -> Dict:
 
 def _points(delta: float) -> str:
     return "n/a" if delta is None or math.isnan(delta) else f"{delta * 100:+.1f}"
+
+
+# issue 14: what makes the benchmark an instrument that can tell arms apart
+FULL_MEAN_MIN, FULL_TAIL_MIN, BASELINE_TAIL_GAP = 0.70, 0.50, 0.15
+
+
+def instrument_check(summary: Mapping) -> Dict[str, object]:
+    """Has the all-labels arm learned the classes (else no arm's number for them means anything), and is there
+    room between the labeled-only baseline and it on the tail group?"""
+    arms = summary["arms"]
+    groups = list(summary["groups"])
+    if "full" not in arms or not groups:
+        return {"checked": False, "why": "no 'full' arm (or no class groups) in this run"}
+    tail = groups[-1]
+    full_mean = arms["full"]["dice"]["mean"]["mean"]
+    full_tail = arms["full"]["dice"][f"group:{tail}"]["mean"]
+    base_tail = arms["baseline"]["dice"][f"group:{tail}"]["mean"]
+    return {"checked": True, "tail_group": tail, "full_mean": full_mean, "full_tail": full_tail,
+            "baseline_tail": base_tail, "full_converged": bool(full_mean >= FULL_MEAN_MIN and full_tail >= FULL_TAIL_MIN),
+            "room_on_tail": bool(full_tail - base_tail >= BASELINE_TAIL_GAP),
+            "thresholds": {"full_mean": FULL_MEAN_MIN, "full_tail": FULL_TAIL_MIN, "baseline_tail_gap": BASELINE_TAIL_GAP}}
 
 
 def verdict(summary: Mapping, seeds: Sequence[int]) -> Dict[str, object]:
@@ -275,6 +314,8 @@ def verdict(summary: Mapping, seeds: Sequence[int]) -> Dict[str, object]:
     if tail:
         res["tail_group"] = tail
         res["tail_delta"] = d[f"group:{tail}"]["mean"]
+        res["tail_delta_std"] = d[f"group:{tail}"]["std"]
+        res["n_seeds"] = d[f"group:{tail}"]["n"]
         # None when no seed scored the tail (no tail class in the test references): no claim either way
         res["dca_beats_baseline_on_tail"] = (bool(d[f"group:{tail}"]["mean"] > 0) if d[f"group:{tail}"]["n"]
                                              else None)
@@ -358,6 +399,18 @@ def markdown_report(report: Mapping, summary: Mapping, cfg) -> str:
         "with `nnUNetv2_predict`, evaluated on the held-out test set; the exact commands are in "
         "[commands.sh](commands.sh).")
     add("")
+    inst = report.get("instrument") or {}
+    if inst.get("checked"):
+        ok = inst["full_converged"] and inst["room_on_tail"]
+        add(f"**Instrument: {'converged and discriminating' if ok else 'NOT an instrument yet'}** -- the all-labels "
+            f"arm reaches {inst['full_mean'] * 100:.1f} mean Dice and {inst['full_tail'] * 100:.1f} on the "
+            f"{inst['tail_group']} group (needs >= {inst['thresholds']['full_mean'] * 100:.0f} and >= "
+            f"{inst['thresholds']['full_tail'] * 100:.0f}); the labeled-only baseline is "
+            f"{(inst['full_tail'] - inst['baseline_tail']) * 100:.1f} points below it on the {inst['tail_group']} "
+            f"group (needs >= {inst['thresholds']['baseline_tail_gap'] * 100:.0f})."
+            + ("" if ok else " Where the all-labels arm has not learned a class, no arm's number for it means "
+               "anything."))
+        add("")
     v = report.get("verdict") or {}
     if v.get("tail_group"):
         if v["dca_beats_baseline_on_tail"] is None:
@@ -372,12 +425,17 @@ def markdown_report(report: Mapping, summary: Mapping, cfg) -> str:
         add("")
     add("![Dice per class](dice_per_class.png)")
     add("")
+    if "learning_curves" in report["charts"]:
+        add("Learning curves (has every arm converged?):")
+        add("")
+        add(f"![learning curves]({report['charts']['learning_curves']})")
+        add("")
     add("## Dice (%) per group" + (" (mean ± std over seeds)" if len(seeds) > 1 else ""))
     add("")
     group_keys = [f"group:{g}" for g in summary["groups"]] + ["mean"]
     headers = [g.split(":", 1)[1] for g in group_keys[:-1]] + ["mean over classes"]
-    add("| arm | " + " | ".join(headers) + " |")
-    add("|---|" + "---|" * len(headers))
+    add("| arm | seeds | " + " | ".join(headers) + " |")
+    add("|---|---|" + "---|" * len(headers))
     for arm in arms:
         cells = []
         for k in group_keys:
@@ -385,7 +443,7 @@ def markdown_report(report: Mapping, summary: Mapping, cfg) -> str:
             if arm != "baseline":
                 cell += f" ({fmt_delta(summary['arms'][arm]['delta_to_baseline'][k])})"
             cells.append(cell)
-        add(f"| {arm} | " + " | ".join(cells) + " |")
+        add(f"| {arm} | {len(summary['arms'][arm].get('seeds', seeds))} | " + " | ".join(cells) + " |")
     add("")
     add("In parentheses: difference to the baseline in Dice points (same seed, then averaged). Group and overall "
         "means are `nnunetv2-dca evaluate`'s: a case where a class is absent from both reference and prediction is "
@@ -449,20 +507,23 @@ def markdown_report(report: Mapping, summary: Mapping, cfg) -> str:
         add("")
     add("## Cost, measured in this run")
     add("")
-    add("| arm | s / training iteration | ratio | inference s / case | ratio | parameters | ratio | GFLOPs / patch "
-        "(inference) | ratio | GFLOPs / training step per labeled patch | ratio |")
-    add("|---|---|---|---|---|---|---|---|---|---|---|")
+    add("| arm | training min | s / training iteration | ratio | inference s / case | ratio | parameters | ratio | "
+        "GFLOPs / patch (inference) | ratio | GFLOPs / training step per labeled patch | ratio |")
+    add("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for arm in arms:
         t, c = report["timing"][arm], report["network_cost"][arm]
         step = c.get("training_step_gflops")  # reports written before the step count have none
         step_cells = (f"{step:.2f} | {c['training_step_gflops_ratio_to_baseline']:.2f}" if step is not None
                       else "n/a | n/a")
-        add(f"| {arm} | {fmt(t['seconds_per_iteration'], 1, 2)} | {t['iteration_ratio_to_baseline']:.2f} | "
+        minutes = t.get("training_seconds") or {"n": 0}
+        add(f"| {arm} | {fmt(minutes, 1 / 60, 1)} | {fmt(t['seconds_per_iteration'], 1, 2)} | {t['iteration_ratio_to_baseline']:.2f} | "
             f"{fmt(t['inference_seconds_per_case'], 1, 2)} | {t['inference_ratio_to_baseline']:.2f} | "
             f"{c['parameters']:,} | {c['parameters_ratio_to_baseline']:.2f} | {c['inference_gflops']:.2f} | "
             f"{c['inference_gflops_ratio_to_baseline']:.2f} | {step_cells} |")
     add("")
-    add("Seconds per iteration: median over epochs (first epoch left out), data loading included, validation "
+    add("Training minutes: the training iterations' wall time (validation excluded); baseline_wallclock trains the "
+        "baseline for as many epochs as make DCA's measured time of the same seed. "
+        "Seconds per iteration: median over epochs (first epoch left out), data loading included, validation "
         "excluded. Inference: nnU-Net's sliding-window prediction of one preprocessed test case (what "
         "`nnUNetv2_predict` runs per case; process start, preprocessing and export excluded), mean over cases. "
         "A semi-supervised step also runs an unlabeled batch as large as the labeled one, so its per-iteration "

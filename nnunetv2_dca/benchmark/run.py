@@ -24,8 +24,9 @@ from dataclasses import dataclass, field
 from typing import Callable, Deque, Dict, List, Mapping, Optional, Sequence
 
 from nnunetv2_dca.atomic import write_json_atomic
-from nnunetv2_dca.benchmark.arms import (ARM_TITLES, ARM_TRAINERS, ARMS, DEFAULT_ARMS, FOLD, ID_FULL, ID_PSEUDO,
-                                         ID_SEMI, PLANS_DCA, PLANS_STOCK, PSEUDO_LABEL_SOURCES)
+from nnunetv2_dca.benchmark.arms import (ARM_NEEDS, ARM_TITLES, ARM_TRAINERS, ARMS, DCA_ARMS, DEFAULT_ARMS, DEFAULTS,
+                                         FOLD, ID_DISTILL, ID_FULL, ID_PSEUDO, ID_SEMI, PLANS_DCA, PLANS_STOCK, PSEUDO_LABEL_SOURCES)
+from nnunetv2_dca.benchmark import state
 from nnunetv2_dca.benchmark.data import (find_dataset, labeled_phantom_cases, link_tree, make_pseudo_label_dataset,
                                          write_bench_plans)
 from nnunetv2_dca.benchmark.eta import EtaModel, Job, format_minutes, parse_epoch_time
@@ -41,26 +42,28 @@ class BenchmarkConfig:
     dataset: Optional[int] = None          # user dataset (semi-supervised: imagesTr, imagesTrUnlabeled, imagesTs)
     full_dataset: Optional[int] = None     # its fully labeled source (for the 'full' arm)
     arms: Sequence[str] = DEFAULT_ARMS
-    epochs: int = 60
-    iterations: int = 50
-    val_iterations: int = 1
+    epochs: int = DEFAULTS["epochs"]
+    iterations: int = DEFAULTS["iterations"]
+    val_iterations: int = DEFAULTS["val_iterations"]
     width: Optional[int] = None
+    batch_size: Optional[int] = DEFAULTS["batch_size"]  # labeled patches per step, every arm (None: as planned)
     seeds: Sequence[int] = (0,)
     planner: str = "nnUNetPlannerDCA_CPU"
     # 2d on CPU: a 3d_fullres step of even the 8-feature network takes seconds on 2 cores, so an hour would buy a
     # few hundred iterations; 2d gives a few thousand. On a GPU pass -c 3d_fullres.
     configuration: str = "2d"
     device: str = "cpu"
-    phantom_labeled: int = 4
-    phantom_unlabeled: int = 16
-    phantom_test: int = 6
+    phantom_labeled: int = DEFAULTS["phantom_labeled"]
+    phantom_unlabeled: int = DEFAULTS["phantom_unlabeled"]
+    phantom_test: int = DEFAULTS["phantom_test"]
     phantom_seed: int = 0
-    phantom_size: str = "small"
+    phantom_size: str = DEFAULTS["phantom_size"]
     # domain shift (Semi-MoE's setting): phantom with this many scanner sites; labeled cases all from site 0, the
     # unlabeled images from every site, and the test set evaluated per site
     sites: int = 1
     gates_picture: bool = True
     tta: bool = False                      # nnUNetv2_predict's mirroring test-time augmentation (8x cost in 3D)
+    fresh: bool = False                    # delete OUT's earlier data, plans and results instead of resuming
     extra: Dict[str, object] = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -69,12 +72,18 @@ class BenchmarkConfig:
             raise ValueError(f"--arms: unknown arm(s) {', '.join(unknown)}; choose from {', '.join(ARMS)}")
         if "baseline" not in self.arms:
             raise ValueError("--arms must include 'baseline' (every delta is measured against it)")
+        for arm, needs in ARM_NEEDS.items():
+            missing = [n for n in needs if arm in self.arms and n not in self.arms]
+            if missing:
+                raise ValueError(f"--arms: arm {arm!r} needs {', '.join(repr(m) for m in missing)} in the same run")
         for flag, value in (("--epochs", self.epochs), ("--iterations", self.iterations),
                             ("--val-iterations", self.val_iterations)):
             if value < 1:
                 raise ValueError(f"{flag} must be >= 1, got {value}")
         if self.width is not None and self.width < 1:
             raise ValueError(f"--width must be >= 1, got {self.width}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError(f"--batch-size must be >= 1, got {self.batch_size}")
         if not self.seeds:
             raise ValueError("--seeds is empty")
         if len(set(self.seeds)) != len(self.seeds):
@@ -94,7 +103,7 @@ class BenchmarkConfig:
 class Runner:
     """Runs console scripts, logs them to commands.sh and prints progress."""
 
-    def __init__(self, out: str, total_steps: int):
+    def __init__(self, out: str, total_steps: int, append: bool = False):
         self.out = out
         self.log = os.path.join(out, "commands.sh")
         self.total = total_steps
@@ -102,6 +111,10 @@ class Runner:
         self.t0 = time.time()
         self.eta: Optional[EtaModel] = None  # set once the jobs and their cost ratios are known
         self.eta_log: List[Dict] = []  # timeline of epochs, job ends and estimates -> OUT/eta_log.json
+        if append and os.path.isfile(self.log):  # a resumed run adds its commands to the earlier ones
+            with open(self.log, "a", encoding="utf-8") as f:
+                f.write(f"# resumed {time.strftime('%Y-%m-%d %H:%M')}: data and plans of the commands above\n")
+            return
         with open(self.log, "w", encoding="utf-8") as f:
             f.write("#!/usr/bin/env bash\n# commands run by `nnunetv2-dca benchmark` (nnUNet_raw/_preprocessed under "
                     "this folder, nnUNet_results under seed_<s>/)\nset -euo pipefail\n")
@@ -179,21 +192,22 @@ class Benchmark:
         self.results: Dict[str, Dict[int, Dict]] = {a: {} for a in self.arms}
         self.timings: Dict[str, Dict[int, Dict]] = {a: {} for a in self.arms}
         self.site_results: Dict[str, Dict[int, Dict[int, Dict]]] = {a: {} for a in self.arms}
+        self.curves: Dict[str, Dict[int, Optional[Dict]]] = {a: {} for a in self.arms}  # learning curves
         # pseudo-label quality on the unlabeled training images (when their true labels are known)
         self.pseudo_quality: Dict[str, Dict[int, Dict]] = {a: {} for a in self.arms if a in PSEUDO_LABEL_SOURCES}
 
     # environment of every command
-    def env(self, seed: Optional[int] = None, training: bool = False) -> Dict[str, str]:
+    def env(self, seed: Optional[int] = None, training: bool = False, epochs: Optional[int] = None,
+            results: str = "nnUNet_results") -> Dict[str, str]:
         from nnunetv2_dca.demo import nnunet_env
         from nnunetv2_dca.training.budget import ENV_EPOCHS, ENV_ITERATIONS, ENV_SEED, ENV_VAL_ITERATIONS
 
         # the demo's environment (PATH, the three folders under OUT; on CPU one process for nnU-Net's pools and data
         # augmentation in the main process), with nnUNet_results per seed
         env = nnunet_env(self.out, training=training and self.cfg.device == "cpu")
-        env["nnUNet_results"] = os.path.join(self.out, f"seed_{seed if seed is not None else 'none'}",
-                                             "nnUNet_results")
+        env["nnUNet_results"] = os.path.join(self.out, f"seed_{seed if seed is not None else 'none'}", results)
         if training:
-            env[ENV_EPOCHS] = str(self.cfg.epochs)
+            env[ENV_EPOCHS] = str(epochs or self.cfg.epochs)
             env[ENV_ITERATIONS] = str(self.cfg.iterations)
             env[ENV_VAL_ITERATIONS] = str(self.cfg.val_iterations)
             env[ENV_SEED] = str(seed)
@@ -206,7 +220,7 @@ class Benchmark:
         return (["nnUNet_def_n_proc", "nnUNet_n_proc_DA"] if self.cfg.device == "cpu" else []) + keys
 
     def total_steps(self) -> int:
-        per_seed = sum(1 for a in self.arms) + (1 if "pseudolabel" in self.arms else 0)
+        per_seed = len(self.arms) + sum(1 for a in ("pseudolabel", "dca_distill") if a in self.arms)
         return 3 + len(self.cfg.seeds) * per_seed + 1
 
     # ---- data
@@ -268,10 +282,11 @@ class Benchmark:
                              f"nnUNetPlannerDCAResEncM/L/XL, nnUNetPlannerDCA_CPU)")
         plans_name = planner.dca_plans_name
         self.pre_semi = os.path.join(self.pre, os.path.basename(self.semi))
-        self.plans_files = write_bench_plans(self.pre_semi, plans_name, cfg.configuration, cfg.width)
+        self.plans_files = write_bench_plans(self.pre_semi, plans_name, cfg.configuration, cfg.width, cfg.batch_size)
         with open(runner.log, "a", encoding="utf-8") as f:
             f.write(f"# {PLANS_DCA}.json and {PLANS_STOCK}.json: copies of {plans_name}.json with the DCA network and "
-                    f"nnU-Net's network of the same encoder (width {cfg.width or 'as planned'}); see "
+                    f"nnU-Net's network of the same encoder (width {cfg.width or 'as planned'}, batch size "
+                    f"{cfg.batch_size or 'as planned'}); see "
                     f"nnunetv2_dca/benchmark/run.py\n")
         if self.has_full and "full" in self.arms:
             runner.step("plans for the fully labeled dataset (nnU-Net's plan transfer)")
@@ -291,14 +306,17 @@ class Benchmark:
                     self.cfg.configuration, "-np", "1"], env)
 
     # ---- arms
-    def train_predict(self, runner: Runner, arm: str, seed: int, dataset_id: int, plans: str) -> None:
+    def train_predict(self, runner: Runner, arm: str, seed: int, dataset_id: int, plans: str,
+                      epochs: Optional[int] = None) -> None:
         cfg = self.cfg
         trainer = ARM_TRAINERS[arm]
-        env = self.env(seed, training=True)
+        # baseline_wallclock shares trainer, plans and dataset with the baseline: its own nnUNet_results folder
+        results_dir = "nnUNet_results" if arm != "baseline_wallclock" else "nnUNet_results_wallclock"
+        env = self.env(seed, training=True, epochs=epochs, results=results_dir)
         job_start = time.time()
         runner.run(["nnUNetv2_train", str(dataset_id), cfg.configuration, FOLD, "-tr", trainer, "-p", plans,
                     "-device", cfg.device], env, self.training_env_keys(),
-                   on_line=runner.epoch_progress((arm, seed), cfg.epochs))
+                   on_line=runner.epoch_progress((arm, seed), epochs or cfg.epochs))
         from nnunetv2_dca.training.budget import load_timing
 
         model = os.path.join(env["nnUNet_results"], os.path.basename(find_dataset(self.raw, dataset_id)),
@@ -308,7 +326,7 @@ class Benchmark:
         predict = ["nnUNetv2_predict", "-i", os.path.join(self.semi, "imagesTs"), "-o", pred, "-d", str(dataset_id),
                    "-c", cfg.configuration, "-f", FOLD, "-tr", trainer, "-p", plans, "-device", cfg.device,
                    "-npp", "0", "-nps", "0"] + ([] if cfg.tta else ["--disable_tta"])
-        seconds = runner.run(predict, self.env(seed), ["nnUNet_results"])
+        seconds = runner.run(predict, self.env(seed, results=results_dir), ["nnUNet_results"])
         inference = time_network_inference(os.path.dirname(model), os.path.join(self.semi, "imagesTs"),
                                            self.file_ending, cfg.device, cfg.tta)
         n_cases = len([f for f in os.listdir(pred) if f.endswith(self.file_ending)])
@@ -317,22 +335,57 @@ class Benchmark:
         self.timings[arm][seed] = {
             "seconds_per_iteration": statistics.median(steady),
             "seconds_per_iteration_per_epoch": per_iter,
+            "training_seconds": sum(per_iter) * (timing["budget"]["iterations"]),
+            "epochs": timing["budget"]["epochs"],
             "predict_wall_seconds": seconds, "predict_cases": n_cases,
             "inference_seconds_per_case": inference,
             "model_folder": model,
         }
+        self.curves[arm][seed] = {k: timing.get(k, []) for k in ("validation_dice_per_class_per_epoch",
+                                                                 "validation_mean_dice_per_epoch")}
+        self.curves[arm][seed]["iterations_per_epoch"] = timing["budget"]["iterations"]
         self.results[arm][seed] = self.evaluate(pred)
         if self.cfg.sites > 1:
             self.site_results[arm][seed] = {
                 site: self.evaluate(pred, ref_folder=folder, output_folder=os.path.join(pred, f"site_{site}"))
                 for site, folder in self.site_reference_folders().items()}
-        self.model_folders = getattr(self, "model_folders", {})
-        self.model_folders[(arm, seed)] = model
         if arm in self.pseudo_quality and self.has_full:
             self.pseudo_quality[arm][seed] = self.score_pseudo_labels(os.path.dirname(model))
+        state.save_result(self.out, seed, arm, self.arm_key(arm, epochs), self.record(arm, seed))
         if runner.eta is not None:
             runner.eta.job_done((arm, seed), time.time() - job_start)
             runner.log_eta("done", (arm, seed), time.time() - job_start)
+
+    # ---- stored results (nnunetv2_dca.benchmark.state)
+    def arm_key(self, arm: str, epochs: Optional[int] = None) -> Dict:
+        return state.arm_key(self.cfg, arm, ARM_TRAINERS[arm], epochs)
+
+    def record(self, arm: str, seed: int) -> Dict:
+        rec = {"evaluation": self.results[arm][seed], "timing": self.timings[arm][seed],
+               "curve": self.curves[arm].get(seed)}
+        if seed in self.site_results.get(arm, {}):
+            rec["sites"] = self.site_results[arm][seed]
+        if seed in self.pseudo_quality.get(arm, {}):
+            rec["pseudo_quality"] = self.pseudo_quality[arm][seed]
+        return rec
+
+    def restore(self, arm: str, seed: int, rec: Mapping) -> None:
+        """Put a stored record back where a fresh training would have left its results."""
+        for table in (self.results, self.timings, self.curves, self.site_results):
+            table.setdefault(arm, {})
+        self.results[arm][seed] = rec["evaluation"]
+        self.timings[arm][seed] = rec["timing"]
+        self.curves[arm][seed] = rec.get("curve")
+        if "sites" in rec:
+            self.site_results[arm][seed] = {int(k): v for k, v in rec["sites"].items()}
+        if "pseudo_quality" in rec and arm in PSEUDO_LABEL_SOURCES:
+            self.pseudo_quality.setdefault(arm, {})[seed] = rec["pseudo_quality"]
+
+    def wallclock_epochs(self, seed: int) -> int:
+        """Epochs that give the baseline DCA's training time of this seed (same iterations per epoch)."""
+        base = self.timings["baseline"][seed]["seconds_per_iteration"]
+        dca = self.timings["dca"][seed]["seconds_per_iteration"]
+        return max(self.cfg.epochs, round(self.cfg.epochs * dca / base))
 
     def score_pseudo_labels(self, model_dir: str) -> Dict:
         """Pseudo-labels of a trained model on the unlabeled training images, scored against their true labels in
@@ -394,6 +447,17 @@ class Benchmark:
         runner.step(f"seed {seed}: arm pseudolabel ({ARM_TITLES['pseudolabel']})")
         self.train_predict(runner, "pseudolabel", seed, pid, PLANS_STOCK)
 
+    def distill_arm(self, runner: Runner, seed: int, index: int) -> None:
+        cfg = self.cfg
+        runner.step(f"seed {seed}: distill the DCA model into a dataset for a plain nnU-Net (nnunetv2-dca distill)")
+        did = ID_DISTILL + index
+        model = os.path.dirname(self.timings["dca"][seed]["model_folder"])
+        runner.run(["nnunetv2-dca", "distill", "-m", model, "-f", FOLD, "--out-id", str(did), "--no-plan",
+                    "--overwrite", "-device", cfg.device], self.env(seed), ["nnUNet_results"])
+        self.transfer_plans(runner, did)
+        runner.step(f"seed {seed}: arm dca_distill ({ARM_TITLES['dca_distill']})")
+        self.train_predict(runner, "dca_distill", seed, did, PLANS_STOCK)
+
     def run(self) -> Dict:
         # the report code is loaded now, so an hour-long run never ends on an import error of its last step
         from nnunetv2_dca.benchmark import report as _report  # noqa: F401
@@ -401,28 +465,91 @@ class Benchmark:
 
         cfg = self.cfg
         os.makedirs(self.out, exist_ok=True)
-        runner = Runner(self.out, self.total_steps())
+        reuse = state.check_state(self.out, cfg, cfg.fresh)
+        if cfg.fresh:
+            for seed_dir in [d for d in os.listdir(self.out) if d.startswith("seed_")]:
+                shutil.rmtree(os.path.join(self.out, seed_dir))
+        runner = Runner(self.out, self.total_steps(), append=reuse)
         t_start = time.time()
-        self.prepare_data(runner)
+        if reuse:
+            runner.step("data and plans: reused from an earlier run with the same settings")
+            self.semi = find_dataset(self.raw, ID_SEMI)
+            self.has_full = cfg.dataset is None or cfg.full_dataset is not None
+            self.pre_semi = os.path.join(self.pre, os.path.basename(self.semi))
+            self.plans_files = {p: os.path.join(self.pre_semi, p + ".json") for p in (PLANS_DCA, PLANS_STOCK)}
+        else:
+            state.write_state(self.out, cfg, plans_ready=False)
+            self.prepare_data(runner)
         with open(os.path.join(self.semi, "dataset.json"), encoding="utf-8") as f:
             self.dataset_json = json.load(f)
         self.file_ending = self.dataset_json["file_ending"]
-        self.plan(runner)
-        runner.eta = EtaModel([(a, s) for s in cfg.seeds for a in self.arms], cfg.epochs, self.eta_cost_ratios())
+        if not reuse:
+            self.plan(runner)
+            state.write_state(self.out, cfg, plans_ready=True)
+        todo = []
+        for seed in cfg.seeds:
+            for arm in self.arms:
+                rec = state.load_result(self.out, seed, arm, self.arm_key(arm, self.stored_epochs(arm, seed)))
+                if rec is not None:
+                    self.restore(arm, seed, rec)
+                else:
+                    todo.append((arm, seed))
+        runner.eta = EtaModel(todo, cfg.epochs, self.eta_cost_ratios())
         for index, seed in enumerate(cfg.seeds):
             for arm in self.arms:
+                if (arm, seed) not in todo:
+                    runner.step(f"seed {seed}: arm {arm}: done in an earlier run ({state.result_path(self.out, seed, arm)})")
+                    continue
                 if arm == "pseudolabel":
                     self.pseudo_label_arm(runner, seed, index)
                     continue
+                if arm == "dca_distill":
+                    self.distill_arm(runner, seed, index)
+                    continue
                 runner.step(f"seed {seed}: arm {arm} ({ARM_TITLES[arm]})")
                 dataset_id = ID_FULL if arm == "full" else ID_SEMI
-                plans = PLANS_DCA if arm in ("dca", "dca_supagg") else PLANS_STOCK
-                self.train_predict(runner, arm, seed, dataset_id, plans)
+                plans = PLANS_DCA if arm in DCA_ARMS else PLANS_STOCK
+                epochs = self.wallclock_epochs(seed) if arm == "baseline_wallclock" else None
+                self.train_predict(runner, arm, seed, dataset_id, plans, epochs)
+        self.load_other_seeds()
         runner.step("report")
         report = self.report(time.time() - t_start, runner)
         print(f"benchmark done in {(time.time() - t_start) / 60:.1f} min; report: "
               f"{os.path.join(self.out, 'README.md')}", flush=True)
         return report
+
+    def stored_epochs(self, arm: str, seed: int) -> Optional[int]:
+        """The epochs an arm's stored result must have been trained with (None: the budget's)."""
+        if arm != "baseline_wallclock":
+            return None
+        if seed in self.timings.get("baseline", {}) and seed in self.timings.get("dca", {}):
+            return self.wallclock_epochs(seed)
+        return -1  # its inputs are retrained in this run: never reuse it
+
+    def load_other_seeds(self) -> None:
+        """Results of seeds stored by earlier invocations (same settings) join this run's report."""
+        for seed, arms in sorted(state.stored_results(self.out).items()):
+            if seed in self.cfg.seeds:
+                continue
+            for arm in [a for a in ARMS if a in arms]:
+                epochs = None
+                if arm == "baseline_wallclock":  # its epochs came from that seed's baseline and dca timings
+                    with open(state.result_path(self.out, seed, arm), encoding="utf-8") as f:
+                        epochs = json.load(f).get("key", {}).get("epochs")
+                rec = state.load_result(self.out, seed, arm, self.arm_key(arm, epochs))
+                if rec is None:
+                    print(f"  {state.result_path(self.out, seed, arm)}: other budget or settings, left out of the "
+                          f"report", flush=True)
+                    continue
+                if arm not in self.arms:
+                    self.arms = [a for a in ARMS if a in self.arms or a == arm]
+                    if arm in PSEUDO_LABEL_SOURCES:
+                        self.pseudo_quality.setdefault(arm, {})
+                self.restore(arm, seed, rec)
+
+    def report_seeds(self) -> List[int]:
+        """Every seed with a baseline result, this run's and earlier runs' (same settings)."""
+        return sorted(self.results["baseline"])
 
     def eta_cost_ratios(self) -> Dict[str, float]:
         """Cost per epoch relative to the baseline, for the ETA of arms not measured yet: the ratio of the
@@ -441,7 +568,7 @@ class Benchmark:
 
         costs = {}
         for arm in self.arms:
-            plans_file = self.plans_files[PLANS_DCA if arm in ("dca", "dca_supagg") else PLANS_STOCK]
+            plans_file = self.plans_files[PLANS_DCA if arm in DCA_ARMS else PLANS_STOCK]
             with open(plans_file, encoding="utf-8") as f:
                 plans = json.load(f)
             arch = plans["configurations"][self.cfg.configuration]["architecture"]
@@ -465,7 +592,8 @@ class Benchmark:
             cfg=self.cfg, out=self.out, arms=list(self.arms), semi=self.semi, dataset_json=self.dataset_json,
             file_ending=self.file_ending, plans_files=self.plans_files, results=self.results, timings=self.timings,
             network_costs=self.network_costs(), commands_log=runner.log,
-            site_results=self.site_results, pseudo_quality=self.pseudo_quality)
+            site_results=self.site_results, pseudo_quality=self.pseudo_quality, seeds=self.report_seeds(),
+            curves=self.curves)
         return build_report(results, wall_seconds)
 
 

@@ -120,8 +120,23 @@ class BudgetMixin:
         super().on_train_end()
         if self.local_rank == 0:
             write_json_atomic({"trainer": self.__class__.__name__, "budget": self.budget,
-                               "seconds_per_iteration_per_epoch": self._budget_seconds, "device": str(self.device)},
+                               "seconds_per_iteration_per_epoch": self._budget_seconds, "device": str(self.device),
+                               **learning_curve(self.logger)},
                               os.path.join(self.output_folder, TIMING_FILE))
+
+
+def learning_curve(logger) -> Dict[str, List]:
+    """nnU-Net's per-epoch validation pseudo-Dice (foreground classes in label order, and their mean) from its
+    logger: the benchmark's learning curves. With fold 'all' these are the training cases' patches, so the curve
+    shows whether an arm has converged, not how well it generalises (the test set says that)."""
+    def values(key: str) -> List:
+        try:
+            return [[float(x) for x in v] if isinstance(v, (list, tuple)) else float(v)
+                    for v in logger.get_value(key, step=None)]
+        except (KeyError, AttributeError, TypeError):
+            return []
+    return {"validation_dice_per_class_per_epoch": values("dice_per_class_or_region"),
+            "validation_mean_dice_per_epoch": values("mean_fg_dice")}
 
 
 def load_timing(output_folder: str) -> Dict:

@@ -114,11 +114,13 @@ def test_pseudo_label_dataset_adds_unlabeled_images_with_predicted_labels(tmp_pa
     assert (target / "labelsTr" / "a.nii.gz").read_text() == "lab a"
     dj = json.loads((target / "dataset.json").read_text())
     assert dj["numTraining"] == 2 and "numUnlabeled" not in dj
+    provenance = json.loads((target / "pseudo_labels.json").read_text())["cases"]
+    assert provenance == {"a": {"source": "reference label"}, "u": {"source": "pseudo-label", "model": "benchmark arm baseline"}}
     # the source dataset is untouched
     assert sorted(os.listdir(semi / "labelsTr")) == ["a.nii.gz"]
     # a missing pseudo-label is an error naming the image, and nothing half-written stays behind
     (semi / "imagesTrUnlabeled" / "v_0000.nii.gz").write_text("img v")
-    with pytest.raises(FileNotFoundError, match="v_0000.nii.gz"):
+    with pytest.raises(ValueError, match="v_0000.nii.gz"):
         make_pseudo_label_dataset(str(tmp_path / "raw"), str(semi), str(preds), 961)
     assert not any(p.startswith("Dataset961") for p in os.listdir(tmp_path / "raw"))
 
@@ -219,13 +221,13 @@ def test_budget_reads_environment_and_explains_missing(monkeypatch):
 def test_tiny_benchmark_writes_complete_report(tmp_path: Path):
     out = tmp_path / "bench"
     env = fresh_env(tmp_path / "unused")
-    proc = run_cmd([str(BIN / "nnunetv2-dca"), "benchmark", "--out", str(out), "--arms",
-                    "baseline,dca,semimoe,pseudolabel,full", "--epochs", "1", "--iterations", "2", "--phantom-labeled", "2",
-                    "--phantom-unlabeled", "2", "--phantom-test", "2", "--sites", "2"], env, cwd=tmp_path,
-                   timeout=2400)
+    arms = ["baseline", "dca", "semimoe", "pseudolabel", "dca_distill", "full", "baseline_wallclock"]
+    bench = [str(BIN / "nnunetv2-dca"), "benchmark", "--out", str(out), "--epochs", "1", "--iterations", "2",
+             "--phantom-labeled", "2", "--phantom-unlabeled", "2", "--phantom-test", "2", "--sites", "2"]
+    proc = run_cmd(bench + ["--arms", ",".join(arms)], env, cwd=tmp_path, timeout=2400)
     assert "[1/" in proc.stdout and "report" in proc.stdout
     report = json.loads((out / "benchmark.json").read_text())
-    assert set(report["dice"]) == {"baseline", "dca", "semimoe", "pseudolabel", "full"}
+    assert set(report["dice"]) == set(arms)
     assert set(report["dataset"]["groups"]) == {"head", "medium", "tail"}
     for arm in report["dice"]:
         assert set(report["dice"][arm]["dice"]) >= {"class:1", "class:13", "group:tail", "mean"}
@@ -272,6 +274,33 @@ def test_tiny_benchmark_writes_complete_report(tmp_path: Path):
     # the pseudo-label dataset has the unlabeled images with the baseline's predictions as labels
     pl = out / "nnUNet_raw" / "Dataset960_AbdomenPhantomSemiPL"
     assert len(os.listdir(pl / "labelsTr")) == 4
+    # issue 18: the distilled dataset (DCA's predictions) trains a stock network: inference cost 1x
+    assert "nnunetv2-dca distill -m" in commands and "nnUNetv2_train 970 2d all -tr nnUNetTrainer_budget" in commands
+    assert report["network_cost"]["dca_distill"]["parameters_ratio_to_baseline"] == 1
+    distilled = json.loads((out / "nnUNet_raw" / "Dataset970_AbdomenPhantomSemiDistilled" / "pseudo_labels.json")
+                           .read_text())["cases"]
+    assert sum(c["source"] == "pseudo-label" for c in distilled.values()) == 2
+    # equal wall-clock baseline: as many epochs as make DCA's measured time (DCA's step costs more: > 1 epoch)
+    t = report["timing_per_seed"]
+    assert t["baseline_wallclock"]["0"]["epochs"] == max(1, round(t["dca"]["0"]["seconds_per_iteration"]
+                                                                  / t["baseline"]["0"]["seconds_per_iteration"]))
+    # learning curves per arm (nnU-Net's per-epoch validation pseudo-Dice) and the instrument check
+    assert (out / "learning_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(report["learning_curves"]["dca"]["all"]["dice"]) == 1
+    assert report["instrument"]["checked"] and "Instrument:" in readme
+
+    # resumable: the same call again retrains nothing; another seed in a separate call joins the report
+    again = run_cmd(bench + ["--arms", ",".join(arms)], env, cwd=tmp_path, timeout=600)
+    assert "nnUNetv2_train" not in again.stdout and "done in an earlier run" in again.stdout
+    more = run_cmd(bench + ["--arms", "baseline,full", "--seeds", "1"], env, cwd=tmp_path, timeout=1200)
+    assert more.stdout.count("$ nnUNet_def_n_proc=1") == 2  # two trainings: baseline and full of seed 1
+    merged = json.loads((out / "benchmark.json").read_text())
+    assert merged["seeds"] == [0, 1] and set(merged["dice"]) == set(arms)
+    assert merged["dice"]["baseline"]["seeds"] == [0, 1] and merged["dice"]["dca"]["seeds"] == [0]
+    assert merged["dice"]["full"]["dice"]["mean"]["n"] == 2
+    # other data into the same folder is refused (results would be mixed), naming the setting and --fresh
+    refused = run_cmd(bench[:-2] + ["--sites", "1"], env, cwd=tmp_path, check=False, timeout=300)
+    assert refused.returncode == 2 and "sites: 2 -> 1" in refused.stdout and "--fresh" in refused.stdout
 
 
 # ------------------------------------------------------------------------ report means with absent classes

@@ -27,7 +27,7 @@ def test_old_rule_results_are_rescored_and_the_analysis_kept(tmp_path: Path):
     rescored = json.loads(ev_file.read_text())
     assert rescored["mean"]["5"]["n"] == len(others) and rescored["mean"]["5"]["n_reference"] == len(others)
     # the untouched arms keep their numbers; the hand-written analysis stays in the README
-    assert report["dice"]["dca"] == committed["dice"]["dca"]
+    assert report["dice"]["dca"]["dice"] == committed["dice"]["dca"]["dice"]
     readme = (out / "README.md").read_text()
     assert "## Analysis" in readme and "test cases with it" in readme and "| esophagus (5) | tail | 6/6 |" in readme
     assert (out / "dice_per_class.png").is_file()

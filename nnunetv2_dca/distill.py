@@ -1,0 +1,194 @@
+"""``nnunetv2-dca distill``: DCA's gain from unlabeled images, shipped as a plain nnU-Net model.
+
+nnU-Net's own answer to unlabeled images is the offline recipe: predict them with a trained model, then retrain
+nnU-Net on labeled + pseudo-labeled images. Here the teacher is a trained DCA model: every unlabeled image of its
+dataset is predicted with the stock ``nnUNetPredictor`` (the DCA network's prediction, i.e. the aggregation
+decoder D_A), optionally keeping only voxels whose top softmax probability reaches ``--threshold`` (the rest become
+nnU-Net's ignore label, which its loss skips). The result is a new raw dataset (labeled cases + pseudo-labeled
+ones, :mod:`nnunetv2_dca.data.pseudo_dataset`), planned and preprocessed with a stock planner, ready for the stock
+``nnUNetv2_train``; the student predicts at nnU-Net's cost (no experts, no D_A). When to use which: README.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from typing import Dict, List, Optional
+
+from nnunetv2_dca.data.pseudo_dataset import (PseudoDatasetError, find_dataset_folder, unlabeled_cases,
+                                              write_pseudo_label_dataset)
+
+# stock planners -> the plans identifier they write (nnunetv2/experiment_planning/...; ResEnc presets)
+STOCK_PLANS = {"ExperimentPlanner": "nnUNetPlans", "nnUNetPlannerResEncM": "nnUNetResEncUNetMPlans",
+               "nnUNetPlannerResEncL": "nnUNetResEncUNetLPlans", "nnUNetPlannerResEncXL": "nnUNetResEncUNetXLPlans"}
+
+
+class DistillError(ValueError):
+    """The model, the dataset or a setting does not allow distillation (the message names which)."""
+
+
+@dataclass
+class DistillConfig:
+    model_folder: str                 # nnUNet_results/DatasetXXX_Name/Trainer__Plans__configuration
+    out_id: int
+    fold: str = "0"
+    checkpoint: str = "checkpoint_final.pth"
+    name: Optional[str] = None        # default: <source name>Distilled
+    threshold: Optional[float] = None
+    overwrite: bool = False
+    plan: bool = True
+    planner: str = "ExperimentPlanner"
+    plans_name: Optional[str] = None  # default: STOCK_PLANS[planner]
+    train: bool = False
+    train_fold: str = "all"
+    device: str = "cpu"
+    num_processes: int = 1            # nnUNetPredictor's preprocessing / export workers
+
+
+def parse_model_folder(model_folder: str) -> Dict[str, str]:
+    """``.../DatasetXXX_Name/Trainer__Plans__configuration`` -> its parts (what nnU-Net names it)."""
+    folder = os.path.abspath(model_folder.rstrip("/"))
+    parts = os.path.basename(folder).split("__")
+    dataset = os.path.basename(os.path.dirname(folder))
+    m = re.fullmatch(r"Dataset(\d{3})_.+", dataset)
+    if len(parts) != 3 or m is None:
+        raise DistillError(f"{model_folder} is not an nnU-Net model folder (expected nnUNet_results/DatasetXXX_Name/"
+                           f"<trainer>__<plans>__<configuration>)")
+    return {"dataset": dataset, "dataset_id": m.group(1), "trainer": parts[0], "plans": parts[1],
+            "configuration": parts[2], "folder": folder}
+
+
+def confidence_filter(seg, probabilities, threshold: float, ignore_value: int):
+    """``seg`` with every voxel whose top class probability is below ``threshold`` set to ``ignore_value``; returns
+    (new seg, fraction of voxels ignored). ``probabilities``: (classes, *seg.shape)."""
+    import numpy as np
+
+    top = np.asarray(probabilities).max(axis=0)
+    if top.shape != seg.shape:
+        raise DistillError(f"probabilities of shape {top.shape} do not match the segmentation {seg.shape}")
+    low = top < threshold
+    out = np.where(low, ignore_value, seg).astype(seg.dtype)
+    return out, float(low.mean()) if low.size else 0.0
+
+
+def distill(cfg: DistillConfig) -> Dict:
+    raw = os.environ.get("nnUNet_raw")
+    if not raw:
+        raise DistillError("nnUNet_raw is not set (the source dataset is read and the new one written there)")
+    if cfg.threshold is not None and not 0.0 < cfg.threshold <= 1.0:
+        raise DistillError(f"--threshold must be in (0, 1], got {cfg.threshold}")
+    if cfg.plan and cfg.plans_name is None and cfg.planner not in STOCK_PLANS:
+        raise DistillError(f"-pl {cfg.planner}: pass its plans identifier with -p (known: "
+                           f"{', '.join(f'{k} -> {v}' for k, v in STOCK_PLANS.items())})")
+    model = parse_model_folder(cfg.model_folder)
+    if not os.path.isdir(model["folder"]):
+        raise DistillError(f"model folder not found: {cfg.model_folder}")
+    source = find_dataset_folder(raw, int(model["dataset_id"]))
+    if source is None:
+        raise DistillError(f"the model's dataset {model['dataset']} is not in nnUNet_raw ({raw})")
+    with open(os.path.join(source, "dataset.json"), encoding="utf-8") as f:
+        dj = json.load(f)
+    ending = dj["file_ending"]
+    cases = unlabeled_cases(source, ending)
+    if not cases:
+        raise DistillError(f"{source} has no unlabeled images (imagesTrUnlabeled/<case>_0000{ending}): nothing to "
+                           f"distill from")
+    existing = find_dataset_folder(raw, cfg.out_id)
+    if existing is not None and os.path.abspath(existing) == os.path.abspath(source):
+        raise DistillError(f"--out-id {cfg.out_id} is the model's own dataset ({source})")
+    if existing is not None and not cfg.overwrite:
+        raise DistillError(f"dataset id {cfg.out_id} already exists: {existing} (pass --overwrite to replace it, or "
+                           f"choose another --out-id)")
+    name = cfg.name or os.path.basename(source).split("_", 1)[1] + "Distilled"
+
+    from nnunetv2_dca.inference import ModelInputError, load_model
+
+    try:
+        predictor = load_model(model["folder"], cfg.fold, cfg.checkpoint, cfg.device, tool="nnunetv2-dca distill")
+    except ModelInputError as e:
+        raise DistillError(str(e)) from None
+    tmp = tempfile.mkdtemp(prefix=".distill-", dir=raw)
+    try:
+        predictor.predict_from_files(os.path.join(source, "imagesTrUnlabeled"), tmp,
+                                     save_probabilities=cfg.threshold is not None, overwrite=True,
+                                     num_processes_preprocessing=cfg.num_processes,
+                                     num_processes_segmentation_export=cfg.num_processes)
+        common = {"model": model["folder"], "fold": cfg.fold, "checkpoint": cfg.checkpoint,
+                  "prediction": "the DCA model's output (aggregation decoder D_A), nnUNetPredictor",
+                  "threshold": cfg.threshold}
+        provenance: Dict[str, Dict] = {}
+        if cfg.threshold is not None:
+            provenance = _apply_threshold(predictor, tmp, list(cases), ending, cfg.threshold)
+        target = write_pseudo_label_dataset(raw, source, tmp, cfg.out_id, name, provenance,
+                                            description=f"distilled from the DCA model {model['folder']}",
+                                            ignore_label=cfg.threshold is not None, overwrite=cfg.overwrite,
+                                            common=common)
+    except PseudoDatasetError as e:
+        raise DistillError(str(e)) from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    _drop_stale_preprocessed(cfg.out_id, target)
+    plans_name = cfg.plans_name or STOCK_PLANS.get(cfg.planner, "nnUNetPlans")
+    train_cmd = ["nnUNetv2_train", str(cfg.out_id), model["configuration"], cfg.train_fold, "-tr", "nnUNetTrainer",
+                 "-p", plans_name]
+    plan_cmd = ["nnUNetv2_plan_and_preprocess", "-d", str(cfg.out_id), "-c", model["configuration"], "-pl",
+                cfg.planner] + (["-overwrite_plans_name", cfg.plans_name] if cfg.plans_name else [])
+    result = {"dataset": target, "dataset_id": cfg.out_id, "n_pseudo_labeled": len(cases),
+              "n_labeled": len([c for c in os.listdir(os.path.join(source, "labelsTr")) if c.endswith(ending)]),
+              "threshold": cfg.threshold, "plan_command": shlex.join(plan_cmd), "train_command": shlex.join(train_cmd)}
+    if cfg.threshold is not None:
+        result["ignored_voxel_fraction"] = {c: p["ignored_voxel_fraction"] for c, p in provenance.items()}
+    if cfg.plan:
+        _run(plan_cmd)
+    if cfg.train:
+        if not cfg.plan:
+            raise DistillError("--train needs the planning step (drop --no-plan)")
+        _run(train_cmd)
+    return result
+
+
+def _apply_threshold(predictor, folder: str, cases: List[str], ending: str, threshold: float) -> Dict[str, Dict]:
+    """Low-confidence voxels of each written pseudo-label -> the ignore label (max label + 1); npz files removed."""
+    import numpy as np
+
+    rw = predictor.plans_manager.image_reader_writer_class()
+    ignore_value = max(predictor.label_manager.all_labels) + 1
+    out: Dict[str, Dict] = {}
+    for case in cases:
+        seg_file = os.path.join(folder, case + ending)
+        seg, props = rw.read_seg(seg_file)
+        with np.load(os.path.join(folder, case + ".npz")) as z:
+            probs = z["probabilities"]
+        filtered, fraction = confidence_filter(seg[0], probs, threshold, ignore_value)
+        rw.write_seg(filtered, seg_file, props)
+        out[case] = {"ignored_voxel_fraction": fraction, "ignore_label": int(ignore_value)}
+        for extra in (case + ".npz", case + ".pkl"):
+            if os.path.exists(os.path.join(folder, extra)):
+                os.remove(os.path.join(folder, extra))
+    return out
+
+
+def _drop_stale_preprocessed(dataset_id: int, target: str) -> None:
+    """A replaced dataset's old fingerprint, plans and preprocessed data must not outlive it."""
+    pre = os.environ.get("nnUNet_preprocessed")
+    if not pre or not os.path.isdir(pre):
+        return
+    prefix = f"Dataset{dataset_id:03d}_"
+    for d in os.listdir(pre):
+        if d.startswith(prefix) and os.path.isdir(os.path.join(pre, d)):
+            print(f"removing {os.path.join(pre, d)}: preprocessed data of the dataset {target} replaced", flush=True)
+            shutil.rmtree(os.path.join(pre, d))
+
+
+def _run(cmd: List[str]) -> None:
+    print("$ " + shlex.join(cmd), flush=True)
+    proc = subprocess.run(cmd, stdout=sys.stdout, stderr=sys.stderr)
+    if proc.returncode != 0:
+        raise DistillError(f"command failed with exit code {proc.returncode}: {shlex.join(cmd)}")

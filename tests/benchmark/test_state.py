@@ -1,0 +1,47 @@
+"""Resumable benchmark: which stored arms a later invocation reuses, retrains or refuses to mix."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from nnunetv2_dca.benchmark import state
+from nnunetv2_dca.benchmark.run import BenchmarkConfig
+
+
+def test_stored_result_is_reused_only_with_the_same_key(tmp_path: Path):
+    cfg = BenchmarkConfig(out=str(tmp_path))
+    key = state.arm_key(cfg, "dca", "nnUNetTrainerDCA_budget")
+    state.save_result(str(tmp_path), 3, "dca", key, {"evaluation": {"x": float("nan")}, "timing": {}})
+    assert state.load_result(str(tmp_path), 3, "dca", key)["evaluation"] == {"x": None}
+    assert state.stored_results(str(tmp_path)) == {3: ["dca"]}
+    for change in ({"epochs": cfg.epochs + 1}, {"iterations": 7}, {"device": "cuda"}, {"tta": True},
+                   {"batch_size": 2}, {"phantom_size": "medium"}):
+        other = BenchmarkConfig(out=str(tmp_path), **change)
+        assert state.load_result(str(tmp_path), 3, "dca", state.arm_key(other, "dca", "nnUNetTrainerDCA_budget")) \
+            is None, change
+    assert state.load_result(str(tmp_path), 4, "dca", key) is None
+
+
+def test_data_settings_decide_reuse_and_mixing_is_refused(tmp_path: Path):
+    cfg = BenchmarkConfig(out=str(tmp_path))
+    assert state.check_state(str(tmp_path), cfg, fresh=False) is False  # nothing there yet
+    state.write_state(str(tmp_path), cfg, plans_ready=False)
+    assert state.check_state(str(tmp_path), cfg, fresh=False) is False  # stopped before the plans were done
+    state.write_state(str(tmp_path), cfg, plans_ready=True)
+    assert state.check_state(str(tmp_path), cfg, fresh=False) is True
+    other = BenchmarkConfig(out=str(tmp_path), phantom_test=cfg.phantom_test + 1)
+    assert state.check_state(str(tmp_path), other, fresh=False) is False  # no results yet: rebuilt silently
+    state.save_result(str(tmp_path), 0, "baseline", state.arm_key(cfg, "baseline", "t"), {})
+    with pytest.raises(state.BenchmarkStateError, match=rf"phantom_test: {cfg.phantom_test} -> {cfg.phantom_test + 1}.*--fresh"):
+        state.check_state(str(tmp_path), other, fresh=False)
+    assert state.check_state(str(tmp_path), other, fresh=True) is False
+    assert json.loads((tmp_path / state.STATE_FILE).read_text())["data_key"]["phantom_test"] == cfg.phantom_test
+
+
+def test_arm_dependencies_are_checked():
+    with pytest.raises(ValueError, match="baseline_wallclock.*'dca'"):
+        BenchmarkConfig(out="x", arms=["baseline", "baseline_wallclock"]).validate()
+    BenchmarkConfig(out="x", arms=["baseline", "dca", "baseline_wallclock"]).validate()
