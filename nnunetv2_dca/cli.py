@@ -35,6 +35,16 @@ def _cmd_phantom(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_cohort(args: argparse.Namespace) -> int:
+    from nnunetv2_dca.data.cohort import write_cohort_dataset
+
+    path = write_cohort_dataset(_raw_dir(args.raw), args.d, args.source, train=args.train, test=args.test,
+                                seed=args.seed, spacing=args.spacing, name=args.name, overwrite=args.overwrite)
+    print(f"wrote {path} ({args.train} labeled training cases, {args.test} test cases); make it semi-supervised "
+          f"with: nnunetv2-dca split -d {args.d} --out-id ID --labeled-cases cohort_0000,...")
+    return 0
+
+
 def _cmd_split(args: argparse.Namespace) -> int:
     from nnunetv2_dca.data.split import make_semi_supervised_split
 
@@ -243,6 +253,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_phantom)
 
     from nnunetv2_dca.data.split import PRESETS  # light module: no numpy/nnunetv2 at import
+
+    p = sub.add_parser("cohort", help="a cohort of real anatomy: deformed, intensity-varied copies of the real "
+                                      "labeled CT in the TotalSegmentator examples (13 Synapse organs)",
+                       description="Writes a fully labeled raw dataset: every case is the example CT (patient P1) "
+                                   "under a random smooth deformation and intensity change, labels warped alike. "
+                                   "One patient's anatomy in many shapes, not a population (docs/data.md).")
+    p.add_argument("-d", type=int, required=True, help="dataset id (1..999)")
+    p.add_argument("--source", required=True,
+                   help="folder with example_ct.nii.gz, example_seg_fast_force_split.nii.gz and synapse13_map.json "
+                        "(e.g. ../shared/data/totalsegmentator-examples)")
+    p.add_argument("--train", type=int, default=20, help="labeled training cases (default 20)")
+    p.add_argument("--test", type=int, default=6, help="test cases (default 6)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--spacing", type=float, default=None, help="resample to this isotropic spacing in mm "
+                                                               "(default: the CT's own, 3 mm)")
+    p.add_argument("--name", default="CohortP1")
+    p.add_argument("--raw", default=None, help="nnUNet_raw folder (default: $nnUNet_raw)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset with this id")
+    p.set_defaults(func=_cmd_cohort)
 
     p = sub.add_parser("split", help="turn a fully labeled raw dataset into a semi-supervised one (new dataset id)",
                        description="Write a NEW raw dataset DatasetOUT_Name: the chosen cases stay labeled "

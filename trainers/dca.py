@@ -23,6 +23,11 @@ class nnUNetTrainerDCA_smoke(FixedSchedule, DCATrainer):
     schedule_epochs, schedule_iterations, schedule_val_iterations = 2, 5, 2
 
 
+class nnUNetTrainerDCA_demo(FixedSchedule, DCATrainer):
+    """The demo's schedule (`make demo`, 2d, CPU plans): a few minutes on 2 CPU cores, enough for the large organs."""
+    schedule_epochs, schedule_iterations, schedule_val_iterations = 20, 40, 2
+
+
 class nnUNetTrainerDCA_50epochs(FixedSchedule, DCATrainer):
     schedule_epochs = 50
 

@@ -1,0 +1,156 @@
+"""``nnunetv2-dca cohort``: a cohort of real anatomy from the one real labeled CT available offline.
+
+The shared TotalSegmentator example (patient P1, abdominal CT at 3 mm, 117-class labels) is the only real multi-organ
+volume here. Each case of the cohort is P1 under a random smooth deformation (an affine part: scale, rotation about
+the cranio-caudal axis, shift; plus a low-frequency displacement field) and a random scanner-like intensity change
+(gain, offset, correlated noise), labels remapped to the 13 Synapse organs and warped with the image. It is one
+patient's anatomy in many shapes, not a population: a test of real organ shapes, contrasts and the real 250:1 liver
+to adrenal imbalance, not of inter-patient variability. Each case depends only on (seed, index), like the phantom.
+
+Output: a fully labeled nnU-Net raw dataset (imagesTr/labelsTr + imagesTs/labelsTs), built in a hidden sibling
+folder and moved into place at the end; ``nnunetv2-dca split`` turns it into the semi-supervised one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+
+from nnunetv2_dca.data.phantom import SYNAPSE_LABELS, _smooth, _smooth_field, find_existing_dataset
+from nnunetv2_dca.folders import replace_folder
+
+COHORT_VERSION = 1  # bump when the output for a given seed changes
+CT_FILE, SEG_FILE, MAP_FILE = "example_ct.nii.gz", "example_seg_fast_force_split.nii.gz", "synapse13_map.json"
+
+
+class CohortError(ValueError):
+    """The source folder or a setting does not allow the cohort (the message names the file or setting)."""
+
+
+def load_source(source: str, spacing: Optional[float] = None) -> Tuple[np.ndarray, np.ndarray, Tuple[float, ...]]:
+    """(HU image zyx float32, Synapse-13 labels zyx uint8, spacing zyx) of P1, cropped to the body's labeled
+    region plus a margin, optionally resampled to an isotropic ``spacing`` (mm)."""
+    import SimpleITK as sitk
+    from scipy import ndimage
+
+    paths = {name: os.path.join(source, name) for name in (CT_FILE, SEG_FILE, MAP_FILE)}
+    for name, path in paths.items():
+        if not os.path.isfile(path):
+            raise CohortError(f"--source {source}: {name} not found (expected the TotalSegmentator example files: "
+                              f"{', '.join(paths)})")
+    ct = sitk.ReadImage(paths[CT_FILE])
+    seg = sitk.ReadImage(paths[SEG_FILE])
+    if ct.GetSize() != seg.GetSize():
+        raise CohortError(f"{paths[SEG_FILE]} has size {seg.GetSize()}, the CT {ct.GetSize()}")
+    with open(paths[MAP_FILE], encoding="utf-8") as f:
+        mapping = {int(k): int(v) for k, v in json.load(f)["from_total_ct"].items()}
+    image = sitk.GetArrayFromImage(ct).astype(np.float32)
+    total = sitk.GetArrayFromImage(seg)
+    lut = np.zeros(int(total.max()) + 1, dtype=np.uint8)
+    for k, v in mapping.items():
+        if k < lut.size:
+            lut[k] = v
+    labels = lut[total]
+    sp = tuple(float(s) for s in ct.GetSpacing()[::-1])
+    # crop to the organs (+ 15 mm) in-plane and along z: less background to train on, the same anatomy
+    fg = np.argwhere(labels > 0)
+    margin = [int(np.ceil(15 / s)) for s in sp]
+    lo = np.maximum(fg.min(0) - margin, 0)
+    hi = np.minimum(fg.max(0) + margin + 1, labels.shape)
+    box = tuple(slice(a, b) for a, b in zip(lo, hi))
+    image, labels = image[box], labels[box]
+    if spacing is not None and spacing > 0:
+        zoom = [s / spacing for s in sp]
+        image = ndimage.zoom(image, zoom, order=1)
+        labels = ndimage.zoom(labels, zoom, order=0)
+        sp = (float(spacing),) * 3
+    return image, labels, sp
+
+
+def deform_case(image: np.ndarray, labels: np.ndarray, spacing: Tuple[float, ...], seed: int, index: int
+                ) -> Tuple[np.ndarray, np.ndarray, Dict[str, float]]:
+    """One cohort case: P1 warped by a random affine + smooth displacement, with a random intensity change."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng([seed, index, 41])
+    shape = image.shape
+    grids = [((np.arange(n) - (n - 1) / 2) * s).astype(np.float32) for n, s in zip(shape, spacing)]
+    z, y, x = np.meshgrid(*grids, indexing="ij")
+    scale = rng.uniform(0.92, 1.08, 3)
+    angle = np.deg2rad(rng.uniform(-6, 6))
+    shift = rng.uniform(-6, 6, 3)
+    c, s = np.cos(angle), np.sin(angle)
+    # output position -> source position (mm): inverse rotation about z and scale, shift, smooth displacement
+    xs = (c * x + s * y) / scale[2] + shift[2]
+    ys = (-s * x + c * y) / scale[1] + shift[1]
+    zs = z / scale[0] + shift[0]
+    coords = (x, y, z)
+    for arr in (zs, ys, xs):
+        arr += _smooth_field(rng, coords, 5.0, (80, 200))
+    idx = [(a + (n - 1) / 2 * sp) / sp for a, n, sp in zip((zs, ys, xs), shape, spacing)]
+    warped = ndimage.map_coordinates(image, idx, order=1, mode="constant", cval=-1024.0).astype(np.float32)
+    warped_labels = ndimage.map_coordinates(labels, idx, order=0, mode="constant", cval=0).astype(np.uint8)
+    gain, offset, noise = rng.uniform(0.92, 1.08), rng.uniform(-25, 25), rng.uniform(5, 20)
+    body = warped > -500
+    out = warped * gain + offset * body + _smooth(rng.normal(0, 1, shape).astype(np.float32), 1) * noise * 1.6
+    out = np.clip(np.rint(out), -1024, 3071).astype(np.int16)
+    info = {"scale_zyx": [float(v) for v in scale], "rotation_deg": float(np.rad2deg(angle)),
+            "shift_zyx_mm": [float(v) for v in shift], "gain": float(gain), "offset_hu": float(offset),
+            "noise_hu": float(noise)}
+    return out, warped_labels, info
+
+
+def write_cohort_dataset(raw_dir: str, dataset_id: int, source: str, train: int = 20, test: int = 6, seed: int = 0,
+                         spacing: Optional[float] = None, name: str = "CohortP1", overwrite: bool = False) -> str:
+    """Write ``Dataset<id>_<name>`` (train labeled + test cases) under ``raw_dir`` atomically; returns its path."""
+    if not 1 <= dataset_id <= 999:
+        raise CohortError(f"dataset id must be in 1..999, got {dataset_id}")
+    if train < 1 or test < 0:
+        raise CohortError(f"--train must be >= 1 and --test >= 0, got {train} and {test}")
+    if spacing is not None and not 1.0 <= spacing <= 10.0:
+        raise CohortError(f"--spacing must be within 1..10 mm, got {spacing}")
+    if not re.fullmatch(r"[A-Za-z0-9_\-]+", name):
+        raise CohortError(f"dataset name {name!r} may only contain letters, digits, '_' and '-'")
+    existing = find_existing_dataset(raw_dir, dataset_id)
+    if existing is not None and not overwrite:
+        raise FileExistsError(f"dataset id {dataset_id} already exists in nnUNet_raw: {existing} "
+                              f"(use --overwrite to replace it, or pick another -d)")
+    image, labels, sp = load_source(source, spacing)
+    from nnunetv2_dca.data.phantom import _write_json, _write_nifti
+
+    os.makedirs(raw_dir, exist_ok=True)
+    target = os.path.join(raw_dir, f"Dataset{dataset_id:03d}_{name}")
+    tmp = tempfile.mkdtemp(prefix=f".Dataset{dataset_id:03d}_{name}.partial-", dir=raw_dir)
+    try:
+        cases: Dict[str, Dict] = {}
+        for split_dir, lab_dir, count, start in (("imagesTr", "labelsTr", train, 0), ("imagesTs", "labelsTs", test,
+                                                                                     train)):
+            os.makedirs(os.path.join(tmp, split_dir))
+            os.makedirs(os.path.join(tmp, lab_dir))
+            for i in range(start, start + count):
+                case = f"cohort_{i:04d}"
+                img, lab, info = deform_case(image, labels, sp, seed, i)
+                _write_nifti(img, sp, os.path.join(tmp, split_dir, f"{case}_0000.nii.gz"))
+                _write_nifti(lab, sp, os.path.join(tmp, lab_dir, f"{case}.nii.gz"))
+                cases[case] = dict(info, split=split_dir, voxels={k: int((lab == v).sum())
+                                                                   for k, v in SYNAPSE_LABELS.items() if v})
+        _write_json({"name": name, "description": "Deformed, intensity-varied copies of one real abdominal CT "
+                                                  "(TotalSegmentator example P1, labels remapped to the 13 Synapse "
+                                                  "organs), generated by nnunetv2-dca cohort",
+                     "channel_names": {"0": "CT"}, "labels": SYNAPSE_LABELS, "numTraining": train,
+                     "file_ending": ".nii.gz", "licence": "Apache-2.0 (derived from the TotalSegmentator examples)",
+                     "numTest": test}, os.path.join(tmp, "dataset.json"))
+        _write_json({"generator": "nnunetv2-dca cohort", "cohort_version": COHORT_VERSION, "seed": seed,
+                     "source": os.path.abspath(source), "spacing": list(sp), "cases": cases},
+                    os.path.join(tmp, "cohort.json"))
+        replace_folder(tmp, target, also_replace=[existing] if existing is not None else [])
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
