@@ -11,7 +11,6 @@ ones, :mod:`nnunetv2_dca.data.pseudo_dataset`), planned and preprocessed with a 
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shlex
@@ -22,7 +21,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
-from nnunetv2_dca.data.pseudo_dataset import (PseudoDatasetError, find_dataset_folder, unlabeled_cases,
+from nnunetv2_dca.data.pseudo_dataset import (PseudoDatasetError, find_dataset_folder, read_source,
                                               write_pseudo_label_dataset)
 
 # stock planners -> the plans identifier they write (nnunetv2/experiment_planning/...; ResEnc presets)
@@ -93,13 +92,11 @@ def distill(cfg: DistillConfig) -> Dict:
     source = find_dataset_folder(raw, int(model["dataset_id"]))
     if source is None:
         raise DistillError(f"the model's dataset {model['dataset']} is not in nnUNet_raw ({raw})")
-    with open(os.path.join(source, "dataset.json"), encoding="utf-8") as f:
-        dj = json.load(f)
+    try:
+        dj, cases = read_source(source)
+    except PseudoDatasetError as e:
+        raise DistillError(str(e)) from None
     ending = dj["file_ending"]
-    cases = unlabeled_cases(source, ending)
-    if not cases:
-        raise DistillError(f"{source} has no unlabeled images (imagesTrUnlabeled/<case>_0000{ending}): nothing to "
-                           f"distill from")
     existing = find_dataset_folder(raw, cfg.out_id)
     if existing is not None and os.path.abspath(existing) == os.path.abspath(source):
         raise DistillError(f"--out-id {cfg.out_id} is the model's own dataset ({source})")

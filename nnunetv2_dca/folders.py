@@ -3,9 +3,11 @@ content, and hard-linking files into a new dataset."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
-from typing import List, Sequence
+import tempfile
+from typing import Iterator, List, Sequence
 
 
 def _aside_name(path: str) -> str:
@@ -53,3 +55,19 @@ def link_or_copy(src: str, dst: str) -> bool:
     except OSError:
         shutil.copy2(src, dst)
         return False
+
+
+@contextlib.contextmanager
+def building(target: str, also_replace: Sequence[str] = ()) -> Iterator[str]:
+    """``with building(target) as tmp:`` write the new folder into ``tmp`` (a hidden sibling of ``target``); on a
+    clean exit it replaces ``target`` (and ``also_replace``) by :func:`replace_folder`, on any error it is deleted
+    and the old folders stay as they were."""
+    parent, name = os.path.split(os.path.abspath(target))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{name}.partial-", dir=parent)
+    try:
+        yield tmp
+        replace_folder(tmp, target, also_replace=also_replace)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -16,14 +16,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import tempfile
 from typing import Dict, Optional, Tuple
 
 import numpy as np
 
 from nnunetv2_dca.data.phantom import SYNAPSE_LABELS, _smooth, _smooth_field, find_existing_dataset
-from nnunetv2_dca.folders import replace_folder
+from nnunetv2_dca.folders import building
 
 COHORT_VERSION = 1  # bump when the output for a given seed changes
 CT_FILE, SEG_FILE, MAP_FILE = "example_ct.nii.gz", "example_seg_fast_force_split.nii.gz", "synapse13_map.json"
@@ -126,8 +124,7 @@ def write_cohort_dataset(raw_dir: str, dataset_id: int, source: str, train: int 
 
     os.makedirs(raw_dir, exist_ok=True)
     target = os.path.join(raw_dir, f"Dataset{dataset_id:03d}_{name}")
-    tmp = tempfile.mkdtemp(prefix=f".Dataset{dataset_id:03d}_{name}.partial-", dir=raw_dir)
-    try:
+    with building(target, also_replace=[existing] if existing is not None else []) as tmp:
         cases: Dict[str, Dict] = {}
         for split_dir, lab_dir, count, start in (("imagesTr", "labelsTr", train, 0), ("imagesTs", "labelsTs", test,
                                                                                      train)):
@@ -149,8 +146,4 @@ def write_cohort_dataset(raw_dir: str, dataset_id: int, source: str, train: int 
         _write_json({"generator": "nnunetv2-dca cohort", "cohort_version": COHORT_VERSION, "seed": seed,
                      "source": os.path.abspath(source), "spacing": list(sp), "cases": cases},
                     os.path.join(tmp, "cohort.json"))
-        replace_folder(tmp, target, also_replace=[existing] if existing is not None else [])
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target

@@ -21,14 +21,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from nnunetv2_dca.folders import replace_folder
+from nnunetv2_dca.folders import building
 
 # The 13 Synapse/BTCV organs, ids as in the Synapse benchmark (and shared/data/.../synapse13_map.json).
 SYNAPSE_LABELS: Dict[str, int] = {
@@ -309,8 +307,9 @@ def write_phantom_dataset(raw_dir: str, dataset_id: int, name: Optional[str] = N
                               f"(use --overwrite to replace it, or pick another -d)")
     os.makedirs(raw_dir, exist_ok=True)
 
-    tmp = tempfile.mkdtemp(prefix=f".Dataset{dataset_id:03d}_{name}.partial-", dir=raw_dir)
-    try:
+    # the old dataset is moved aside, not deleted, until the new one is in place: an error or Ctrl-C in between
+    # leaves it as it was
+    with building(target, also_replace=[existing] if existing is not None else []) as tmp:
         ending = ".nii.gz" if dim == 3 else ".png"
         splits = (("imagesTr", "labelsTr", labeled), ("imagesTrUnlabeled", None, unlabeled),
                   ("imagesTs", "labelsTs", test))
@@ -353,12 +352,6 @@ def write_phantom_dataset(raw_dir: str, dataset_id: int, name: Optional[str] = N
         _write_json({"generator": "nnunetv2-dca phantom", "generator_version": GENERATOR_VERSION, "seed": seed,
                      "size": size, "dim": dim, "sites": [s.__dict__ for s in site_list], "cases": meta_cases},
                     os.path.join(tmp, "phantom.json"))
-        # the old dataset is moved aside, not deleted, until the new one is in place: an error or Ctrl-C in between
-        # leaves it as it was
-        replace_folder(tmp, target, also_replace=[existing] if existing is not None else [])
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target
 
 

@@ -14,10 +14,9 @@ import json
 import os
 import re
 import shutil
-import tempfile
-from typing import Dict, List, Mapping, Optional
+from typing import Dict, List, Mapping, Optional, Tuple
 
-from nnunetv2_dca.folders import link_or_copy, replace_folder
+from nnunetv2_dca.folders import building, link_or_copy
 
 PROVENANCE_FILE = "pseudo_labels.json"
 
@@ -45,6 +44,17 @@ def unlabeled_cases(source: str, file_ending: str) -> Dict[str, List[str]]:
     return cases
 
 
+def read_source(source: str) -> Tuple[Dict, Dict[str, List[str]]]:
+    """(dataset.json, unlabeled case -> channel files) of a semi-supervised dataset; refuses one without any."""
+    with open(os.path.join(source, "dataset.json"), encoding="utf-8") as f:
+        dj = json.load(f)
+    cases = unlabeled_cases(source, dj["file_ending"])
+    if not cases:
+        raise PseudoDatasetError(f"{source} has no unlabeled images in imagesTrUnlabeled/ (named "
+                                 f"<case>_0000{dj['file_ending']}): nothing to pseudo-label")
+    return dj, cases
+
+
 def write_pseudo_label_dataset(raw: str, source: str, pseudo_labels: str, dataset_id: int, name: str,
                                provenance: Mapping[str, Mapping], description: str, ignore_label: bool = False,
                                overwrite: bool = False, common: Optional[Mapping] = None) -> str:
@@ -57,12 +67,8 @@ def write_pseudo_label_dataset(raw: str, source: str, pseudo_labels: str, datase
         raise PseudoDatasetError(f"dataset id must be in 1..999, got {dataset_id}")
     if not re.fullmatch(r"[A-Za-z0-9_\-]+", name):
         raise PseudoDatasetError(f"dataset name {name!r} may only contain letters, digits, '_' and '-'")
-    with open(os.path.join(source, "dataset.json"), encoding="utf-8") as f:
-        dj = json.load(f)
+    dj, cases = read_source(source)
     ending = dj["file_ending"]
-    cases = unlabeled_cases(source, ending)
-    if not cases:
-        raise PseudoDatasetError(f"{source} has no unlabeled images in imagesTrUnlabeled/ (named <case>_0000{ending})")
     missing = [c for c in cases if not os.path.isfile(os.path.join(pseudo_labels, c + ending))]
     if missing:
         raise PseudoDatasetError(f"no pseudo-label in {pseudo_labels} for unlabeled image(s) "
@@ -74,8 +80,7 @@ def write_pseudo_label_dataset(raw: str, source: str, pseudo_labels: str, datase
                                  f"it, or choose another id)")
     if existing is not None and os.path.abspath(existing) == os.path.abspath(source):
         raise PseudoDatasetError(f"the new dataset id {dataset_id} is the source dataset itself ({source})")
-    tmp = tempfile.mkdtemp(prefix=f".Dataset{dataset_id:03d}_{name}.partial-", dir=raw)
-    try:
+    with building(target, also_replace=[existing] if existing else []) as tmp:
         record: Dict[str, Dict] = {}
         for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):
             src_sub = os.path.join(source, sub)
@@ -103,8 +108,4 @@ def write_pseudo_label_dataset(raw: str, source: str, pseudo_labels: str, datase
         with open(os.path.join(tmp, PROVENANCE_FILE), "w", encoding="utf-8") as f:
             json.dump({"source_dataset": os.path.abspath(source), "description": description, "cases": record}, f,
                       indent=2)
-        replace_folder(tmp, target, also_replace=[existing] if existing else [])
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target
