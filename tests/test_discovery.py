@@ -152,3 +152,19 @@ def test_supported_range_matches_the_package_requirement():
 
     pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
     assert f'"nnunetv2{SUPPORTED_NNUNETV2}"' in pyproject
+
+
+def test_every_trainer_and_planner_class_is_registered():
+    """A class users name after -tr / -pl that is missing from the entry points falls through to nnU-Net's recursive
+    search, which imports everything (and crashes on torchvision's CPU wheel): every one must be registered."""
+    import importlib
+    import inspect
+    from importlib.metadata import entry_points
+
+    registered = {ep.name: ep.value for ep in entry_points(group="nnunetv2_dca.classes")}
+    for module_name in ("nnunetv2_dca.trainers.dca", "nnunetv2_dca.trainers.semi_moe", "nnunetv2_dca.trainers.smoke",
+                        "nnunetv2_dca.planners.dca"):
+        module = importlib.import_module(module_name)
+        for name, obj in inspect.getmembers(module, inspect.isclass):
+            if obj.__module__ == module_name and name.startswith("nnUNet"):
+                assert registered.get(name) == f"{module_name}:{name}", f"{name} of {module_name} is not registered"

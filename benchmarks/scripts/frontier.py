@@ -18,6 +18,12 @@ import sys
 from typing import Dict, List, Optional
 
 
+def _nanmean(values: List[float]) -> float:
+    """Mean over the defined values (nnU-Net logs NaN for a class absent from an epoch's validation patches)."""
+    vals = [v for v in values if v is not None and v == v]
+    return sum(vals) / len(vals) if vals else float("nan")
+
+
 def frontier(timing: Dict, groups: Dict[str, List[int]]) -> Dict:
     per_epoch = timing["seconds_per_iteration_per_epoch"]
     iters = timing["budget"]["iterations"]
@@ -26,8 +32,8 @@ def frontier(timing: Dict, groups: Dict[str, List[int]]) -> Dict:
         t += s * iters / 60
         minutes.append(t)
     rows = timing["validation_dice_per_class_per_epoch"]
-    curves = {g: [sum(r[c - 1] for c in members) / len(members) for r in rows] for g, members in groups.items()}
-    curves["mean"] = [sum(r) / len(r) for r in rows]
+    curves = {g: [_nanmean([r[c - 1] for c in members]) for r in rows] for g, members in groups.items()}
+    curves["mean"] = [_nanmean(r) for r in rows]
     return {"minutes": minutes[:len(rows)], "iterations": [(e + 1) * iters for e in range(len(rows))],
             "pseudo_dice": curves}
 
@@ -58,7 +64,8 @@ def main(model: str, plans_file: str, out: str, evaluation: Optional[str] = None
     for g, ys in res["pseudo_dice"].items():
         ema, sm = None, []
         for v in ys:
-            ema = v if ema is None else 0.8 * ema + 0.2 * v
+            if v == v:  # an undefined epoch keeps the average where it was
+                ema = v if ema is None else 0.8 * ema + 0.2 * v
             sm.append(ema)
         ax.plot(res["minutes"], sm, color=colours[g], label=f"{g} (validation pseudo-Dice, EMA)",
                 linewidth=2 if g == "mean" else 1.2)

@@ -80,17 +80,20 @@ def curve_series(curves: Mapping[int, Mapping], classes: List[int]) -> Dict[str,
         if not c or not c.get("validation_dice_per_class_per_epoch"):
             continue
         rows = c["validation_dice_per_class_per_epoch"]
-        per_seed.append([sum(r[k - 1] for k in classes) / len(classes) for r in rows])
+        per_seed.append([_nanmean([r[k - 1] for k in classes]) for r in rows])
         n = c.get("iterations_per_epoch", 1)
         if iters is None or len(rows) > len(iters):
             iters = [(e + 1) * n for e in range(len(rows))]
     if not per_seed:
         return {"iterations": [], "dice": []}
-    dice = []
-    for e in range(len(iters)):
-        vals = [s[e] for s in per_seed if e < len(s)]
-        dice.append(sum(vals) / len(vals))
+    dice = [_nanmean([s[e] for s in per_seed if e < len(s)]) for e in range(len(iters))]
     return {"iterations": iters, "dice": dice}
+
+
+def _nanmean(values: List[float]) -> float:
+    """Mean over the defined values: nnU-Net logs NaN for a class absent from an epoch's validation patches."""
+    vals = [v for v in values if v is not None and v == v]
+    return sum(vals) / len(vals) if vals else float("nan")
 
 
 def plot_learning_curves(curves: Mapping[str, Mapping[int, Mapping]], groups: Mapping[str, List[int]], path: str,
@@ -113,7 +116,8 @@ def plot_learning_curves(curves: Mapping[str, Mapping[int, Mapping]], groups: Ma
                 continue
             ema, smoothed = None, []
             for v in series["dice"]:
-                ema = v if ema is None else 0.9 * ema + 0.1 * v
+                if v == v:  # an undefined epoch keeps the average where it was
+                    ema = v if ema is None else 0.9 * ema + 0.1 * v
                 smoothed.append(ema)
             ax.plot(series["iterations"], smoothed, color=_ARM_COLORS.get(arm), label=arm, linewidth=1.3)
         ax.set_title(name, fontsize=9)

@@ -47,9 +47,9 @@ def plot_overlay(image_file: str, reference_file: str, prediction_file: str, pat
     shown = _window(image[k].astype(np.float32))
     fig, axes = plt.subplots(1, 3, figsize=(10.5, 4.0))
     for ax, (name, seg) in zip(axes, (("image", None), ("reference", ref[k]), ("prediction", pred[k]))):
-        ax.imshow(shown, cmap="gray", origin="lower")
+        ax.imshow(shown, cmap="gray")  # row 0 (anterior) at the top, patient left on the right: radiological view
         if seg is not None:
-            ax.imshow(_label_rgba(seg, 0.6), origin="lower")
+            ax.imshow(_label_rgba(seg, 0.6))
         ax.set_title(name, fontsize=9)
         ax.axis("off")
     names = {int(v): n for n, v in labels.items() if isinstance(v, int) and v > 0}
