@@ -193,7 +193,7 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
     cfg = BenchmarkConfig(
         out=args.out, dataset=args.d, full_dataset=args.full_dataset,
         arms=[a.strip() for a in args.arms.split(",") if a.strip()], epochs=args.epochs, iterations=args.iterations,
-        val_iterations=args.val_iterations, width=args.width, batch_size=args.batch_size, seeds=args.seeds,
+        val_iterations=args.val_iterations, width=args.width, batch_size=args.batch_size or None, seeds=args.seeds,
         planner=args.planner, fresh=args.fresh,
         configuration=args.c, device=args.device, phantom_labeled=args.phantom_labeled,
         phantom_unlabeled=args.phantom_unlabeled, phantom_test=args.phantom_test, phantom_seed=args.phantom_seed,
@@ -437,7 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-iterations", type=int, default=DEFAULTS["val_iterations"],
                    help="validation iterations per epoch (default %(default)s)")
     p.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"],
-                   help="labeled patches per training step for every arm (default %(default)s; None = as planned)")
+                   help="labeled patches per training step for every arm (default %(default)s; 0 = as planned)")
     p.add_argument("--width", type=int, default=None,
                    help="features of the first stage (others scaled alike); default: as planned")
     p.add_argument("--seeds", type=_int_list, default=[0], help="comma-separated seeds, e.g. 0,1,2 (mean ± std)")

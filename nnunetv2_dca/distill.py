@@ -143,7 +143,7 @@ def distill(cfg: DistillConfig) -> Dict:
     if cfg.threshold is not None:
         result["ignored_voxel_fraction"] = {c: p["ignored_voxel_fraction"] for c, p in provenance.items()}
     if cfg.plan:
-        _run(plan_cmd)
+        _run(plan_cmd, planning=True)
     if cfg.train:
         if not cfg.plan:
             raise DistillError("--train needs the planning step (drop --no-plan)")
@@ -184,8 +184,12 @@ def _drop_stale_preprocessed(dataset_id: int, target: str) -> None:
             shutil.rmtree(os.path.join(pre, d))
 
 
-def _run(cmd: List[str]) -> None:
+def _run(cmd: List[str], planning: bool = False) -> None:
+    env = dict(os.environ)
+    if planning:  # nnU-Net's planner calls torch.set_num_threads(nnUNet_n_proc_DA): the CPU training knobs break it
+        for key in ("nnUNet_n_proc_DA", "nnUNet_def_n_proc"):
+            env.pop(key, None)
     print("$ " + shlex.join(cmd), flush=True)
-    proc = subprocess.run(cmd, stdout=sys.stdout, stderr=sys.stderr)
+    proc = subprocess.run(cmd, stdout=sys.stdout, stderr=sys.stderr, env=env)
     if proc.returncode != 0:
         raise DistillError(f"command failed with exit code {proc.returncode}: {shlex.join(cmd)}")
