@@ -239,8 +239,10 @@ def build_report(bench: BenchmarkResults, wall_seconds: float) -> Dict:
         charts["dice_per_site"] = plot_sites(domain_shift, os.path.join(out, "dice_per_site.png"),
                                              "domain shift: labeled cases from site 0 only; test Dice per site")
     gates = None
-    if cfg.gates_picture and "dca" in bench.arms:
-        gates = _gates_picture(bench, min(bench.timings["dca"]))
+    dca_models = [s for s in sorted(bench.timings.get("dca", {}))
+                  if os.path.isdir(bench.timings["dca"][s]["model_folder"])]  # gone in a fresh clone of a stored run
+    if cfg.gates_picture and dca_models:
+        gates = _gates_picture(bench, dca_models[0])
         if gates:
             charts["gates"] = gates["png"]
 

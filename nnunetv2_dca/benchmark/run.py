@@ -466,6 +466,10 @@ class Benchmark:
         cfg = self.cfg
         os.makedirs(self.out, exist_ok=True)
         reuse = state.check_state(self.out, cfg, cfg.fresh)
+        if reuse and not (os.path.isdir(self.raw) and os.path.isdir(self.pre)):
+            # e.g. a fresh clone holding only the committed results: the (deterministic) data and plans are rebuilt,
+            # the stored arms stay valid for the same data key
+            reuse = False
         if cfg.fresh:
             for seed_dir in [d for d in os.listdir(self.out) if d.startswith("seed_")]:
                 shutil.rmtree(os.path.join(self.out, seed_dir))

@@ -386,3 +386,37 @@ def test_report_means_leave_out_absent_and_not_scored_classes(tmp_path: Path):
             assert v["dca_beats_baseline_on_tail"] is bool(np.mean(tail) > 0) is True
         else:  # the tail group holds only the unscored adrenal: no claim either way
             assert v["dca_beats_baseline_on_tail"] is None and math.isnan(v["tail_delta"])
+
+
+# ------------------------------------------------------------------------------------ curves and instrument check
+def test_learning_curve_means_skip_undefined_epochs_and_seeds_of_other_length():
+    from nnunetv2_dca.benchmark.charts import curve_series
+
+    nan = float("nan")
+    curves = {0: {"validation_dice_per_class_per_epoch": [[0.2, 0.4], [nan, 0.6]], "iterations_per_epoch": 10},
+              1: {"validation_dice_per_class_per_epoch": [[0.4, 0.0], [0.5, 0.5], [0.9, 0.7]],
+                  "iterations_per_epoch": 10},
+              2: None}
+    s = curve_series(curves, [1, 2])
+    assert s["iterations"] == [10, 20, 30]
+    assert s["dice"] == pytest.approx([(0.3 + 0.2) / 2, (0.6 + 0.5) / 2, 0.8])
+    assert curve_series({0: None}, [1]) == {"iterations": [], "dice": []}
+
+
+def test_instrument_check_needs_a_converged_full_arm_and_room_on_the_tail():
+    from nnunetv2_dca.benchmark.report import instrument_check
+
+    groups = {"head": [1], "tail": [2]}
+
+    def arm(mean, tail):
+        return {"dice": {"mean": {"mean": mean}, "group:tail": {"mean": tail}}}
+
+    summary = {"groups": groups, "arms": {"baseline": arm(0.5, 0.2), "full": arm(0.75, 0.52)}}
+    res = instrument_check(summary)
+    assert res["full_converged"] and res["room_on_tail"] and res["tail_group"] == "tail"
+    summary["arms"]["full"] = arm(0.75, 0.30)  # tail not learned by the upper bound
+    assert not instrument_check(summary)["full_converged"]
+    summary["arms"]["full"] = arm(0.80, 0.60)
+    summary["arms"]["baseline"] = arm(0.7, 0.50)  # no room for unlabeled data to help
+    assert instrument_check(summary)["full_converged"] and not instrument_check(summary)["room_on_tail"]
+    assert instrument_check({"groups": groups, "arms": {"baseline": arm(0.5, 0.2)}})["checked"] is False
