@@ -416,7 +416,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "predicts the test set with nnUNetv2_predict, evaluates per class and group, "
                                    "measures seconds per iteration / per case and network cost, and writes "
                                    "OUT/README.md, OUT/benchmark.json and charts. Default data: a fresh phantom. "
-                                   "The default budget takes about an hour on 2 CPU cores.")
+                                   "The default budget (arms baseline, dca, full) takes about 45 min on 2 CPU "
+                                   "cores; a run into the same --out resumes.")
     p.add_argument("--out", default="benchmark_output",
                    help="output folder (default ./benchmark_output). A run into a folder of an earlier run with the "
                         "same data settings resumes it: finished arms and seeds are kept, and seeds of separate runs "

@@ -29,7 +29,7 @@ ID_FULL, ID_SEMI, ID_PSEUDO, ID_DISTILL = 951, 952, 960, 970
 
 # The default benchmark (nnunetv2-dca benchmark with no options), one home for the CLI and BenchmarkConfig. Measured
 # (docs/benchmark.md, "The CPU frontier"): on 2 CPU cores nnU-Net's all-labels arm needs ~15,000 iterations at
-# batch 8 (~21 min) to reach the instrument's targets (test mean 75, tail 50), and a DCA step costs ~4.5 stock
+# batch 8 (~21 min) to reach the instrument's targets (test mean 75, tail 50), and a DCA step costs ~3.5 stock
 # steps, so a converged seed of baseline + dca + full takes ~2 h. The default is the closest setting that keeps one
 # seed of those three arms within ~45 min: 5,000 iterations (all-labels arm: validation mean ~60, tail ~5). The
 # converged setting is --epochs 60; on a GPU, nnU-Net's own budget.

@@ -85,5 +85,6 @@ def make_pseudo_label_dataset(raw: str, semi_folder: str, pseudo_labels: str, da
 
     return write_pseudo_label_dataset(
         raw, semi_folder, pseudo_labels, dataset_id, os.path.basename(semi_folder).split("_", 1)[1] + "PL",
-        provenance={}, common={"model": "benchmark arm baseline"}, description="offline pseudo-labels of the labeled-only nnU-Net, nnunetv2-dca benchmark",
+        provenance={}, common={"model": "benchmark arm baseline"},
+        description="offline pseudo-labels of the labeled-only nnU-Net, nnunetv2-dca benchmark",
         overwrite=True)

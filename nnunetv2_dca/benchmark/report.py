@@ -300,9 +300,11 @@ def instrument_check(summary: Mapping) -> Dict[str, object]:
     full_tail = arms["full"]["dice"][f"group:{tail}"]["mean"]
     base_tail = arms["baseline"]["dice"][f"group:{tail}"]["mean"]
     return {"checked": True, "tail_group": tail, "full_mean": full_mean, "full_tail": full_tail,
-            "baseline_tail": base_tail, "full_converged": bool(full_mean >= FULL_MEAN_MIN and full_tail >= FULL_TAIL_MIN),
+            "baseline_tail": base_tail,
+            "full_converged": bool(full_mean >= FULL_MEAN_MIN and full_tail >= FULL_TAIL_MIN),
             "room_on_tail": bool(full_tail - base_tail >= BASELINE_TAIL_GAP),
-            "thresholds": {"full_mean": FULL_MEAN_MIN, "full_tail": FULL_TAIL_MIN, "baseline_tail_gap": BASELINE_TAIL_GAP}}
+            "thresholds": {"full_mean": FULL_MEAN_MIN, "full_tail": FULL_TAIL_MIN,
+                           "baseline_tail_gap": BASELINE_TAIL_GAP}}
 
 
 def verdict(summary: Mapping, seeds: Sequence[int]) -> Dict[str, object]:
@@ -382,6 +384,11 @@ def gates_table(numbers: Mapping) -> str:
     return "\n".join(rows)
 
 
+def _training_minutes(report: Mapping) -> float:
+    return sum(t.get("training_seconds") or 0.0 for per_seed in report["timing_per_seed"].values()
+               for t in per_seed.values()) / 60
+
+
 def markdown_report(report: Mapping, summary: Mapping, cfg) -> str:
     """The README of a run from its report and summary; ``cfg`` = the run's BenchmarkConfig (or its stored copy)."""
     arms = list(summary["arms"])
@@ -394,7 +401,8 @@ def markdown_report(report: Mapping, summary: Mapping, cfg) -> str:
         f"{report['dataset']['n_unlabeled']} unlabeled training images, {report['dataset']['n_test']} test cases. "
         f"Budget per arm: {cfg.epochs} epochs x {cfg.iterations} iterations, width "
         f"{cfg.width or 'as planned'} ({cfg.planner}, {cfg.configuration}), seeds {', '.join(map(str, seeds))}, "
-        f"device {cfg.device}. Total wall time {report['wall_seconds'] / 60:.0f} min.")
+        f"device {cfg.device}. Training time of the arms in this report {_training_minutes(report):.0f} min "
+        f"(this invocation {report['wall_seconds'] / 60:.0f} min: a resumed run reuses stored arms).")
     add("")
     add("Arms: " + "; ".join(f"**{a}** = {report['arms'][a]['title']} (`-tr {report['arms'][a]['trainer']}`)"
                             for a in arms) + ". All trained with the stock `nnUNetv2_train ... -f all`, predicted "
@@ -518,7 +526,8 @@ def markdown_report(report: Mapping, summary: Mapping, cfg) -> str:
         step_cells = (f"{step:.2f} | {c['training_step_gflops_ratio_to_baseline']:.2f}" if step is not None
                       else "n/a | n/a")
         minutes = t.get("training_seconds") or {"n": 0}
-        add(f"| {arm} | {fmt(minutes, 1 / 60, 1)} | {fmt(t['seconds_per_iteration'], 1, 2)} | {t['iteration_ratio_to_baseline']:.2f} | "
+        add(f"| {arm} | {fmt(minutes, 1 / 60, 1)} | {fmt(t['seconds_per_iteration'], 1, 2)} | "
+            f"{t['iteration_ratio_to_baseline']:.2f} | "
             f"{fmt(t['inference_seconds_per_case'], 1, 2)} | {t['inference_ratio_to_baseline']:.2f} | "
             f"{c['parameters']:,} | {c['parameters_ratio_to_baseline']:.2f} | {c['inference_gflops']:.2f} | "
             f"{c['inference_gflops_ratio_to_baseline']:.2f} | {step_cells} |")

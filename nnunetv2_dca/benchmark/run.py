@@ -25,7 +25,8 @@ from typing import Callable, Deque, Dict, List, Mapping, Optional, Sequence
 
 from nnunetv2_dca.atomic import write_json_atomic
 from nnunetv2_dca.benchmark.arms import (ARM_NEEDS, ARM_TITLES, ARM_TRAINERS, ARMS, DCA_ARMS, DEFAULT_ARMS, DEFAULTS,
-                                         FOLD, ID_DISTILL, ID_FULL, ID_PSEUDO, ID_SEMI, PLANS_DCA, PLANS_STOCK, PSEUDO_LABEL_SOURCES)
+                                         FOLD, ID_DISTILL, ID_FULL, ID_PSEUDO, ID_SEMI, PLANS_DCA, PLANS_STOCK,
+                                         PSEUDO_LABEL_SOURCES)
 from nnunetv2_dca.benchmark import state
 from nnunetv2_dca.benchmark.data import (find_dataset, labeled_phantom_cases, link_tree, make_pseudo_label_dataset,
                                          write_bench_plans)
@@ -502,7 +503,8 @@ class Benchmark:
         for index, seed in enumerate(cfg.seeds):
             for arm in self.arms:
                 if (arm, seed) not in todo:
-                    runner.step(f"seed {seed}: arm {arm}: done in an earlier run ({state.result_path(self.out, seed, arm)})")
+                    runner.step(f"seed {seed}: arm {arm}: done in an earlier run "
+                                f"({state.result_path(self.out, seed, arm)})")
                     continue
                 if arm == "pseudolabel":
                     self.pseudo_label_arm(runner, seed, index)

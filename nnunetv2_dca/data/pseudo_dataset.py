@@ -61,7 +61,8 @@ def write_pseudo_label_dataset(raw: str, source: str, pseudo_labels: str, datase
     """Write ``Dataset<id>_<name>`` under ``raw``; returns its folder.
 
     ``pseudo_labels`` holds ``<case><ending>`` for every unlabeled case of ``source``; ``provenance`` is recorded
-    for each pseudo-labeled case, on top of ``common`` (the labeled ones get ``{"source": "reference label"}``). With ``ignore_label``
+    for each pseudo-labeled case, on top of ``common`` (the labeled ones get ``{"source": "reference label"}``).
+    With ``ignore_label``
     the pseudo-labels may hold the value max(label)+1, declared as ``"ignore"`` in dataset.json."""
     if not 1 <= dataset_id <= 999:
         raise PseudoDatasetError(f"dataset id must be in 1..999, got {dataset_id}")
