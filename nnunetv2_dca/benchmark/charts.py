@@ -114,17 +114,20 @@ def plot_learning_curves(curves: Mapping[str, Mapping[int, Mapping]], groups: Ma
             series = curve_series(per_seed, [int(c) for c in classes])
             if not series["dice"]:
                 continue
+            # nnU-Net's EMA (0.9) over its 1000 epochs; a short run gets a lighter one, or the curve lags by epochs
+            beta = 0.9 if len(series["dice"]) >= 100 else 0.5
             ema, smoothed = None, []
             for v in series["dice"]:
                 if v == v:  # an undefined epoch keeps the average where it was
-                    ema = v if ema is None else 0.9 * ema + 0.1 * v
+                    ema = v if ema is None else beta * ema + (1 - beta) * v
                 smoothed.append(ema)
+            ax.plot(series["iterations"], series["dice"], color=_ARM_COLORS.get(arm), linewidth=0.6, alpha=0.35)
             ax.plot(series["iterations"], smoothed, color=_ARM_COLORS.get(arm), label=arm, linewidth=1.3)
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("training iteration")
         ax.set_ylim(0, 1)
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("validation pseudo-Dice (EMA)")
+    axes[0].set_ylabel("validation pseudo-Dice (thin: per epoch)")
     axes[-1].legend(fontsize=7, loc="lower right")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
