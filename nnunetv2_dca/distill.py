@@ -21,8 +21,8 @@ import tempfile
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
-from nnunetv2_dca.data.pseudo_dataset import (PseudoDatasetError, find_dataset_folder, read_source,
-                                              write_pseudo_label_dataset)
+from nnunetv2_dca.data.phantom import find_existing_dataset
+from nnunetv2_dca.data.pseudo_dataset import PseudoDatasetError, read_source, write_pseudo_label_dataset
 
 # stock planners -> the plans identifier they write (nnunetv2/experiment_planning/...; ResEnc presets)
 STOCK_PLANS = {"ExperimentPlanner": "nnUNetPlans", "nnUNetPlannerResEncM": "nnUNetResEncUNetMPlans",
@@ -89,7 +89,7 @@ def distill(cfg: DistillConfig) -> Dict:
     model = parse_model_folder(cfg.model_folder)
     if not os.path.isdir(model["folder"]):
         raise DistillError(f"model folder not found: {cfg.model_folder}")
-    source = find_dataset_folder(raw, int(model["dataset_id"]))
+    source = find_existing_dataset(raw, int(model["dataset_id"]))
     if source is None:
         raise DistillError(f"the model's dataset {model['dataset']} is not in nnUNet_raw ({raw})")
     try:
@@ -97,7 +97,7 @@ def distill(cfg: DistillConfig) -> Dict:
     except PseudoDatasetError as e:
         raise DistillError(str(e)) from None
     ending = dj["file_ending"]
-    existing = find_dataset_folder(raw, cfg.out_id)
+    existing = find_existing_dataset(raw, cfg.out_id)
     if existing is not None and os.path.abspath(existing) == os.path.abspath(source):
         raise DistillError(f"--out-id {cfg.out_id} is the model's own dataset ({source})")
     if existing is not None and not cfg.overwrite:

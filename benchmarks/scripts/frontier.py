@@ -17,11 +17,7 @@ import json
 import sys
 from typing import Dict, List, Optional
 
-
-def _nanmean(values: List[float]) -> float:
-    """Mean over the defined values (nnU-Net logs NaN for a class absent from an epoch's validation patches)."""
-    vals = [v for v in values if v is not None and v == v]
-    return sum(vals) / len(vals) if vals else float("nan")
+from nnunetv2_dca.evaluation.metrics import nanmean
 
 
 def frontier(timing: Dict, groups: Dict[str, List[int]]) -> Dict:
@@ -32,8 +28,8 @@ def frontier(timing: Dict, groups: Dict[str, List[int]]) -> Dict:
         t += s * iters / 60
         minutes.append(t)
     rows = timing["validation_dice_per_class_per_epoch"]
-    curves = {g: [_nanmean([r[c - 1] for c in members]) for r in rows] for g, members in groups.items()}
-    curves["mean"] = [_nanmean(r) for r in rows]
+    curves = {g: [nanmean([r[c - 1] for c in members]) for r in rows] for g, members in groups.items()}
+    curves["mean"] = [nanmean(r) for r in rows]
     return {"minutes": minutes[:len(rows)], "iterations": [(e + 1) * iters for e in range(len(rows))],
             "pseudo_dice": curves}
 

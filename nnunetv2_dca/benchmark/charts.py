@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Dict, List, Mapping, Optional
 
 from nnunetv2_dca.atomic import save_figure_atomic
+from nnunetv2_dca.evaluation.metrics import nanmean  # nnU-Net logs NaN for a class absent from an epoch's patches
 
 _ARM_COLORS = {"baseline": "#7f7f7f", "dca": "#d62728", "dca_supagg": "#ff9896", "semimoe": "#9467bd",
                "pseudolabel": "#1f77b4", "full": "#2ca02c", "baseline_wallclock": "#bcbd22",
@@ -80,20 +81,14 @@ def curve_series(curves: Mapping[int, Mapping], classes: List[int]) -> Dict[str,
         if not c or not c.get("validation_dice_per_class_per_epoch"):
             continue
         rows = c["validation_dice_per_class_per_epoch"]
-        per_seed.append([_nanmean([r[k - 1] for k in classes]) for r in rows])
+        per_seed.append([nanmean([r[k - 1] for k in classes]) for r in rows])
         n = c.get("iterations_per_epoch", 1)
         if iters is None or len(rows) > len(iters):
             iters = [(e + 1) * n for e in range(len(rows))]
     if not per_seed:
         return {"iterations": [], "dice": []}
-    dice = [_nanmean([s[e] for s in per_seed if e < len(s)]) for e in range(len(iters))]
+    dice = [nanmean([s[e] for s in per_seed if e < len(s)]) for e in range(len(iters))]
     return {"iterations": iters, "dice": dice}
-
-
-def _nanmean(values: List[float]) -> float:
-    """Mean over the defined values: nnU-Net logs NaN for a class absent from an epoch's validation patches."""
-    vals = [v for v in values if v is not None and v == v]
-    return sum(vals) / len(vals) if vals else float("nan")
 
 
 def plot_learning_curves(curves: Mapping[str, Mapping[int, Mapping]], groups: Mapping[str, List[int]], path: str,

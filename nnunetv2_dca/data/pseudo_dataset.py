@@ -16,6 +16,7 @@ import re
 import shutil
 from typing import Dict, List, Mapping, Optional, Tuple
 
+from nnunetv2_dca.data.phantom import find_existing_dataset
 from nnunetv2_dca.folders import building, link_or_copy
 
 PROVENANCE_FILE = "pseudo_labels.json"
@@ -23,13 +24,6 @@ PROVENANCE_FILE = "pseudo_labels.json"
 
 class PseudoDatasetError(ValueError):
     """The source dataset, the pseudo-labels or the target id do not allow the new dataset (names which)."""
-
-
-def find_dataset_folder(raw: str, dataset_id: int) -> Optional[str]:
-    prefix = f"Dataset{dataset_id:03d}_"
-    hits = sorted(d for d in os.listdir(raw) if d.startswith(prefix) and os.path.isdir(os.path.join(raw, d))) \
-        if os.path.isdir(raw) else []
-    return os.path.join(raw, hits[0]) if hits else None
 
 
 def unlabeled_cases(source: str, file_ending: str) -> Dict[str, List[str]]:
@@ -74,7 +68,7 @@ def write_pseudo_label_dataset(raw: str, source: str, pseudo_labels: str, datase
     if missing:
         raise PseudoDatasetError(f"no pseudo-label in {pseudo_labels} for unlabeled image(s) "
                                  f"{', '.join(cases[c][0] for c in missing[:5])} (expected {missing[0]}{ending})")
-    existing = find_dataset_folder(raw, dataset_id)
+    existing = find_existing_dataset(raw, dataset_id)
     target = os.path.join(raw, f"Dataset{dataset_id:03d}_{name}")
     if existing is not None and not overwrite:
         raise PseudoDatasetError(f"dataset id {dataset_id} already exists: {existing} (pass --overwrite to replace "

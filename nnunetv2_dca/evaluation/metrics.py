@@ -303,7 +303,8 @@ def _isnan(v) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v))
 
 
-def _nanmean(values) -> float:
+def nanmean(values) -> float:
+    """Mean over the defined values (None and NaN left out); NaN when none is."""
     arr = np.asarray([v for v in values if v is not None], dtype=float)
     arr = arr[~np.isnan(arr)]
     return float(arr.mean()) if arr.size else math.nan
@@ -330,7 +331,7 @@ def summarise(per_case: Sequence[Mapping[int, Mapping]], classes: Sequence[int],
     """
     mean: Dict[int, Dict] = {}
     for c in classes:
-        entry = {m: _nanmean(pc[c][m] for pc in per_case) for m in metric_names}
+        entry = {m: nanmean(pc[c][m] for pc in per_case) for m in metric_names}
         scored_cases = [pc[c] for pc in per_case if not _isnan(pc[c]["Dice"])]
         entry["n"] = len(scored_cases)
         entry["n_undefined"] = int(sum(any(_isnan(m[k]) for k in metric_names) for m in scored_cases))
@@ -342,7 +343,7 @@ def summarise(per_case: Sequence[Mapping[int, Mapping]], classes: Sequence[int],
 
     def over(members: Sequence[int]) -> Dict:
         used = [int(c) for c in members if mean[int(c)]["scored"]]
-        d = {m: _nanmean(mean[c][m] for c in used) for m in metric_names}
+        d = {m: nanmean(mean[c][m] for c in used) for m in metric_names}
         d["n_undefined"] = int(sum(mean[c]["n_undefined"] for c in used))
         d["classes"] = [int(c) for c in members]
         d["classes_scored"] = used
@@ -352,5 +353,5 @@ def summarise(per_case: Sequence[Mapping[int, Mapping]], classes: Sequence[int],
     if groups is not None:
         names = list(group_names) if group_names is not None else [f"group_{g}" for g in range(len(groups))]
         out["group_mean"] = {name: over(members) for name, members in zip(names, groups)}
-    out["case_mean"] = [{m: _nanmean(pc[c][m] for c in scored) for m in metric_names} for pc in per_case]
+    out["case_mean"] = [{m: nanmean(pc[c][m] for c in scored) for m in metric_names} for pc in per_case]
     return out
