@@ -16,15 +16,22 @@ from nnunetv2_dca.training.dca import DCATrainer, split_lookup
 GROUPS = [[3], [1, 4], [2, 5]]
 
 
-def _tiny_net(deep_supervision: bool, **extra):
-    kw = {"n_stages": 3, "features_per_stage": [4, 8, 8], "conv_op": "torch.nn.modules.conv.Conv3d",
+DCA_CLASS = "nnunetv2_dca.network.dca_unet.DCAPlainConvUNet"
+REQUIRES_IMPORT = ["conv_op", "norm_op", "dropout_op", "nonlin"]
+
+
+def tiny_arch_kwargs(**extra):
+    """The plans' arch_kwargs of a tiny 3d DCA network over GROUPS."""
+    return {"n_stages": 3, "features_per_stage": [4, 8, 8], "conv_op": "torch.nn.modules.conv.Conv3d",
           "kernel_sizes": [[3, 3, 3]] * 3, "strides": [[1, 1, 1], [2, 2, 2], [2, 2, 2]], "n_conv_per_stage": [1, 1, 1],
           "n_conv_per_stage_decoder": [1, 1], "conv_bias": True,
           "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d", "norm_op_kwargs": {"eps": 1e-5, "affine": True},
           "dropout_op": None, "dropout_op_kwargs": None, "nonlin": "torch.nn.LeakyReLU",
           "nonlin_kwargs": {"inplace": True}, "class_groups": GROUPS, **extra}
-    return get_network_from_plans("nnunetv2_dca.network.dca_unet.DCAPlainConvUNet", kw,
-                                  ["conv_op", "norm_op", "dropout_op", "nonlin"], 1, 6,
+
+
+def _tiny_net(deep_supervision: bool, **extra):
+    return get_network_from_plans(DCA_CLASS, tiny_arch_kwargs(**extra), REQUIRES_IMPORT, 1, 6,
                                   deep_supervision=deep_supervision)
 
 
@@ -36,12 +43,12 @@ def nnunet_loss(deep_supervision: bool, scale_weights=(2 / 3, 1 / 3)):
 
 
 def _fake_trainer(net, deep_supervision: bool, weight: float = 10.0, supervise_aggregation: bool = False,
-                  groups=GROUPS, scale_weights=(2 / 3, 1 / 3)):
+                  groups=GROUPS, scale_weights=(2 / 3, 1 / 3), other_channel: bool = False):
     """What DCATrainer.semi_supervised_losses reads of a trainer, with nnU-Net's loss."""
     num_labels = 1 + sum(len(g) for g in groups)
     names = ["head", "medium", "tail"] if len(groups) == 3 else [f"group{i}" for i in range(len(groups))]
     fake = SimpleNamespace(network=net, loss=nnunet_loss(deep_supervision, scale_weights), class_groups=groups,
-                           group_names=names, _lut=split_lookup(groups, num_labels),
+                           group_names=names, _lut=split_lookup(groups, num_labels, other_channel=other_channel),
                            label_manager=SimpleNamespace(num_segmentation_heads=num_labels),
                            unsupervised_weight=lambda: weight, supervise_aggregation=supervise_aggregation,
                            aggregation_supervision_weight=1.0, fusion=DCATrainer.fusion,

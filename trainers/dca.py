@@ -13,6 +13,19 @@ class nnUNetTrainerDCA(DCATrainer):
     """DCA with nnU-Net's schedule (1000 epochs x 250 iterations), lambda = 10 with sigmoid ramp-up."""
 
 
+class nnUNetTrainerDCA_other(DCATrainer):
+    """Each expert also predicts "an organ of another group" (docs/dca.md, "The other-organ channel")."""
+    expert_other_channel = True
+
+
+class nnUNetTrainerDCA_seed(DCATrainer):
+    """The seed's literal recipe: label-split to background, raw-logit fusion with mean background, no gate
+    balance; lambda = 10 with nnU-Net's optimiser (docs/dca.md says why each of these was changed)."""
+    expert_other_channel = False
+    fusion = "logits"
+    gate_balance_weight = 0.0
+
+
 class nnUNetTrainerDCA_supAgg(DCATrainer):
     """Beyond the paper: the aggregation decoder also learns from the labeled batch's ground truth."""
     supervise_aggregation = True
@@ -46,3 +59,11 @@ class nnUNetTrainerDCA_budget(BudgetMixin, DCATrainer):
 
 class nnUNetTrainerDCA_supAgg_budget(BudgetMixin, nnUNetTrainerDCA_supAgg):
     """nnUNetTrainerDCA_supAgg with the benchmark's schedule and seed from the environment."""
+
+
+class nnUNetTrainerDCA_other_budget(BudgetMixin, nnUNetTrainerDCA_other):
+    """nnUNetTrainerDCA_other with the benchmark's schedule and seed from the environment."""
+
+
+class nnUNetTrainerDCA_seed_budget(BudgetMixin, nnUNetTrainerDCA_seed):
+    """nnUNetTrainerDCA_seed with the benchmark's schedule and seed from the environment."""

@@ -25,7 +25,10 @@ Choices where the paper (seed ``003``, Key Designs 2 and 4) is silent, all overr
   first when deep supervision is on): that is what nnU-Net's validation and ``nnUNetv2_predict`` consume. Expert
   segmentation heads are only evaluated for ``forward(x, return_all=True)``, which returns :class:`DCAOutput` with
   the experts' logits (per scale), D_A's logits and the gate maps for every sample. Expert ``g`` predicts
-  ``1 + len(class_groups[g])`` channels: background, then its classes in the order of ``class_groups[g]``.
+  ``1 + len(class_groups[g])`` channels: background, then its classes in the order of ``class_groups[g]``; with
+  ``expert_other_channel=True`` one more, last: "an organ of another group" (docs/dca.md, "The other-organ
+  channel": the seed's label-split folds other groups' organs into background, which was measured to stop the
+  medium expert from telling its own classes apart).
 * **Training step.** ``forward(x, num_labeled=n)`` (``x`` = labeled then unlabeled samples) returns
   :class:`DCAStepOutput` and runs only what the step's losses use: the encoder on all samples, the experts with
   autograd on the labeled part and *without* autograd on the unlabeled part (their outputs there only feed the
@@ -214,7 +217,7 @@ class _DecoderBase(nn.Module):
 
 
 class ExpertDecoder(_DecoderBase):
-    """One expert: background + its own classes (label-split), asymmetric depth/dilation."""
+    """One expert: background + its own classes (label-split) [+ "other organ"], asymmetric depth/dilation."""
 
     def forward(self, skips: Sequence[torch.Tensor], heads: bool = True
                 ) -> Tuple[Optional[Union[torch.Tensor, List[torch.Tensor]]], List[torch.Tensor]]:
@@ -279,7 +282,7 @@ class DCAUNet(AbstractDynamicNetworkArchitectures):
                  class_groups: Optional[Sequence[Sequence[int]]], expert_n_conv_per_stage: Optional[Sequence] = None,
                  expert_dilations: Optional[Sequence[int]] = None, deep_supervision: bool = False,
                  detach_expert_features: bool = True, detach_encoder_for_aggregation: bool = False,
-                 nonlin_first: bool = False):
+                 nonlin_first: bool = False, expert_other_channel: bool = False):
         super().__init__()
         self.encoder = encoder
         self.num_classes = num_classes
@@ -293,7 +296,9 @@ class DCAUNet(AbstractDynamicNetworkArchitectures):
                              f"({len(dilations)}) need one entry per class group ({len(self.class_groups)})")
         if min(dilations) < 1:
             raise ValueError(f"expert_dilations must be >= 1, got {dilations}")
-        experts = [ExpertDecoder(encoder, 1 + len(g), c, deep_supervision, d, nonlin_first)
+        self.expert_other_channel = bool(expert_other_channel)
+        extra = 1 if self.expert_other_channel else 0
+        experts = [ExpertDecoder(encoder, 1 + len(g) + extra, c, deep_supervision, d, nonlin_first)
                    for g, c, d in zip(self.class_groups, convs, dilations)]
         aggregation = AggregationDecoder(encoder, num_classes, n_conv_per_stage_decoder, len(experts),
                                          deep_supervision, nonlin_first)
@@ -390,13 +395,14 @@ class DCAPlainConvUNet(DCAUNet):
                  deep_supervision: bool = False, nonlin_first: bool = False,
                  class_groups: Optional[Sequence[Sequence[int]]] = None,
                  expert_n_conv_per_stage: Optional[Sequence] = None, expert_dilations: Optional[Sequence[int]] = None,
-                 detach_expert_features: bool = True, detach_encoder_for_aggregation: bool = False):
+                 detach_expert_features: bool = True, detach_encoder_for_aggregation: bool = False,
+                 expert_other_channel: bool = False):
         encoder = plain_encoder_factory(input_channels, n_stages, features_per_stage, conv_op, kernel_sizes, strides,
                                         n_conv_per_stage, conv_bias, norm_op, norm_op_kwargs, dropout_op,
                                         dropout_op_kwargs, nonlin, nonlin_kwargs, nonlin_first)()
         super().__init__(encoder, num_classes, n_conv_per_stage_decoder, class_groups, expert_n_conv_per_stage,
                          expert_dilations, deep_supervision, detach_expert_features, detach_encoder_for_aggregation,
-                         nonlin_first)
+                         nonlin_first, expert_other_channel)
         # keys DNA's pretraining/fine-tuning utilities look for
         self.key_to_encoder = "encoder.stages"
         self.key_to_stem = "encoder.stages.0"
@@ -421,13 +427,15 @@ class DCAResidualEncoderUNet(DCAUNet):
                  bottleneck_channels: IntOrSeq = None, stem_channels: int = None,
                  class_groups: Optional[Sequence[Sequence[int]]] = None,
                  expert_n_conv_per_stage: Optional[Sequence] = None, expert_dilations: Optional[Sequence[int]] = None,
-                 detach_expert_features: bool = True, detach_encoder_for_aggregation: bool = False):
+                 detach_expert_features: bool = True, detach_encoder_for_aggregation: bool = False,
+                 expert_other_channel: bool = False):
         encoder = residual_encoder_factory(input_channels, n_stages, features_per_stage, conv_op, kernel_sizes,
                                            strides, n_blocks_per_stage, conv_bias, norm_op, norm_op_kwargs,
                                            dropout_op, dropout_op_kwargs, nonlin, nonlin_kwargs, block,
                                            bottleneck_channels, stem_channels)()
         super().__init__(encoder, num_classes, n_conv_per_stage_decoder, class_groups, expert_n_conv_per_stage,
-                         expert_dilations, deep_supervision, detach_expert_features, detach_encoder_for_aggregation)
+                         expert_dilations, deep_supervision, detach_expert_features, detach_encoder_for_aggregation,
+                         expert_other_channel=expert_other_channel)
         self.key_to_encoder = "encoder.stages"
         self.key_to_stem = "encoder.stem"
         self.keys_to_in_proj = ("encoder.stem.convs.0.conv", "encoder.stem.convs.0.all_modules.0")

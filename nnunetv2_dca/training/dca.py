@@ -20,6 +20,9 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 
+from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+
+from nnunetv2_dca.network.architectures import is_dca
 from nnunetv2_dca.network.dca_unet import DCAUNet, take_rows
 from nnunetv2_dca.network.fusion import fuse_expert_logits
 from nnunetv2_dca.planning.class_groups import plans_class_groups
@@ -30,13 +33,16 @@ from nnunetv2_dca.training.semi_supervised import nnUNetTrainerSemiSupervised
 TensorOrList = Union[torch.Tensor, List[torch.Tensor]]
 
 
-def split_lookup(class_groups: Sequence[Sequence[int]], num_labels: int, ignore_label: Optional[int] = None
-                 ) -> torch.Tensor:
-    """(G, num_labels) table: label value -> expert g's channel (0 for classes of other groups); the ignore label
-    keeps its value so nnU-Net's loss keeps ignoring it."""
+def split_lookup(class_groups: Sequence[Sequence[int]], num_labels: int, ignore_label: Optional[int] = None,
+                 other_channel: bool = False) -> torch.Tensor:
+    """(G, num_labels) table: label value -> expert g's channel. Classes of other groups go to background (the
+    seed's label-split) or, with ``other_channel``, to the expert's last channel, "an organ of another group". The
+    ignore label keeps its value so nnU-Net's loss keeps ignoring it."""
     size = max(num_labels, (ignore_label or 0) + 1)
     lut = torch.zeros(len(class_groups), size, dtype=torch.long)
     for g, members in enumerate(class_groups):
+        if other_channel:
+            lut[g, 1:num_labels] = len(members) + 1
         for i, c in enumerate(members):
             lut[g, c] = i + 1
         if ignore_label is not None:
@@ -66,6 +72,10 @@ def planned_groups(plans: Mapping, configuration: str, dataset_json: Mapping, tr
 
 
 class DCATrainer(nnUNetTrainerSemiSupervised):
+    # network (a class attribute: nnUNetv2_predict rebuilds the network through build_network_architecture on the
+    # class). True: each expert also predicts "an organ of another group" instead of folding other groups' organs
+    # into its background (docs/dca.md, "The other-organ channel"); False: the seed's label-split.
+    expert_other_channel = False
     lambda_max = 10.0
     rampup_fraction = 0.2
     supervise_aggregation = False
@@ -87,7 +97,20 @@ class DCATrainer(nnUNetTrainerSemiSupervised):
                                                              self.__class__.__name__)
         super().__init__(plans, configuration, fold, dataset_json, device)
         self._lut = split_lookup(self.class_groups, self.label_manager.num_segmentation_heads,
-                                 self.label_manager.ignore_label)
+                                 self.label_manager.ignore_label, self.expert_other_channel)
+
+    @classmethod
+    def build_network_architecture(cls, plans_manager, configuration_manager, num_input_channels: int,
+                                   num_output_channels: int, enable_deep_supervision: bool = True
+                                   ) -> torch.nn.Module:
+        """nnU-Net's hook (trainer and ``nnUNetv2_predict``): the plans' DCA network with this class's expert
+        output layout (``expert_other_channel``), so one set of DCA plans serves every DCA variant."""
+        kwargs = dict(configuration_manager.network_arch_init_kwargs)
+        if is_dca(configuration_manager.network_arch_class_name):
+            kwargs["expert_other_channel"] = cls.expert_other_channel
+        return get_network_from_plans(configuration_manager.network_arch_class_name, kwargs,
+                                      configuration_manager.network_arch_init_kwargs_req_import, num_input_channels,
+                                      num_output_channels, allow_init=True, deep_supervision=enable_deep_supervision)
 
     def extra_log_keys(self) -> List[str]:
         names = self.group_names

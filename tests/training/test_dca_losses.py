@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -12,7 +13,7 @@ from nnunetv2_dca.network.fusion import fuse_expert_logits
 from nnunetv2_dca.training.dca import DCATrainer, split_lookup, split_target
 from nnunetv2_dca.training.semi_supervised import sigmoid_rampup
 
-from dcanets import GROUPS, _batch, _fake_trainer, _tiny_net
+from dcanets import DCA_CLASS, GROUPS, REQUIRES_IMPORT, _batch, _fake_trainer, _tiny_net, tiny_arch_kwargs
 
 
 def test_split_target_maps_foreign_classes_to_background_and_keeps_ignore():
@@ -22,6 +23,83 @@ def test_split_target_maps_foreign_classes_to_background_and_keeps_ignore():
     assert split_target(target, lut[1]).flatten().tolist() == [0, 1, 0, 0, 2, 0, 6]
     assert split_target(target, lut[2]).flatten().tolist() == [0, 0, 1, 0, 0, 2, 6]
     assert split_target(target, lut[2]).dtype == torch.float32
+
+
+def test_split_target_with_other_channel_maps_foreign_classes_to_the_last_channel():
+    lut = split_lookup(GROUPS, num_labels=6, ignore_label=6, other_channel=True)
+    target = torch.tensor([0, 1, 2, 3, 4, 5, 6], dtype=torch.float32).view(1, 1, 7)
+    assert split_target(target, lut[0]).flatten().tolist() == [0, 2, 2, 1, 2, 2, 6]
+    assert split_target(target, lut[1]).flatten().tolist() == [0, 1, 3, 3, 2, 3, 6]
+    assert split_target(target, lut[2]).flatten().tolist() == [0, 3, 1, 3, 3, 2, 6]
+
+
+@pytest.mark.parametrize("fusion", ["product", "log_softmax", "logits"])
+@pytest.mark.parametrize("other_channel", [False, True])
+def test_confident_experts_fuse_back_to_the_label_map(fusion, other_channel):
+    """Experts that predict their label-split targets with confidence give back the original label map."""
+    torch.manual_seed(1)
+    labels = torch.randint(0, 6, (2, 1, 5, 6))
+    lut = split_lookup(GROUPS, num_labels=6, other_channel=other_channel)
+    extra = 1 if other_channel else 0
+    experts = [10.0 * torch.nn.functional.one_hot(split_target(labels, lut[g])[:, 0], 1 + len(grp) + extra)
+               .movedim(-1, 1).float() for g, grp in enumerate(GROUPS)]
+    fused = fuse_expert_logits(experts, GROUPS, fusion)
+    assert fused.shape[1] == 6
+    assert torch.equal(fused.argmax(1), labels[:, 0])
+
+
+def test_product_fusion_counts_an_experts_other_organ_as_none_of_mine():
+    """The medium expert sees an organ that is not its own (p(other) = 0.6, p(bg) = 0.1) and is unsure about
+    class 1 (0.3); the head expert says liver (0.6). Counting only the medium expert's p(bg) as its "none of mine"
+    would give liver 0.6 * 0.1 < class 1 0.3 * 0.4; with p(bg) + p(other) the liver wins: 0.6 * 0.7."""
+    shape = (1, 1, 2, 2)
+    log = lambda *p: torch.cat([torch.full(shape, math.log(v)) for v in p], 1)  # noqa: E731
+    head = log(0.4, 0.6, 1e-6)                      # bg, liver (class 3), other
+    medium = log(0.1, 0.3, 1e-6, 0.6)               # bg, class 1, class 4, other
+    tail = log(0.999997, 1e-6, 1e-6, 1e-6)
+    liver = GROUPS[0][0]
+    assert torch.all(fuse_expert_logits([head, medium, tail], GROUPS, "product").argmax(1) == liver)
+    fused = fuse_expert_logits([head, medium, tail], GROUPS, "product")[0, :, 0, 0]
+    none_tail = math.log(0.999997 + 1e-6)
+    assert float(fused[liver]) == pytest.approx(math.log(0.6) + math.log(0.1 + 0.6) + none_tail, abs=1e-4)
+    assert float(fused[1]) == pytest.approx(math.log(0.3) + math.log(0.4 + 1e-6) + none_tail, abs=1e-4)
+    assert float(fused[0]) == pytest.approx(math.log(0.4) + math.log(0.1) + math.log(0.999997), abs=1e-4)
+    medium_without = log(0.1, 0.3, 0.6)  # a mix of layouts is refused, naming the problem
+    with pytest.raises(ValueError, match="other-organ"):
+        fuse_expert_logits([head, medium_without, tail], GROUPS, "product")
+    with pytest.raises(ValueError, match="expert 1 has 5 channels"):
+        fuse_expert_logits([head, log(0.2, 0.2, 0.2, 0.2, 0.2), tail], GROUPS, "product")
+
+
+def test_a_step_with_the_other_channel_trains_every_expert_on_its_split():
+    net = _tiny_net(True, expert_other_channel=True)
+    assert [e.num_classes for e in net.decoder.experts] == [1 + len(g) + 1 for g in GROUPS]
+    fake = _fake_trainer(net, True, other_channel=True)
+    data, target, unlabeled = _batch(True)
+    out = DCATrainer.semi_supervised_losses(fake, data, target, unlabeled)
+    assert all(math.isfinite(out[f"dca_loss_sup_{n}"].item()) for n in ("head", "medium", "tail"))
+    out["loss"].backward()
+    for expert in net.decoder.experts:
+        assert float(expert.seg_layers[-1].weight.grad.abs().sum()) > 0
+    shares = sum(float(out[k]) for k in ("dca_share_background", "dca_share_head", "dca_share_medium",
+                                          "dca_share_tail"))
+    assert shares == pytest.approx(1.0)
+
+
+def test_the_trainer_class_decides_the_expert_layout_for_training_and_predict():
+    """nnUNetv2_predict rebuilds the network through the trainer class: the same plans give each variant its own
+    expert heads, and a plans value of the key does not override the class."""
+    from nnunetv2_dca.trainers.dca import nnUNetTrainerDCA_other, nnUNetTrainerDCA_seed
+
+    for plans_value in (None, True, False):
+        extra = {} if plans_value is None else {"expert_other_channel": plans_value}
+        cm = SimpleNamespace(network_arch_class_name=DCA_CLASS, network_arch_init_kwargs=tiny_arch_kwargs(**extra),
+                             network_arch_init_kwargs_req_import=REQUIRES_IMPORT)
+        for trainer, extra_channels in ((nnUNetTrainerDCA_other, 1), (nnUNetTrainerDCA_seed, 0)):
+            net = trainer.build_network_architecture(None, cm, 1, 6, True)
+            assert [e.num_classes for e in net.decoder.experts] == [1 + len(g) + extra_channels for g in GROUPS]
+            assert net.decoder.deep_supervision
+        assert cm.network_arch_init_kwargs.get("expert_other_channel") == plans_value  # plans left untouched
 
 
 def test_sigmoid_rampup_curve():
