@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from nnunetv2_dca.atomic import write_json_atomic, write_text_atomic
-from nnunetv2_dca.benchmark.arms import ARM_TITLES, ARM_TRAINERS, PLANS_DCA
+from nnunetv2_dca.benchmark.arms import ARM_TITLES, ARM_TRAINERS, DCA_ARMS, PLANS_DCA
 from nnunetv2_dca.benchmark.charts import curve_series, plot_dice_per_class, plot_learning_curves, plot_sites
+from nnunetv2_dca.benchmark.verdicts import instrument_check, no_harm_check, no_harm_line, verdict  # noqa: F401
 from nnunetv2_dca.evaluation.evaluate import json_ready
 from nnunetv2_dca.planning.class_groups import plans_class_groups
 
@@ -76,6 +77,8 @@ def summarise_arms(results: Mapping[str, Mapping[int, Mapping]], seeds: Sequence
             "seeds": own,
             "dice": {k: mean_std([values[s][k] for s in own]) for k in keys},
             "delta_to_baseline": {k: mean_std([values[s][k] - base[s][k] for s in own]) for k in keys},
+            "delta_per_seed": {str(s): {k: values[s][k] - base[s][k] for k in keys if not k.startswith("class:")}
+                               for s in own},
         }
     # the test references decide it, so it is the same for every arm and seed
     not_scored = [str(c) for c in first.get("classes_not_scored") or []]
@@ -275,6 +278,7 @@ def build_report(bench: BenchmarkResults, wall_seconds: float) -> Dict:
                                  for arm in bench.arms}
     report["instrument"] = instrument_check(summary)
     report["verdict"] = verdict(summary, seeds)
+    report["no_harm"] = {arm: no_harm_check(summary, arm) for arm in summary["arms"] if arm in DCA_ARMS}
     write_json_atomic(json_ready(report), os.path.join(out, "benchmark.json"))
     write_text_atomic(os.path.join(out, "README.md"), markdown_report(report, summary, cfg))
     return report
@@ -282,51 +286,6 @@ def build_report(bench: BenchmarkResults, wall_seconds: float) -> Dict:
 
 def _points(delta: float) -> str:
     return "n/a" if delta is None or math.isnan(delta) else f"{delta * 100:+.1f}"
-
-
-# issue 14: what makes the benchmark an instrument that can tell arms apart
-FULL_MEAN_MIN, FULL_TAIL_MIN, BASELINE_TAIL_GAP = 0.70, 0.50, 0.15
-
-
-def instrument_check(summary: Mapping) -> Dict[str, object]:
-    """Has the all-labels arm learned the classes (else no arm's number for them means anything), and is there
-    room between the labeled-only baseline and it on the tail group?"""
-    arms = summary["arms"]
-    groups = list(summary["groups"])
-    if "full" not in arms or not groups:
-        return {"checked": False, "why": "no 'full' arm (or no class groups) in this run"}
-    tail = groups[-1]
-    full_mean = arms["full"]["dice"]["mean"]["mean"]
-    full_tail = arms["full"]["dice"][f"group:{tail}"]["mean"]
-    base_tail = arms["baseline"]["dice"][f"group:{tail}"]["mean"]
-    return {"checked": True, "tail_group": tail, "full_mean": full_mean, "full_tail": full_tail,
-            "baseline_tail": base_tail,
-            "full_converged": bool(full_mean >= FULL_MEAN_MIN and full_tail >= FULL_TAIL_MIN),
-            "room_on_tail": bool(full_tail - base_tail >= BASELINE_TAIL_GAP),
-            "thresholds": {"full_mean": FULL_MEAN_MIN, "full_tail": FULL_TAIL_MIN,
-                           "baseline_tail_gap": BASELINE_TAIL_GAP}}
-
-
-def verdict(summary: Mapping, seeds: Sequence[int]) -> Dict[str, object]:
-    """Does DCA beat the labeled-only baseline on the tail group (and overall)? Stated, never tuned."""
-    if "dca" not in summary["arms"]:
-        return {}
-    groups = list(summary["groups"])
-    tail = groups[-1] if groups else None
-    d = summary["arms"]["dca"]["delta_to_baseline"]
-    res: Dict[str, object] = {"mean_delta": d["mean"]["mean"]}
-    if tail:
-        res["tail_group"] = tail
-        res["tail_delta"] = d[f"group:{tail}"]["mean"]
-        res["tail_delta_std"] = d[f"group:{tail}"]["std"]
-        res["n_seeds"] = d[f"group:{tail}"]["n"]
-        # None when no seed scored the tail (no tail class in the test references): no claim either way
-        res["dca_beats_baseline_on_tail"] = (bool(d[f"group:{tail}"]["mean"] > 0) if d[f"group:{tail}"]["n"]
-                                             else None)
-    if "pseudolabel" in summary["arms"]:
-        res["mean_delta_to_pseudolabel"] = (summary["arms"]["dca"]["dice"]["mean"]["mean"]
-                                            - summary["arms"]["pseudolabel"]["dice"]["mean"]["mean"])
-    return res
 
 
 def _class_groups_chart(bench: BenchmarkResults, plans: Mapping, path: str) -> Optional[str]:
@@ -433,6 +392,11 @@ def markdown_report(report: Mapping, summary: Mapping, cfg) -> str:
         add(head + (f"; vs. offline pseudo-labels {_points(v['mean_delta_to_pseudolabel'])}"
                     if "mean_delta_to_pseudolabel" in v else "") + ").")
         add("")
+    for check in (report.get("no_harm") or {}).values():
+        line = no_harm_line(check)
+        if line:
+            add(line)
+            add("")
     add("![Dice per class](dice_per_class.png)")
     add("")
     if "learning_curves" in report["charts"]:
