@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional
 
 from nnunetv2_dca.data.phantom import find_existing_dataset
-from nnunetv2_dca.data.pseudo_dataset import PseudoDatasetError, read_source, write_pseudo_label_dataset
+from nnunetv2_dca.data.pseudo_dataset import (PROVENANCE_FILE, PseudoDatasetError, is_pseudo_label_dataset,
+                                              read_source, write_pseudo_label_dataset)
 
 # stock planners -> the plans identifier they write (nnunetv2/experiment_planning/...; ResEnc presets)
 STOCK_PLANS = {"ExperimentPlanner": "nnUNetPlans", "nnUNetPlannerResEncM": "nnUNetResEncUNetMPlans",
@@ -97,12 +98,7 @@ def distill(cfg: DistillConfig) -> Dict:
     except PseudoDatasetError as e:
         raise DistillError(str(e)) from None
     ending = dj["file_ending"]
-    existing = find_existing_dataset(raw, cfg.out_id)
-    if existing is not None and os.path.abspath(existing) == os.path.abspath(source):
-        raise DistillError(f"--out-id {cfg.out_id} is the model's own dataset ({source})")
-    if existing is not None and not cfg.overwrite:
-        raise DistillError(f"dataset id {cfg.out_id} already exists: {existing} (pass --overwrite to replace it, or "
-                           f"choose another --out-id)")
+    stale = check_target(source, cfg.out_id, cfg.overwrite)
     name = cfg.name or os.path.basename(source).split("_", 1)[1] + "Distilled"
 
     from nnunetv2_dca.inference import ModelInputError, load_model
@@ -131,7 +127,7 @@ def distill(cfg: DistillConfig) -> Dict:
         raise DistillError(str(e)) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    _drop_stale_preprocessed(cfg.out_id, target)
+    _drop_stale_preprocessed(stale, target)
     plans_name = cfg.plans_name or STOCK_PLANS.get(cfg.planner, "nnUNetPlans")
     train_cmd = ["nnUNetv2_train", str(cfg.out_id), model["configuration"], cfg.train_fold, "-tr", "nnUNetTrainer",
                  "-p", plans_name]
@@ -172,16 +168,50 @@ def _apply_threshold(predictor, folder: str, cases: List[str], ending: str, thre
     return out
 
 
-def _drop_stale_preprocessed(dataset_id: int, target: str) -> None:
-    """A replaced dataset's old fingerprint, plans and preprocessed data must not outlive it."""
-    pre = os.environ.get("nnUNet_preprocessed")
-    if not pre or not os.path.isdir(pre):
-        return
+def id_folders(dataset_id: int) -> Dict[str, List[str]]:
+    """nnUNet_raw / _preprocessed / _results -> their folders of the id (nnU-Net resolves an id by the
+    ``DatasetXXX_`` prefix in all three)."""
     prefix = f"Dataset{dataset_id:03d}_"
-    for d in os.listdir(pre):
-        if d.startswith(prefix) and os.path.isdir(os.path.join(pre, d)):
-            print(f"removing {os.path.join(pre, d)}: preprocessed data of the dataset {target} replaced", flush=True)
-            shutil.rmtree(os.path.join(pre, d))
+    found: Dict[str, List[str]] = {}
+    for key in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        base = os.environ.get(key)
+        names = sorted(os.listdir(base)) if base and os.path.isdir(base) else []
+        found[key] = [os.path.join(base, d) for d in names if d.startswith(prefix)
+                      and os.path.isdir(os.path.join(base, d))]
+    return found
+
+
+def check_target(source: str, out_id: int, overwrite: bool) -> List[str]:
+    """Refuse an id taken in nnUNet_raw, _preprocessed or _results, unless ``overwrite`` and the id is a dataset
+    distill wrote (``pseudo_labels.json`` in nnUNet_raw) with every other folder of the id under the same name.
+    Returns the id's nnUNet_preprocessed folders, stale once the dataset is replaced."""
+    folders = id_folders(out_id)
+    raw = folders["nnUNet_raw"]
+    if any(os.path.abspath(f) == os.path.abspath(source) for f in raw):
+        raise DistillError(f"--out-id {out_id} is the model's own dataset ({source})")
+    taken = [f for found in folders.values() for f in found]
+    if not taken:
+        return []
+    if not overwrite:
+        raise DistillError(f"dataset id {out_id} already exists: {', '.join(taken)} (pass --overwrite to replace a "
+                           f"dataset distill wrote, or choose another --out-id)")
+    # the provenance file tells a dataset distill wrote from the user's own: only that one may be replaced
+    if len(raw) != 1 or not is_pseudo_label_dataset(raw[0]):
+        raise DistillError(f"--overwrite replaces only a dataset distill wrote ({PROVENANCE_FILE} in nnUNet_raw); id "
+                           f"{out_id} is {', '.join(taken)}, left as it is: choose another --out-id")
+    foreign = [f for f in taken if os.path.basename(f) != os.path.basename(raw[0])]
+    if foreign:
+        raise DistillError(f"--overwrite: {', '.join(foreign)} holds id {out_id} under another name than the "
+                           f"distilled dataset {raw[0]}, left as it is: remove it yourself or choose another --out-id")
+    return folders["nnUNet_preprocessed"]
+
+
+def _drop_stale_preprocessed(folders: List[str], target: str) -> None:
+    """A replaced dataset's old fingerprint, plans and preprocessed data must not outlive it (``folders``: the
+    replaced dataset's own, from :func:`check_target`)."""
+    for folder in folders:
+        print(f"removing {folder}: preprocessed data of the dataset {target} replaced", flush=True)
+        shutil.rmtree(folder)
 
 
 def _run(cmd: List[str], planning: bool = False) -> None:

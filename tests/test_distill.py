@@ -124,3 +124,88 @@ def test_distill_end_to_end_through_stock_commands(tmp_path: Path):
              "-device", "cpu"], {**env, **budget})
     assert (base / "nnUNet_results" / ds.name / "nnUNetTrainer_budget__nnUNetPlans__2d" / "fold_all" /
             "checkpoint_final.pth").is_file()
+
+
+# ------------------------------------------------------------------ regression (issue 27): only its own target
+class FakePredictor:
+    """Stands in for the DCA model: 'predicts' every unlabeled image by copying it as its label (no torch)."""
+
+    def predict_from_files(self, source: str, out: str, **kwargs) -> None:
+        import shutil
+
+        for fname in os.listdir(source):
+            shutil.copy(os.path.join(source, fname), os.path.join(out, fname.replace("_0000.nii.gz", ".nii.gz")))
+
+
+@pytest.fixture
+def nnunet_folders(tmp_path: Path, monkeypatch) -> Path:
+    """raw (phantom 901 + an unrelated dataset 903), preprocessed and results folders, and a fake DCA model."""
+    model = _raw_with(tmp_path, unlabeled=1)
+    for base in ("raw", "pre", "results"):
+        other = tmp_path / base / "Dataset903_Other"
+        other.mkdir(parents=True, exist_ok=True)
+        (other / "data.json").write_text("{}")
+    for key, base in (("nnUNet_raw", "raw"), ("nnUNet_preprocessed", "pre"), ("nnUNet_results", "results")):
+        monkeypatch.setenv(key, str(tmp_path / base))
+    import nnunetv2_dca.inference as inference
+
+    monkeypatch.setattr(inference, "load_model", lambda *args, **kwargs: FakePredictor())
+    return model
+
+
+def _dataset(folder: Path, provenance: bool = False) -> None:
+    folder.mkdir(parents=True)
+    (folder / "dataset.json").write_text("{}")
+    if provenance:
+        (folder / "pseudo_labels.json").write_text("{}")
+
+
+@pytest.mark.parametrize("taken_in", ["raw", "pre", "results"])
+def test_taken_id_is_refused_without_overwrite_and_nothing_is_touched(tmp_path: Path, nnunet_folders, capsys,
+                                                                       taken_in):
+    """The id taken only in nnUNet_preprocessed: distill wrote the dataset and deleted that other dataset's
+    preprocessed data. Now any folder of the id in raw, preprocessed or results stops it before any prediction."""
+    from nnunetv2_dca.cli import main
+    from treesnap import changed, snapshot
+
+    _dataset(tmp_path / taken_in / "Dataset902_Mine")
+    before = snapshot(tmp_path)
+    assert main(["distill", "-m", str(nnunet_folders), "--out-id", "902", "--no-plan"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Dataset902_Mine" in err and "--out-id" in err, err
+    assert changed(before, snapshot(tmp_path)) == []
+
+
+@pytest.mark.parametrize("layout", ["raw_not_distilled", "pre_other_name", "pre_without_raw"])
+def test_overwrite_refuses_a_dataset_distill_did_not_write(tmp_path: Path, nnunet_folders, layout):
+    from treesnap import changed, snapshot
+
+    if layout == "raw_not_distilled":  # the user's own dataset under the id: no pseudo_labels.json
+        _dataset(tmp_path / "raw" / "Dataset902_Mine")
+        _dataset(tmp_path / "pre" / "Dataset902_Mine")
+    elif layout == "pre_other_name":  # a distilled raw dataset, but the id's preprocessed folder is another one's
+        _dataset(tmp_path / "raw" / "Dataset902_AbdomenPhantomDistilled", provenance=True)
+        _dataset(tmp_path / "pre" / "Dataset902_Mine")
+    else:
+        _dataset(tmp_path / "pre" / "Dataset902_AbdomenPhantomDistilled")
+    before = snapshot(tmp_path)
+    with pytest.raises(DistillError, match="Dataset902_.*another --out-id"):
+        distill(DistillConfig(model_folder=str(nnunet_folders), out_id=902, overwrite=True, plan=False))
+    assert changed(before, snapshot(tmp_path)) == []
+
+
+def test_overwrite_replaces_only_its_own_dataset_and_its_stale_preprocessed_data(tmp_path: Path, nnunet_folders):
+    from treesnap import changed, snapshot
+
+    cfg = DistillConfig(model_folder=str(nnunet_folders), out_id=902, plan=False)
+    target = distill(cfg)["dataset"]
+    _dataset(tmp_path / "pre" / "Dataset902_AbdomenPhantomDistilled")  # planned since: stale once replaced
+    _dataset(tmp_path / "results" / "Dataset902_AbdomenPhantomDistilled")  # a trained student: kept
+    before = snapshot(tmp_path)
+    cfg.overwrite = True
+    assert distill(cfg)["dataset"] == target
+    assert changed(before, snapshot(tmp_path),
+                   allowed=["raw/Dataset902_AbdomenPhantomDistilled", "pre/Dataset902_AbdomenPhantomDistilled"]) == []
+    assert not (tmp_path / "pre" / "Dataset902_AbdomenPhantomDistilled").exists()
+    assert (Path(target) / "pseudo_labels.json").is_file()
+    assert (tmp_path / "results" / "Dataset902_AbdomenPhantomDistilled" / "dataset.json").is_file()

@@ -225,6 +225,18 @@ class Benchmark:
         return 3 + len(self.cfg.seeds) * per_seed + 1
 
     # ---- data
+    def check_source_outside_out(self) -> None:
+        """-d hard-links the dataset from $nnUNet_raw: that folder must not lie inside OUT, whose nnU-Net folders
+        and seeds a run deletes and rebuilds."""
+        user_raw = os.environ.get("nnUNet_raw")
+        if self.cfg.dataset is None or not user_raw:
+            return
+        src, out = os.path.realpath(user_raw), os.path.realpath(self.out)
+        if src == out or src.startswith(out + os.sep):
+            raise state.BenchmarkStateError(
+                f"-d reads $nnUNet_raw={user_raw}, which lies inside --out {self.out} (the benchmark deletes and "
+                f"rebuilds its nnU-Net folders there): choose another --out, or keep the dataset outside it")
+
     def prepare_data(self, runner: Runner) -> None:
         from nnunetv2_dca.data.phantom import write_phantom_dataset
         from nnunetv2_dca.data.split import make_semi_supervised_split
@@ -465,6 +477,9 @@ class Benchmark:
         from nnunetv2_dca.evaluation import gates as _gates  # noqa: F401
 
         cfg = self.cfg
+        # before anything is written or deleted: the run deletes only inside a folder it made
+        state.check_out_folder(self.out)
+        self.check_source_outside_out()
         os.makedirs(self.out, exist_ok=True)
         reuse = state.check_state(self.out, cfg, cfg.fresh)
         if reuse and not (os.path.isdir(self.raw) and os.path.isdir(self.pre)):

@@ -23,7 +23,33 @@ STATE_VERSION = 1
 
 
 class BenchmarkStateError(ValueError):
-    """``--out`` holds a benchmark built from other data or settings (the message names them)."""
+    """``--out`` is not the benchmark's own folder, or holds a benchmark built from other data or settings (the
+    message names the folder or the settings)."""
+
+
+def is_benchmark_folder(out: str) -> bool:
+    """OUT holds the benchmark_state.json that :func:`write_state` writes first into every folder it runs in: the
+    marker of a folder the benchmark made (and may therefore delete in)."""
+    try:
+        with open(os.path.join(out, STATE_FILE), encoding="utf-8") as f:
+            stored = json.load(f)
+    except (OSError, ValueError):
+        return False
+    return isinstance(stored, dict) and isinstance(stored.get("data_key"), dict)
+
+
+def check_out_folder(out: str) -> None:
+    """Refuse an ``--out`` the benchmark did not make: a run (and ``--fresh``) deletes nnUNet_raw,
+    nnUNet_preprocessed, test_sites and seed_* inside it, which in a user's own folder would be their data."""
+    if not os.path.lexists(out):
+        return
+    if not os.path.isdir(out):
+        raise BenchmarkStateError(f"--out {out} is not a folder; choose an empty or new folder for the benchmark")
+    if os.listdir(out) and not is_benchmark_folder(out):
+        raise BenchmarkStateError(
+            f"--out {out} is not empty and was not made by the benchmark (no {STATE_FILE}); the benchmark deletes "
+            f"and rebuilds nnUNet_raw, nnUNet_preprocessed and seed_* inside --out, so it leaves this folder as it "
+            f"is: choose an empty or new folder")
 
 
 def data_key(cfg) -> Dict[str, object]:

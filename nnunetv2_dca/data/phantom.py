@@ -8,7 +8,8 @@ unlabeled images and optional scanner/stain shifts (``sites``) for domain-shift 
 Each case depends only on (seed, case index, site), so adding cases never changes existing ones. The whole dataset
 is written into a temporary folder next to the target and moved into place at the end: an interrupted or failed
 run leaves nothing half-written under ``nnUNet_raw``, and with ``--overwrite`` the old dataset is only deleted once
-the new one is in place (:func:`nnunetv2_dca.folders.replace_folder`).
+the new one is in place (:func:`nnunetv2_dca.folders.replace_folder`); ``--overwrite`` replaces only a phantom this
+writer made, never another dataset of the id.
 
 Geometry (3D): organs are ellipsoids and tubes placed in a body ellipse in millimetres, with per-case jitter of
 position, size and orientation and a smooth random deformation of space; target volumes follow the real CT (P1) in
@@ -282,6 +283,17 @@ def find_existing_dataset(raw_dir: str, dataset_id: int) -> Optional[str]:
     return os.path.join(raw_dir, sorted(hits)[0]) if hits else None
 
 
+def is_phantom_dataset(folder: str) -> bool:
+    """A dataset :func:`write_phantom_dataset` made: its phantom.json, and no split.json (``nnunetv2-dca split``
+    carries phantom.json into the datasets it makes)."""
+    try:
+        with open(os.path.join(folder, "phantom.json"), encoding="utf-8") as f:
+            generator = json.load(f).get("generator")
+    except (OSError, ValueError, AttributeError):
+        return False
+    return generator == "nnunetv2-dca phantom" and not os.path.exists(os.path.join(folder, "split.json"))
+
+
 def write_phantom_dataset(raw_dir: str, dataset_id: int, name: Optional[str] = None, labeled: int = 8,
                           unlabeled: int = 16, test: int = 4, seed: int = 0, size: str = "small", sites: int = 1,
                           dim: int = 3, overwrite: bool = False) -> str:
@@ -305,6 +317,10 @@ def write_phantom_dataset(raw_dir: str, dataset_id: int, name: Optional[str] = N
     if existing is not None and not overwrite:
         raise FileExistsError(f"dataset id {dataset_id} already exists in nnUNet_raw: {existing} "
                               f"(use --overwrite to replace it, or pick another -d)")
+    if existing is not None and not is_phantom_dataset(existing):  # e.g. the user's own data under that id
+        raise FileExistsError(f"dataset id {dataset_id} in nnUNet_raw is {existing}, not a phantom this command "
+                              f"wrote (no phantom.json, or a split's split.json): --overwrite replaces only a phantom, "
+                              f"so it is left as it is; pick another -d")
     os.makedirs(raw_dir, exist_ok=True)
 
     # the old dataset is moved aside, not deleted, until the new one is in place: an error or Ctrl-C in between

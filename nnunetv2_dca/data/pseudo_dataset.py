@@ -5,7 +5,8 @@ labeled-only model's predictions) and ``nnunetv2-dca distill`` (a DCA model's pr
 low-confidence voxels as nnU-Net's ignore label). Images are hard links (copies across filesystems); the
 pseudo-labels are copied in; ``pseudo_labels.json`` records where every training case's label came from. The
 dataset is built in a hidden sibling folder and moved into place at the end (:func:`folders.replace_folder`), so
-an error leaves nothing half-written and an ``overwrite`` deletes the old dataset only once the new one is there.
+an error leaves nothing half-written and an ``overwrite`` deletes the old dataset only once the new one is there; it
+replaces only a dataset holding ``pseudo_labels.json`` (one this writer made), never another dataset of the id.
 """
 
 from __future__ import annotations
@@ -24,6 +25,12 @@ PROVENANCE_FILE = "pseudo_labels.json"
 
 class PseudoDatasetError(ValueError):
     """The source dataset, the pseudo-labels or the target id do not allow the new dataset (names which)."""
+
+
+def is_pseudo_label_dataset(folder: str) -> bool:
+    """A dataset this writer made (``nnunetv2-dca distill``, the benchmark's pseudolabel arm): it holds the
+    provenance file. Only such a dataset may be replaced by ``overwrite``."""
+    return os.path.isfile(os.path.join(folder, PROVENANCE_FILE))
 
 
 def unlabeled_cases(source: str, file_ending: str) -> Dict[str, List[str]]:
@@ -75,6 +82,9 @@ def write_pseudo_label_dataset(raw: str, source: str, pseudo_labels: str, datase
                                  f"it, or choose another id)")
     if existing is not None and os.path.abspath(existing) == os.path.abspath(source):
         raise PseudoDatasetError(f"the new dataset id {dataset_id} is the source dataset itself ({source})")
+    if existing is not None and not is_pseudo_label_dataset(existing):  # e.g. the user's own dataset of that id
+        raise PseudoDatasetError(f"dataset id {dataset_id} is {existing}, which has no {PROVENANCE_FILE}: overwrite "
+                                 f"replaces only a pseudo-label dataset, so it is left as it is; choose another id")
     with building(target, also_replace=[existing] if existing else []) as tmp:
         record: Dict[str, Dict] = {}
         for sub in ("imagesTr", "labelsTr", "imagesTs", "labelsTs"):

@@ -192,3 +192,21 @@ def test_overwrite_interrupted_while_moving_in_keeps_the_old_dataset(tmp_path, m
     second = ph.write_phantom_dataset(str(tmp_path), 10, labeled=2, unlabeled=0, test=0, seed=1, overwrite=True)
     assert os.listdir(tmp_path) == [os.path.basename(second)]
     assert len(os.listdir(os.path.join(second, "imagesTr"))) == 2
+
+
+@pytest.mark.parametrize("other", ["users_dataset", "split_of_a_phantom"])
+def test_overwrite_replaces_only_a_phantom_it_wrote(tmp_path, other):
+    """Regression (issue 27): --overwrite deleted whatever dataset held the id. Now only a phantom this writer made
+    (phantom.json, no split.json) is replaced; anything else is refused untouched."""
+    from treesnap import changed, snapshot
+
+    ds = tmp_path / "Dataset010_Mine"
+    (ds / "imagesTr").mkdir(parents=True)
+    (ds / "imagesTr" / "case_0000.nii.gz").write_bytes(b"my image")
+    if other == "split_of_a_phantom":  # `nnunetv2-dca split` carries phantom.json over
+        (ds / "phantom.json").write_text(json.dumps({"generator": "nnunetv2-dca phantom"}))
+        (ds / "split.json").write_text("{}")
+    before = snapshot(tmp_path)
+    with pytest.raises(FileExistsError, match="Dataset010_Mine.*not a phantom.*another -d"):
+        ph.write_phantom_dataset(str(tmp_path), 10, labeled=1, unlabeled=0, test=0, overwrite=True)
+    assert changed(before, snapshot(tmp_path)) == []

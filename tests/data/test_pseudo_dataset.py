@@ -65,6 +65,7 @@ def test_existing_id_is_refused_then_replaced_safely_with_overwrite(tmp_path: Pa
     old = raw / "Dataset970_Old"
     old.mkdir()
     (old / "marker").write_text("old")
+    (old / "pseudo_labels.json").write_text("{}")  # a pseudo-label dataset: the writer may replace it
     with pytest.raises(PseudoDatasetError, match="970 already exists.*--overwrite"):
         write_pseudo_label_dataset(str(raw), str(semi), str(preds), 970, "New", {}, "t")
     assert (old / "marker").read_text() == "old"
@@ -100,3 +101,19 @@ def test_no_unlabeled_images_is_refused(tmp_path: Path):
         os.remove(semi / "imagesTrUnlabeled" / f)
     with pytest.raises(PseudoDatasetError, match="no unlabeled images"):
         write_pseudo_label_dataset(str(raw), str(semi), str(preds), 970, "X", {}, "t")
+
+
+def test_overwrite_refuses_a_dataset_without_provenance(tmp_path: Path):
+    """Regression (issue 27): overwrite replaced any dataset of the id, e.g. the user's own. Now only a pseudo-label
+    dataset (pseudo_labels.json, as this writer makes) is replaced; anything else is refused untouched."""
+    from treesnap import changed, snapshot
+
+    raw = tmp_path / "raw"
+    semi, preds = _semi(raw), _preds(tmp_path)
+    mine = raw / "Dataset970_Mine"
+    (mine / "labelsTr").mkdir(parents=True)
+    (mine / "labelsTr" / "x.nii.gz").write_text("my label")
+    before = snapshot(tmp_path)
+    with pytest.raises(PseudoDatasetError, match="Dataset970_Mine.*pseudo_labels.json.*another id"):
+        write_pseudo_label_dataset(str(raw), str(semi), str(preds), 970, "New", {}, "t", overwrite=True)
+    assert changed(before, snapshot(tmp_path)) == []
