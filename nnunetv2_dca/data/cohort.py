@@ -22,6 +22,7 @@ import numpy as np
 
 from nnunetv2_dca.data.phantom import SYNAPSE_LABELS, _smooth, _smooth_field, find_existing_dataset
 from nnunetv2_dca.folders import building
+from nnunetv2_dca.imagefile import ImageFileError, check_image_file
 
 COHORT_VERSION = 1  # bump when the output for a given seed changes
 CT_FILE, SEG_FILE, MAP_FILE = "example_ct.nii.gz", "example_seg_fast_force_split.nii.gz", "synapse13_map.json"
@@ -29,6 +30,15 @@ CT_FILE, SEG_FILE, MAP_FILE = "example_ct.nii.gz", "example_seg_fast_force_split
 
 class CohortError(ValueError):
     """The source folder or a setting does not allow the cohort (the message names the file or setting)."""
+
+
+def _check_complete(path: str) -> None:
+    # SimpleITK reads a cut-off .nii.gz without error, zero-filling the rest: the cohort would be built from it
+    try:
+        check_image_file(path)
+    except ImageFileError as e:
+        reason = " ".join(e.reason.split())
+        raise CohortError(f"source file {path} is incomplete ({reason}); copy it again from its origin") from None
 
 
 def load_source(source: str, spacing: Optional[float] = None) -> Tuple[np.ndarray, np.ndarray, Tuple[float, ...]]:
@@ -42,6 +52,8 @@ def load_source(source: str, spacing: Optional[float] = None) -> Tuple[np.ndarra
         if not os.path.isfile(path):
             raise CohortError(f"--source {source}: {name} not found (expected the TotalSegmentator example files: "
                               f"{', '.join(paths)})")
+        if name != MAP_FILE:
+            _check_complete(path)
     ct = sitk.ReadImage(paths[CT_FILE])
     seg = sitk.ReadImage(paths[SEG_FILE])
     if ct.GetSize() != seg.GetSize():

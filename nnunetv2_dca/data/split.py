@@ -60,6 +60,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from nnunetv2_dca import __version__
 from nnunetv2_dca.atomic import write_json_atomic
+from nnunetv2_dca.caseids import validate_case_ids
 from nnunetv2_dca.folders import link_or_copy, replace_folder
 
 
@@ -278,6 +279,11 @@ def make_semi_supervised_split(raw_dir: str, source_id: int, out_id: int, *,
         raise ValueError(f"{source_folder} has no training cases (imagesTr/*_0000{ending})")
     unlabeled_source = _images_in(os.path.join(source, "imagesTrUnlabeled"), ending)
     test_source = _images_in(os.path.join(source, "imagesTs"), ending)
+    # case ids become file names below: none may lead out of the new dataset (checked before anything is written)
+    validate_case_ids(train, f"{source_folder}/dataset.json key 'dataset'" if "dataset" in dataset_json
+                      else f"{source_folder}/imagesTr")
+    validate_case_ids(unlabeled_source, f"{source_folder}/imagesTrUnlabeled")
+    validate_case_ids(test_source, f"{source_folder}/imagesTs")
     labels_ts = os.path.join(source, "labelsTs")
     test_labels_source = sorted(f for f in os.listdir(labels_ts) if f.endswith(ending)) \
         if os.path.isdir(labels_ts) else []
@@ -294,6 +300,7 @@ def make_semi_supervised_split(raw_dir: str, source_id: int, out_id: int, *,
         labeled = list(dict.fromkeys(c.strip() for c in labeled_cases if c.strip()))  # keep order, drop repeats
         if not labeled:
             raise ValueError("--labeled-cases is empty")
+        validate_case_ids(labeled, "--labeled-cases")
         unknown = [c for c in labeled if c not in train]
         if unknown:
             raise ValueError(f"--labeled-cases: {', '.join(unknown)} not among the training cases of "

@@ -27,6 +27,8 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from nnunetv2_dca.caseids import validate_case_ids
+
 
 class PseudoLabelError(ValueError):
     """Bad input to the pseudo-label scoring; the message names the folder or file."""
@@ -81,7 +83,8 @@ def _cases(images_folder: str, labels_folder: str, file_ending: str,
             raise PseudoLabelError(f"folder not found: {folder}")
     images = {f[:-len("_0000" + file_ending)] for f in os.listdir(images_folder) if f.endswith("_0000" + file_ending)}
     labels = {f[:-len(file_ending)] for f in os.listdir(labels_folder) if f.endswith(file_ending)}
-    chosen = sorted(images & labels) if cases is None else list(cases)
+    # explicit ids become file paths below; listed ones are file names already
+    chosen = sorted(images & labels) if cases is None else validate_case_ids(cases, "the cases to score")
     missing = [c for c in chosen if c not in images or c not in labels]
     if missing:
         raise PseudoLabelError(f"case(s) {', '.join(missing)} need <case>_0000{file_ending} in {images_folder} and "

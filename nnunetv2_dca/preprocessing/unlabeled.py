@@ -92,6 +92,7 @@ from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager
 from tqdm import tqdm
 
 from nnunetv2_dca.atomic import numpy_to_builtin, write_json_atomic
+from nnunetv2_dca.caseids import CaseIdError, validate_case_id, validate_case_ids
 from nnunetv2_dca.folders import replace_folder
 from nnunetv2_dca.imagefile import ImageFileError, check_image_file
 
@@ -238,13 +239,24 @@ def _resolve(raw_dataset_folder: str, path: str) -> str:
     return path if os.path.isabs(path) else os.path.abspath(os.path.join(raw_dataset_folder, path))
 
 
+def _case_id_ok(case: str, where: str, problems: List[str]) -> bool:
+    # the id names the preprocessed files (<folder>/<case>.b2nd): one that is a path would be written elsewhere
+    try:
+        validate_case_id(case, where)
+        return True
+    except CaseIdError as e:
+        problems.append(str(e))
+        return False
+
+
 def find_unlabeled_images(raw_dataset_folder: str, dataset_json: Optional[Mapping] = None) -> Dict[str, List[str]]:
     """Unlabeled cases of a raw dataset: ``{case_id: [channel 0 file, channel 1 file, ...]}``, sorted by case id.
 
     Sources: ``<raw>/imagesTrUnlabeled`` and the optional ``"unlabeled_images"`` key of ``dataset.json`` (see the
     module docstring). Checks the file *names* (ending, channel suffix, complete channels, no extra channel, no case
-    listed twice, listed files exist) and raises :class:`UnlabeledImageError` naming every offending file/case.
-    Contents are checked by :func:`validate_unlabeled_images`. Returns ``{}`` if there are no unlabeled images."""
+    listed twice, listed files exist, case ids safe as file names: :mod:`nnunetv2_dca.caseids`) and raises
+    :class:`UnlabeledImageError` naming every offending file/case. Contents are checked by
+    :func:`validate_unlabeled_images`. Returns ``{}`` if there are no unlabeled images."""
     raw_dataset_folder = os.fspath(raw_dataset_folder)
     if dataset_json is None:
         dataset_json = load_json(os.path.join(raw_dataset_folder, "dataset.json"))
@@ -281,6 +293,8 @@ def find_unlabeled_images(raw_dataset_folder: str, dataset_json: Optional[Mappin
         # checked on the content by validate_unlabeled_images, as nnU-Net's own dataset check does.
         multi_channel_files = file_ending.lower() in MULTI_CHANNEL_ENDINGS
         for case, channels in sorted(by_case.items()):
+            if not _case_id_ok(case, folder, problems):
+                continue
             required = set(range(max(channels) + 1)) if multi_channel_files and channels else expected
             missing = sorted(required - set(channels))
             extra = sorted(set(channels) - expected)
@@ -306,6 +320,8 @@ def find_unlabeled_images(raw_dataset_folder: str, dataset_json: Optional[Mappin
                     not all(isinstance(f, str) for f in files):
                 problems.append(f'dataset.json "{DATASET_JSON_KEY}" case {case!r}: expected a list of file paths '
                                 f"(one per channel), got {files!r}")
+                continue
+            if not _case_id_ok(case, f'{raw_dataset_folder}/dataset.json "{DATASET_JSON_KEY}"', problems):
                 continue
             if case in cases:
                 problems.append(f'case {case!r} is both in {folder} and in dataset.json "{DATASET_JSON_KEY}"')
@@ -526,6 +542,8 @@ class DCAPreprocessor(DefaultPreprocessor):
                              num_processes: int) -> None:
         """Preprocess ``cases`` into ``target`` atomically (temporary sibling folder, swapped in on success), with
         the :func:`unlabeled_stamp` of these plans in :data:`STAMP_FILE`."""
+        # callers other than run() may pass ids that find_unlabeled_images never saw: refuse before writing
+        validate_case_ids(cases, "the unlabeled cases given to DCAPreprocessor.preprocess_unlabeled")
         parent = os.path.dirname(target)
         os.makedirs(parent, exist_ok=True)
         print(f"DCAPreprocessor: preprocessing {len(cases)} unlabeled case(s) into {target} "

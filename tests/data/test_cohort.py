@@ -52,3 +52,49 @@ def test_cohort_dataset_is_a_complete_raw_dataset(tmp_path: Path):
     with pytest.raises(FileExistsError, match="--overwrite"):
         write_cohort_dataset(str(raw), 941, str(EXAMPLES), train=1, test=0)
     assert [d for d in os.listdir(raw) if d.startswith(".")] == []
+
+
+def _small_source(folder: Path) -> Path:
+    """A stand-in for the TotalSegmentator example: a 24^3 noisy CT (noise: the gzip stream stays long), its labels
+    (TotalSegmentator class 5 = liver) and the class map."""
+    import SimpleITK as sitk
+
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    ct = rng.integers(-1000, 1000, (24, 24, 24)).astype(np.int16)
+    seg = np.zeros(ct.shape, np.uint8)
+    seg[6:18, 6:18, 6:18] = 5
+    for arr, name in ((ct, "example_ct.nii.gz"), (seg, "example_seg_fast_force_split.nii.gz")):
+        img = sitk.GetImageFromArray(arr)
+        img.SetSpacing((3.0, 3.0, 3.0))
+        sitk.WriteImage(img, str(folder / name))
+    (folder / "synapse13_map.json").write_text(json.dumps({"from_total_ct": {"5": 6}}))
+    return folder
+
+
+def _files(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_truncated_source_ct_is_refused_by_name(tmp_path: Path, capsys):
+    """Regression (issue 27): a source CT cut to 60 % of its bytes read as a mostly-zero volume and a cohort was built
+    from it. Now the command refuses it in one line naming the file, and writes nothing."""
+    from nnunetv2_dca.cli import main
+
+    source = _small_source(tmp_path / "source")
+    ct = source / "example_ct.nii.gz"
+    ct.write_bytes(ct.read_bytes()[: ct.stat().st_size * 6 // 10])
+    before = _files(tmp_path)
+    assert main(["cohort", "-d", "941", "--raw", str(tmp_path / "raw"), "--source", str(source), "--train", "1",
+                 "--test", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert str(ct) in err and "cut off" in err, err
+    assert _files(tmp_path) == before  # no dataset, no temporary folder, source untouched
+
+
+def test_intact_small_source_builds_a_cohort(tmp_path: Path):
+    """The stand-in source of the regression test is usable when intact (so the refusal is about truncation)."""
+    source = _small_source(tmp_path / "source")
+    target = Path(write_cohort_dataset(str(tmp_path / "raw"), 941, str(source), train=1, test=0))
+    assert os.listdir(target / "imagesTr") == ["cohort_0000_0000.nii.gz"]

@@ -390,3 +390,45 @@ def test_cli_split(tmp_path, monkeypatch, capsys):
         main(["split", "-d", "8", "--out-id", "82", "--labeled-fraction", "0.2", "--preset", "synapse-10"])
     assert e.value.code == 2
     assert not [d for d in os.listdir(raw) if d.startswith(".")]
+
+
+# ------------------------------------------------------------------------------------------- unsafe case ids
+
+
+def _source_with_crafted_id(raw: Path, where: str) -> str:
+    """A source whose case id ``where`` (dataset.json key, imagesTs file name, command line) is a path; returns it."""
+    if where == "dataset.json":
+        ds = raw / "Dataset030_Listed"
+        (ds / "scans").mkdir(parents=True)
+        entries = {}
+        for i, case in enumerate(["pat_0", "pat_1", "../../../victim"]):
+            _nifti(np.full((4, 4, 4), i, np.int16), ds / "scans" / f"scan{i}.nii.gz")
+            _nifti(np.ones((4, 4, 4), np.uint8), ds / "scans" / f"seg{i}.nii.gz")
+            entries[case] = {"images": [f"scans/scan{i}.nii.gz"], "label": f"scans/seg{i}.nii.gz"}
+        (ds / "dataset.json").write_text(json.dumps({
+            "channel_names": {"0": "CT"}, "labels": {"background": 0, "x": 1}, "numTraining": 3,
+            "file_ending": ENDING, "dataset": entries}))
+        return "../../../victim"
+    ds = tiny_dataset(raw, 30, IMG40[:4])
+    if where == "imagesTs":  # a backslash is an ordinary character in a POSIX file name, a separator on Windows
+        _nifti(np.zeros((4, 4, 4), np.int16), ds / "imagesTs" / f"..\\victim_0000{ENDING}")
+        return "..\\victim"
+    return "../../../victim"
+
+
+@pytest.mark.parametrize("where", ["dataset.json", "imagesTs", "--labeled-cases"])
+def test_case_id_that_is_a_path_is_refused_before_writing(tmp_path, monkeypatch, capsys, where):
+    """Regression (issue 27): a case id like '../../../victim' wrote (hard-linked or copied over) files outside
+    nnUNet_raw. Now the command stops before writing anything, with one line naming the id and where it came from."""
+    raw = tmp_path / "raw"
+    monkeypatch.setenv("nnUNet_raw", str(raw))
+    monkeypatch.delenv("nnUNet_preprocessed", raising=False)
+    bad = _source_with_crafted_id(raw, where)
+    (tmp_path / f"victim{ENDING}").write_text("not to be overwritten")
+    before = snapshot(tmp_path)
+    args = ["--labeled-cases", f"{IMG40[0]},{bad}"] if where == "--labeled-cases" else ["--labeled-fraction", "0.5"]
+    assert main(["split", "-d", "30", "--out-id", "31", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert repr(bad) in err and where in err and "rename" in err, err
+    assert snapshot(tmp_path) == before  # nothing written, inside nnUNet_raw or outside it

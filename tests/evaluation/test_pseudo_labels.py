@@ -132,3 +132,11 @@ def test_case_selection_errors_name_the_folders(tmp_path):
         P._cases(images, labels, ".png")
     with pytest.raises(P.PseudoLabelError, match="folder not found: .*nowhere"):
         P._cases(str(tmp_path / "nowhere"), labels, ".nii.gz")
+
+
+def test_explicit_case_that_is_a_path_is_refused(tmp_path):
+    from nnunetv2_dca.caseids import CaseIdError
+
+    images, labels = _folders(tmp_path, ["a"])
+    with pytest.raises(CaseIdError, match=r"'\.\./labels/a' in the cases to score contains a path separator"):
+        P._cases(images, labels, ".nii.gz", ["a", "../labels/a"])

@@ -271,10 +271,28 @@ def _collision(raw: Path) -> List[str]:
     return ["phantom_0001", "labeled"]
 
 
+ESCAPING_ID = "../../../../escaped"  # from <data_identifier>_unlabeled.tmp-XXXX up to the test's tmp_path
+
+
+def _path_as_case_id(raw: Path) -> List[str]:
+    # a dataset.json case id that is a path: its preprocessed files would land outside nnUNet_preprocessed
+    dj = json.loads((raw / "dataset.json").read_text())
+    dj["unlabeled_images"] = {ESCAPING_ID: ["imagesTrUnlabeled/phantom_0004_0000.nii.gz"]}
+    (raw / "dataset.json").write_text(json.dumps(dj, indent=2))
+    return [repr(ESCAPING_ID), 'dataset.json "unlabeled_images"', "path separator"]
+
+
+def _dots_in_file_name(raw: Path) -> List[str]:
+    d = raw / "imagesTrUnlabeled"
+    shutil.copy(d / "phantom_0004_0000.nii.gz", d / "a..b_0000.nii.gz")
+    return ["'a..b'", str(d), "'..'"]
+
+
 BREAKERS: Dict[str, Callable[[Path], List[str]]] = {
     "stray_text_file": _stray_text, "wrong_ending": _wrong_ending, "missing_channel": _missing_channel,
     "extra_channel": _extra_channel, "garbage": _garbage, "corrupt": _corrupt, "truncated_gzip": _truncated,
     "short_voxel_data": _short_voxel_data, "geometry_mismatch": _geometry_mismatch, "id_collision": _collision,
+    "path_as_case_id": _path_as_case_id, "dots_in_file_name": _dots_in_file_name,
 }
 
 
@@ -381,6 +399,44 @@ def test_run_fails_without_half_written_output(breaker: str, planned_copy: Path)
         DCAPreprocessor(verbose=False).run(DS_ID, CFG, PLANS, 1)
     assert not target.exists()
     assert not _leftovers(pre)
+
+
+def test_case_id_that_is_a_path_cannot_write_outside_the_output_folder(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch):
+    """Regression (issue 27): ``preprocess_unlabeled`` joined the case id to its output folder, so
+    '../../../../escaped' wrote the case's files outside it. It now refuses the id before creating anything."""
+    from nnunetv2_dca.caseids import CaseIdError
+    from nnunetv2_dca.preprocessing import unlabeled as mod
+
+    def save(_pre, _case, out: str, *_rest) -> None:  # stands in for nnU-Net's save_case: writes <out>.b2nd
+        Path(out + ".b2nd").write_text("case")
+
+    monkeypatch.setattr(mod, "_preprocess_unlabeled_case", save)
+    monkeypatch.setattr(mod, "unlabeled_stamp", lambda *_: {})
+    image = tmp_path / "u_0000.nii.gz"
+    image.write_text("image")
+    target = tmp_path / "nnunet" / "nnUNet_preprocessed" / DS / f"{PLANS}_{CFG}_unlabeled"  # as planned_copy
+    before = _tree_digest(tmp_path)
+    with pytest.raises(CaseIdError) as info:
+        mod.DCAPreprocessor(verbose=False).preprocess_unlabeled({ESCAPING_ID: [str(image)]}, str(target), None,
+                                                                None, {}, 1)
+    assert repr(ESCAPING_ID) in str(info.value) and "preprocess_unlabeled" in str(info.value)
+    assert _tree_digest(tmp_path) == before and not (tmp_path / "nnunet").exists()
+
+
+@pytest.mark.slow
+def test_run_refuses_a_path_as_case_id_before_writing(planned_copy: Path, tmp_path: Path):
+    """The same through ``DCAPreprocessor.run`` (what nnUNetv2_preprocess calls): the dataset.json id is refused by
+    the validation, before the labeled step, and nothing below tmp_path changes."""
+    from nnunetv2_dca.preprocessing.unlabeled import DCAPreprocessor, UnlabeledImageError
+
+    expected = _path_as_case_id(planned_copy / "nnUNet_raw" / DS)
+    before = _tree_digest(tmp_path)
+    with pytest.raises(UnlabeledImageError) as info:
+        DCAPreprocessor(verbose=False).run(DS_ID, CFG, PLANS, 1)
+    for word in expected:
+        assert word in str(info.value), str(info.value)
+    assert _tree_digest(tmp_path) == before
 
 
 @pytest.mark.slow
