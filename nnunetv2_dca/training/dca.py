@@ -55,6 +55,22 @@ def split_target(target: torch.Tensor, lut_row: torch.Tensor) -> torch.Tensor:
     return lut_row.to(target.device)[target.long().clamp_min(0)].to(target.dtype)
 
 
+def encoder_grad_norms(terms: Mapping[str, torch.Tensor], params: Sequence[torch.nn.Parameter]
+                       ) -> Dict[str, torch.Tensor]:
+    """L2 norm of each (weighted) loss term's gradient over the shared encoder's parameters, without touching
+    ``.grad`` (the step's own backward is unchanged). Shows which term trains the encoder: the measured cause of
+    a slow expert is visible here, not guessed."""
+    out = {}
+    for name, term in terms.items():
+        if not term.requires_grad:
+            out[name] = torch.zeros((), device=term.device)
+            continue
+        grads = torch.autograd.grad(term, params, retain_graph=True, allow_unused=True)
+        norms = [g.detach().float().norm() for g in grads if g is not None]
+        out[name] = torch.linalg.vector_norm(torch.stack(norms)) if norms else torch.zeros((), device=term.device)
+    return out
+
+
 def planned_groups(plans: Mapping, configuration: str, dataset_json: Mapping, trainer: str
                    ) -> Tuple[List[List[int]], List[str]]:
     """The configuration's class groups and their names, validated against dataset.json's classes (errors name the
@@ -89,6 +105,9 @@ class DCATrainer(nnUNetTrainerSemiSupervised):
     # iterations (others at ~1e-40, where the softmax passes no gradient back), so D_A used a single expert. It
     # constrains only the *average* use of each expert per stage; per-voxel routing stays free.
     gate_balance_weight = 1.0
+    # once per epoch (first iteration), the gradient norm of each loss term at the shared encoder is logged
+    # (dca_gradnorm_*): a few extra backward passes on 1 of nnU-Net's 250 iterations; off under DDP
+    log_encoder_grad_norms = True
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
@@ -117,7 +136,9 @@ class DCATrainer(nnUNetTrainerSemiSupervised):
         return ([f"dca_loss_sup_{n}" for n in names] + ["dca_loss_unsup"]
                 + (["dca_loss_gate_balance"] if self.gate_balance_weight > 0 else [])
                 + (["dca_loss_sup_aggregation"] if self.supervise_aggregation else [])
-                + ["dca_share_background"] + [f"dca_share_{n}" for n in names] + [f"dca_gate_{n}" for n in names])
+                + ["dca_share_background"] + [f"dca_share_{n}" for n in names] + [f"dca_gate_{n}" for n in names]
+                + ([f"dca_gradnorm_{n}" for n in (*names, "unsup", "gate_balance", "sup_aggregation")]
+                   if self.log_encoder_grad_norms else []))
 
     def initialize(self):
         super().initialize()
@@ -137,11 +158,12 @@ class DCATrainer(nnUNetTrainerSemiSupervised):
             return ts if ds else ts[0]
 
         logs: Dict[str, torch.Tensor] = {}
+        terms: Dict[str, torch.Tensor] = {}  # each weighted term of the total, for the encoder gradient norms
         sup = 0.0
         for g, (name, expert_out) in enumerate(zip(self.group_names, out.experts_labeled)):
             split = [split_target(t, self._lut[g]) for t in targets]
             loss_g = self.loss(expert_out, as_target(split))
-            logs[f"dca_loss_sup_{name}"] = loss_g
+            logs[f"dca_loss_sup_{name}"] = terms[name] = loss_g
             sup = sup + loss_g
 
         with torch.no_grad():
@@ -154,17 +176,21 @@ class DCATrainer(nnUNetTrainerSemiSupervised):
         aggregate_unlabeled = (take_rows(out.aggregate, slice(n, None)) if self.supervise_aggregation
                                else out.aggregate)
         unsup = self.loss(aggregate_unlabeled, as_target(pseudo))
-        total = sup + self.unsupervised_weight() * unsup
+        terms["unsup"] = self.unsupervised_weight() * unsup
+        total = sup + terms["unsup"]
         logs["dca_loss_unsup"] = unsup
         if self.gate_balance_weight > 0:
             # over the samples D_A saw: the unlabeled ones (+ the labeled ones with supervise_aggregation)
             gate_balance = balance_loss(out.gates)
             logs["dca_loss_gate_balance"] = gate_balance
-            total = total + self.gate_balance_weight * gate_balance
+            terms["gate_balance"] = self.gate_balance_weight * gate_balance
+            total = total + terms["gate_balance"]
         if self.supervise_aggregation:
             agg = self.loss(take_rows(out.aggregate, slice(0, n)), target)
             logs["dca_loss_sup_aggregation"] = agg
-            total = total + self.aggregation_supervision_weight * agg
+            terms["sup_aggregation"] = self.aggregation_supervision_weight * agg
+            total = total + terms["sup_aggregation"]
+        logs.update(self._encoder_grad_norm_logs(terms, total))
 
         with torch.no_grad():
             counts = torch.bincount(pseudo[0].long().flatten(), minlength=self.label_manager.num_segmentation_heads)
@@ -176,3 +202,19 @@ class DCATrainer(nnUNetTrainerSemiSupervised):
             for g, name in enumerate(self.group_names):
                 logs[f"dca_gate_{name}"] = gate[g]
         return {"loss": total, **logs}
+
+    def _encoder_grad_norm_logs(self, terms: Mapping[str, torch.Tensor], total: torch.Tensor
+                                ) -> Dict[str, torch.Tensor]:
+        """dca_gradnorm_<term> on the first iteration of an epoch, NaN otherwise (the epoch's nanmean keeps the
+        measured value); nothing when switched off."""
+        if not getattr(self, "log_encoder_grad_norms", False):
+            return {}
+        names = [*self.group_names, "unsup", "gate_balance", "sup_aggregation"]
+        nan = torch.full((), float("nan"), device=total.device)
+        measure = (getattr(self, "_iteration_in_epoch", 0) == 0 and torch.is_grad_enabled() and total.requires_grad
+                   and not getattr(self, "is_ddp", False))
+        norms = encoder_grad_norms(terms, list(self.network_encoder().parameters())) if measure else {}
+        return {f"dca_gradnorm_{k}": norms.get(k, nan) for k in names}
+
+    def network_encoder(self) -> torch.nn.Module:
+        return self._plain_network().encoder

@@ -1,6 +1,6 @@
 """Per-epoch plot of the semi-supervised trainers' extra log (``progress_semi_supervised.png``), next to nnU-Net's
-``progress.png``. Keys are grouped into panels by name: losses, weight (lambda), pseudo-label shares, gate weights,
-seconds per iteration."""
+``progress.png``. Keys are grouped into panels by name: encoder gradient norms per loss term, losses, weight
+(lambda), pseudo-label shares, gate weights, seconds per iteration."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import numpy as np
 from nnunetv2_dca.atomic import save_figure_atomic
 
 PANELS = (
+    ("encoder gradient norm per loss term", lambda k: "_gradnorm_" in k),
     ("losses", lambda k: "loss" in k or k.endswith(("_balance", "_consistency"))),
     ("unsupervised weight (lambda)", lambda k: k.endswith("lambda")),
     ("share of pseudo-label voxels", lambda k: "_share_" in k),

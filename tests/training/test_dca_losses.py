@@ -102,6 +102,35 @@ def test_the_trainer_class_decides_the_expert_layout_for_training_and_predict():
         assert cm.network_arch_init_kwargs.get("expert_other_channel") == plans_value  # plans left untouched
 
 
+def test_encoder_gradient_norm_of_each_loss_term_is_logged_without_changing_the_step():
+    """dca_gradnorm_<term> = the norm of that weighted term's gradient over the encoder; the step's gradients are
+    the same with and without the measurement (it never writes .grad)."""
+    grads = {}
+    for measure in (False, True):
+        net = _tiny_net(True)
+        torch.manual_seed(3)
+        net.apply(lambda m: m.reset_parameters() if hasattr(m, "reset_parameters") else None)
+        fake = _fake_trainer(net, True)
+        fake.log_encoder_grad_norms = measure
+        data, target, unlabeled = _batch(True)
+        out = DCATrainer.semi_supervised_losses(fake, data, target, unlabeled)
+        if measure:
+            (10.0 * out["dca_loss_unsup"]).backward(retain_graph=True)  # lambda = 10 in the fake trainer
+            expected = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in net.encoder.parameters()
+                                                             if p.grad is not None]))
+            net.zero_grad(set_to_none=True)
+            assert float(out["dca_gradnorm_unsup"]) == pytest.approx(float(expected), rel=1e-5)
+            assert all(float(out[f"dca_gradnorm_{n}"]) > 0 for n in ("head", "medium", "tail"))
+            assert float(out["dca_gradnorm_gate_balance"]) >= 0  # DFAM gates read the detached expert features
+            assert math.isnan(float(out["dca_gradnorm_sup_aggregation"]))  # no such term without supAgg
+        else:
+            assert not any(k.startswith("dca_gradnorm_") for k in out)
+        out["loss"].backward()
+        grads[measure] = [p.grad.clone() for p in net.encoder.parameters()]
+    for a, b in zip(grads[False], grads[True]):
+        torch.testing.assert_close(a, b)
+
+
 def test_sigmoid_rampup_curve():
     assert sigmoid_rampup(0, 100) == pytest.approx(math.exp(-5))
     assert sigmoid_rampup(50, 100) == pytest.approx(math.exp(-5 * 0.25))

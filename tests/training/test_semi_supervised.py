@@ -80,8 +80,9 @@ def test_worker_budget_override_is_temporary(monkeypatch):
 
 def test_progress_plot_panels(tmp_path):
     keys = ["ssl_lambda", "ssl_seconds_per_iteration", "dca_loss_sup_head", "dca_loss_unsup", "dca_share_tail",
-            "dca_gate_tail", "moe_balance"]
+            "dca_gate_tail", "moe_balance", "dca_gradnorm_unsup", "dca_gradnorm_gate_balance"]
     panels = panels_for(keys)
+    assert panels["encoder gradient norm per loss term"] == ["dca_gradnorm_unsup", "dca_gradnorm_gate_balance"]
     assert panels["losses"] == ["dca_loss_sup_head", "dca_loss_unsup", "moe_balance"]
     assert panels["unsupervised weight (lambda)"] == ["ssl_lambda"]
     assert panels["share of pseudo-label voxels"] == ["dca_share_tail"]
