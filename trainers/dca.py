@@ -18,6 +18,11 @@ class nnUNetTrainerDCA_other(DCATrainer):
     expert_other_channel = True
 
 
+class nnUNetTrainerDCA_other_supAgg(nnUNetTrainerDCA_other):
+    """nnUNetTrainerDCA_other whose aggregation decoder also learns from the labeled images' ground truth."""
+    supervise_aggregation = True
+
+
 class nnUNetTrainerDCA_seed(DCATrainer):
     """The seed's literal recipe: label-split to background, raw-logit fusion with mean background, no gate
     balance; lambda = 10 with nnU-Net's optimiser (docs/dca.md says why each of these was changed)."""
@@ -63,6 +68,10 @@ class nnUNetTrainerDCA_supAgg_budget(BudgetMixin, nnUNetTrainerDCA_supAgg):
 
 class nnUNetTrainerDCA_other_budget(BudgetMixin, nnUNetTrainerDCA_other):
     """nnUNetTrainerDCA_other with the benchmark's schedule and seed from the environment."""
+
+
+class nnUNetTrainerDCA_other_supAgg_budget(BudgetMixin, nnUNetTrainerDCA_other_supAgg):
+    """nnUNetTrainerDCA_other_supAgg with the benchmark's schedule and seed from the environment."""
 
 
 class nnUNetTrainerDCA_seed_budget(BudgetMixin, nnUNetTrainerDCA_seed):

@@ -5,16 +5,18 @@ from __future__ import annotations
 
 # run order: every arm after the arms it needs (pseudolabel after baseline, dca_distill after dca; baseline_wallclock
 # after baseline and dca, whose measured seconds per iteration set its epochs)
-ARMS = ("baseline", "dca", "dca_other", "dca_seed", "dca_supagg", "semimoe", "pseudolabel", "dca_distill", "full", "baseline_wallclock")
+ARMS = ("baseline", "dca", "dca_other", "dca_other_supagg", "dca_seed", "dca_supagg", "semimoe", "pseudolabel", "dca_distill", "full", "baseline_wallclock")
 DEFAULT_ARMS = ("baseline", "dca", "full")
 ARM_TRAINERS = {"baseline": "nnUNetTrainer_budget", "dca": "nnUNetTrainerDCA_budget",
                 "dca_other": "nnUNetTrainerDCA_other_budget", "dca_seed": "nnUNetTrainerDCA_seed_budget",
+                "dca_other_supagg": "nnUNetTrainerDCA_other_supAgg_budget",
                 "dca_supagg": "nnUNetTrainerDCA_supAgg_budget", "semimoe": "nnUNetTrainerSemiMoE_budget",
                 "pseudolabel": "nnUNetTrainer_budget", "full": "nnUNetTrainer_budget",
                 "baseline_wallclock": "nnUNetTrainer_budget", "dca_distill": "nnUNetTrainer_budget"}
 ARM_TITLES = {"baseline": "nnU-Net, labeled only", "dca": "DCA",
               "dca_other": "DCA, experts with an other-organ channel",
-              "dca_seed": "DCA, the seed's literal recipe", "dca_supagg": "DCA + supervised D_A",
+              "dca_seed": "DCA, the seed's literal recipe",
+              "dca_other_supagg": "DCA, other-organ channel + supervised D_A", "dca_supagg": "DCA + supervised D_A",
               "semimoe": "Semi-MoE", "pseudolabel": "nnU-Net + offline pseudo-labels",
               "full": "nnU-Net, all labels (upper bound)",
               "baseline_wallclock": "nnU-Net, labeled only, trained as long as DCA took (equal wall-clock)",
@@ -23,10 +25,10 @@ ARM_TITLES = {"baseline": "nnU-Net, labeled only", "dca": "DCA",
 ARM_NEEDS = {"pseudolabel": ("baseline",), "dca_distill": ("dca",), "baseline_wallclock": ("baseline", "dca")}
 PLANS_DCA = "nnUNetPlansBenchDCA"
 PLANS_STOCK = "nnUNetPlansBenchStock"
-DCA_ARMS = ("dca", "dca_other", "dca_seed", "dca_supagg")  # arms trained on the DCA plans; every other arm on the stock plans
+DCA_ARMS = ("dca", "dca_other", "dca_other_supagg", "dca_seed", "dca_supagg")  # arms trained on the DCA plans; every other arm on the stock plans
 FOLD = "all"
 # arms whose models produce pseudo-labels: DCA's fused experts, and the baseline (the offline recipe's labels)
-PSEUDO_LABEL_SOURCES = ("baseline", "dca", "dca_other", "dca_seed", "dca_supagg")
+PSEUDO_LABEL_SOURCES = ("baseline", *DCA_ARMS)
 # dataset ids inside the benchmark's own nnUNet_raw
 ID_FULL, ID_SEMI, ID_PSEUDO, ID_DISTILL = 951, 952, 960, 970
 
