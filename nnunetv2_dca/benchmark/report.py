@@ -25,7 +25,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 from nnunetv2_dca.atomic import write_json_atomic, write_text_atomic
 from nnunetv2_dca.benchmark.arms import ARM_TITLES, ARM_TRAINERS, DCA_ARMS, PLANS_DCA
 from nnunetv2_dca.benchmark.charts import curve_series, plot_dice_per_class, plot_learning_curves, plot_sites
-from nnunetv2_dca.benchmark.verdicts import instrument_check, no_harm_check, no_harm_line, verdict  # noqa: F401
+from nnunetv2_dca.benchmark.verdicts import (instrument_check, instrument_line, no_harm_check,  # noqa: F401
+                                             no_harm_line, verdict)
 from nnunetv2_dca.evaluation.evaluate import json_ready
 from nnunetv2_dca.planning.class_groups import plans_class_groups
 
@@ -368,17 +369,9 @@ def markdown_report(report: Mapping, summary: Mapping, cfg) -> str:
         "with `nnUNetv2_predict`, evaluated on the held-out test set; the exact commands are in "
         "[commands.sh](commands.sh).")
     add("")
-    inst = report.get("instrument") or {}
-    if inst.get("checked"):
-        ok = inst["full_converged"] and inst["room_on_tail"]
-        add(f"**Instrument: {'converged and discriminating' if ok else 'NOT an instrument yet'}** -- the all-labels "
-            f"arm reaches {inst['full_mean'] * 100:.1f} mean Dice and {inst['full_tail'] * 100:.1f} on the "
-            f"{inst['tail_group']} group (needs >= {inst['thresholds']['full_mean'] * 100:.0f} and >= "
-            f"{inst['thresholds']['full_tail'] * 100:.0f}); the labeled-only baseline is "
-            f"{(inst['full_tail'] - inst['baseline_tail']) * 100:.1f} points below it on the {inst['tail_group']} "
-            f"group (needs >= {inst['thresholds']['baseline_tail_gap'] * 100:.0f})."
-            + ("" if ok else " Where the all-labels arm has not learned a class, no arm's number for it means "
-               "anything."))
+    line = instrument_line(report.get("instrument") or {})
+    if line:
+        add(line)
         add("")
     v = report.get("verdict") or {}
     if v.get("tail_group"):

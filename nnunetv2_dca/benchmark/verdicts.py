@@ -7,13 +7,16 @@ import math
 from typing import Dict, Mapping, Optional, Sequence
 
 
-# issue 14: what makes the benchmark an instrument that can tell arms apart
-FULL_MEAN_MIN, FULL_TAIL_MIN, BASELINE_TAIL_GAP = 0.70, 0.50, 0.15
+# issues 14 / 26: what makes the benchmark an instrument that can tell arms apart
+FULL_MEAN_MIN, FULL_TAIL_MIN, BASELINE_TAIL_GAP, BASELINE_MEAN_GAP = 0.70, 0.50, 0.15, 0.05
 
 
 def instrument_check(summary: Mapping) -> Dict[str, object]:
-    """Has the all-labels arm learned the classes (else no arm's number for them means anything), and is there
-    room between the labeled-only baseline and it on the tail group?"""
+    """Is the run an instrument (issue 26's validity rule)? The all-labels arm must have learned the classes (full
+    >= 70 mean, >= 50 on the tail group: else no arm's number for them means anything), and the labeled-only
+    baseline must leave room below it (>= 15 points on the tail group and >= 5 on the mean: else the labeled cases
+    already cover what the test cases hold and no semi-supervised method can win). ``valid`` and ``reasons`` say
+    which rule failed."""
     arms = summary["arms"]
     groups = list(summary["groups"])
     if "full" not in arms or not groups:
@@ -21,13 +24,42 @@ def instrument_check(summary: Mapping) -> Dict[str, object]:
     tail = groups[-1]
     full_mean = arms["full"]["dice"]["mean"]["mean"]
     full_tail = arms["full"]["dice"][f"group:{tail}"]["mean"]
+    base_mean = arms["baseline"]["dice"]["mean"]["mean"]
     base_tail = arms["baseline"]["dice"][f"group:{tail}"]["mean"]
+    reasons = []
+    if full_mean < FULL_MEAN_MIN:
+        reasons.append(f"the all-labels arm reaches {full_mean * 100:.1f} mean Dice (< {FULL_MEAN_MIN * 100:.0f})")
+    if full_tail < FULL_TAIL_MIN:
+        reasons.append(f"the all-labels arm reaches {full_tail * 100:.1f} on the {tail} group "
+                       f"(< {FULL_TAIL_MIN * 100:.0f})")
+    if full_tail - base_tail < BASELINE_TAIL_GAP:
+        reasons.append(f"the baseline is only {(full_tail - base_tail) * 100:.1f} points below it on the {tail} "
+                       f"group (< {BASELINE_TAIL_GAP * 100:.0f})")
+    if full_mean - base_mean < BASELINE_MEAN_GAP:
+        reasons.append(f"the baseline is only {(full_mean - base_mean) * 100:.1f} points below it on the mean "
+                       f"(< {BASELINE_MEAN_GAP * 100:.0f})")
     return {"checked": True, "tail_group": tail, "full_mean": full_mean, "full_tail": full_tail,
-            "baseline_tail": base_tail,
+            "baseline_mean": base_mean, "baseline_tail": base_tail,
             "full_converged": bool(full_mean >= FULL_MEAN_MIN and full_tail >= FULL_TAIL_MIN),
             "room_on_tail": bool(full_tail - base_tail >= BASELINE_TAIL_GAP),
+            "room_on_mean": bool(full_mean - base_mean >= BASELINE_MEAN_GAP),
+            "valid": not reasons, "reasons": reasons,
             "thresholds": {"full_mean": FULL_MEAN_MIN, "full_tail": FULL_TAIL_MIN,
-                           "baseline_tail_gap": BASELINE_TAIL_GAP}}
+                           "baseline_tail_gap": BASELINE_TAIL_GAP, "baseline_mean_gap": BASELINE_MEAN_GAP}}
+
+
+def instrument_line(check: Mapping) -> Optional[str]:
+    """One README line: valid / not valid, and why."""
+    if not check.get("checked"):
+        return None
+    if check["valid"]:
+        return (f"**Instrument: valid** -- the all-labels arm reaches {check['full_mean'] * 100:.1f} mean / "
+                f"{check['full_tail'] * 100:.1f} {check['tail_group']}, the labeled-only baseline is "
+                f"{(check['full_mean'] - check['baseline_mean']) * 100:.1f} / "
+                f"{(check['full_tail'] - check['baseline_tail']) * 100:.1f} points below.")
+    return ("**Instrument: NOT valid** -- " + "; ".join(check["reasons"]) + ". Where the all-labels arm has not "
+            "learned a class, no arm's number for it means anything; where the baseline is as good, no "
+            "semi-supervised method can show a gain.")
 
 
 def verdict(summary: Mapping, seeds: Sequence[int]) -> Dict[str, object]:

@@ -49,3 +49,25 @@ def test_a_lower_mean_alone_fails():
 
 def test_absent_arm_is_not_checked():
     assert no_harm_check(_summary([[0.9, 0.6, 0.6, 0.2]]), "dca")["checked"] is False
+
+
+def _arm(mean, tail):
+    return {"dice": {"mean": {"mean": mean}, "group:tail": {"mean": tail}}}
+
+
+@pytest.mark.parametrize("baseline, full, failing", [
+    ((0.60, 0.20), (0.75, 0.52), []),
+    ((0.62, 0.20), (0.65, 0.52), ["mean Dice (< 70)", "on the mean"]),      # full not converged, no mean room
+    ((0.72, 0.20), (0.75, 0.52), ["on the mean"]),                         # baseline as good on the mean
+    ((0.60, 0.45), (0.75, 0.52), ["on the tail group (< 15)"]),            # no room on the tail
+    ((0.60, 0.20), (0.75, 0.40), ["on the tail group (< 50)"])])            # tail not learned by the upper bound
+def test_instrument_validity_names_every_failed_rule(baseline, full, failing):
+    from nnunetv2_dca.benchmark.verdicts import instrument_check, instrument_line
+
+    res = instrument_check({"groups": {"head": [1], "tail": [2]},
+                            "arms": {"baseline": _arm(*baseline), "full": _arm(*full)}})
+    assert res["valid"] is (not failing)
+    assert len(res["reasons"]) == len(failing)
+    for text, reason in zip(failing, res["reasons"]):
+        assert text in reason
+    assert instrument_line(res).startswith("**Instrument: valid**" if not failing else "**Instrument: NOT valid**")
