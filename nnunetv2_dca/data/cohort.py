@@ -131,6 +131,11 @@ def write_cohort_dataset(raw_dir: str, dataset_id: int, source: str, train: int 
     if existing is not None and not overwrite:
         raise FileExistsError(f"dataset id {dataset_id} already exists in nnUNet_raw: {existing} "
                               f"(use --overwrite to replace it, or pick another -d)")
+    if existing is not None and not os.path.isfile(os.path.join(existing, "cohort.json")):
+        # e.g. the user's own dataset under that id: --overwrite replaces only a cohort this command made
+        raise FileExistsError(f"dataset id {dataset_id} in nnUNet_raw is {existing}, not a cohort this command "
+                              f"wrote (no cohort.json): --overwrite replaces only a cohort, so it is left as it is; "
+                              f"pick another -d")
     image, labels, sp = load_source(source, spacing)
     from nnunetv2_dca.data.phantom import _write_json, _write_nifti
 

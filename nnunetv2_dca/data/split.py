@@ -340,6 +340,11 @@ def make_semi_supervised_split(raw_dir: str, source_id: int, out_id: int, *,
     if existing and not overwrite:
         raise FileExistsError(f"dataset id {out_id} already exists in nnUNet_raw: {', '.join(existing)} "
                               f"(use --overwrite to replace it, or pick another --out-id)")
+    foreign = [e for e in existing if not os.path.isfile(os.path.join(e, RECORD_FILE))]
+    if foreign:  # e.g. the user's own dataset under that id: --overwrite replaces only a split this command made
+        raise FileExistsError(f"dataset id {out_id} in nnUNet_raw is {', '.join(foreign)}, not a dataset "
+                              f"`nnunetv2-dca split` made (no {RECORD_FILE}): --overwrite replaces only such a "
+                              f"dataset, so it is left as it is; pick another --out-id")
     other_prep = [d for d in _dataset_folders(preprocessed_dir, out_id) if d != target_folder]
     if other_prep:
         # nnU-Net refuses an id that maps to two names across raw/preprocessed/results

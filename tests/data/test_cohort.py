@@ -54,6 +54,17 @@ def test_cohort_dataset_is_a_complete_raw_dataset(tmp_path: Path):
     assert [d for d in os.listdir(raw) if d.startswith(".")] == []
 
 
+def test_overwrite_leaves_a_dataset_cohort_did_not_make(tmp_path: Path):
+    """--overwrite replaces only a cohort (its cohort.json): another dataset under the id is refused by name,
+    before the source is even read, and left as it is."""
+    mine = tmp_path / "raw" / "Dataset941_Mine"
+    (mine / "imagesTr").mkdir(parents=True)
+    (mine / "dataset.json").write_text("{}")
+    with pytest.raises(FileExistsError, match=r"Dataset941_Mine, not a cohort"):
+        write_cohort_dataset(str(tmp_path / "raw"), 941, str(tmp_path / "no_source"), overwrite=True)
+    assert sorted(p.name for p in (tmp_path / "raw").rglob("*")) == ["Dataset941_Mine", "dataset.json", "imagesTr"]
+
+
 def _small_source(folder: Path) -> Path:
     """A stand-in for the TotalSegmentator example: a 24^3 noisy CT (noise: the gzip stream stays long), its labels
     (TotalSegmentator class 5 = liver) and the class map."""

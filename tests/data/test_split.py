@@ -274,6 +274,17 @@ def test_existing_target_and_overwrite(raw, prep):
     assert snapshot(src) == before  # removing the old hard-linked copy does not touch the source
 
 
+def test_overwrite_leaves_a_dataset_split_did_not_make(raw, prep):
+    """--overwrite replaces only a dataset this command made (its split.json); the user's own dataset under the
+    target id is refused by name and left as it is."""
+    tiny_dataset(raw, 1, IMG40[:10])
+    mine = tiny_dataset(raw, 2, IMG40[:4])
+    before = snapshot(raw)
+    with pytest.raises(FileExistsError, match=r"Dataset002_Tiny.*not a dataset `nnunetv2-dca split` made"):
+        make_semi_supervised_split(str(raw), 1, 2, labeled_fraction=0.5, seed=0, overwrite=True)
+    assert snapshot(raw) == before and os.path.isdir(mine)
+
+
 def test_failure_while_writing_leaves_nothing_behind(raw, prep, monkeypatch):
     src = tiny_dataset(raw, 8, IMG40)
     before = snapshot(src)
