@@ -1,14 +1,65 @@
 """Files written so that a crash never leaves a half-written one that a later run would load: the content goes to a
 temporary file in the target's folder, which then replaces the target (``os.replace`` is atomic on one
-filesystem)."""
+filesystem).
+
+The temporary file is hidden and named after its target, ``.<name>.partial-XXXXXXXX<suffix>``: a run killed with
+``kill -9`` (no ``finally`` runs) leaves only such a file, never a short ``<name>``, and the next write of the same
+target removes it (:func:`clean_partial_files`). Nothing else in the folder is touched."""
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
+import sys
 import tempfile
+import time
 from contextlib import contextmanager
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional
+
+PARTIAL = ".partial-"  # hidden temporary files and folders of a target: .<name>.partial-XXXXXXXX...
+TEST_PAUSE_ENV = "nnUNetDCA_test_pause"
+
+
+def pause_point(point: str, path: str) -> None:
+    """Test-only hook for the kill -9 tests (tests/test_interrupted_runs.py, docs/testing.md). With
+    ``nnUNetDCA_test_pause=<point>[:<pattern>]`` set, a writer that reaches ``point`` for a target whose name matches
+    the fnmatch ``pattern`` (default: any) prints ``nnUNetDCA_test_pause: <point> <path>`` on stderr and sleeps, so
+    that the test can kill it there. Points: ``writing`` (a file's temporary copy is complete, the target not yet
+    replaced), ``building`` (a folder is built in its hidden sibling, not yet moved in), ``replacing`` (the old
+    folders are moved aside, the new one not yet in place). Unset: nothing happens."""
+    spec = os.environ.get(TEST_PAUSE_ENV)
+    if not spec:
+        return
+    wanted, _, pattern = spec.partition(":")
+    if wanted == point and fnmatch.fnmatchcase(os.path.basename(os.path.abspath(path)), pattern or "*"):
+        print(f"{TEST_PAUSE_ENV}: {point} {os.path.abspath(path)}", file=sys.stderr, flush=True)
+        time.sleep(600)
+
+
+def _partial_prefix(path: str) -> str:
+    return "." + os.path.basename(os.path.abspath(path)) + PARTIAL
+
+
+def clean_partial_files(path: str) -> List[str]:
+    """Remove the temporary files a killed write of ``path`` left next to it (``.<name>.partial-*``, regular files
+    only); returns their paths."""
+    folder = os.path.dirname(os.path.abspath(path))
+    prefix = _partial_prefix(path)
+    removed: List[str] = []
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return removed
+    for entry in entries:
+        leftover = os.path.join(folder, entry)
+        if entry.startswith(prefix) and os.path.isfile(leftover) and not os.path.islink(leftover):
+            try:
+                os.remove(leftover)
+                removed.append(leftover)
+            except FileNotFoundError:
+                pass
+    return removed
 
 
 def _normal_permissions(tmp: str) -> None:
@@ -22,11 +73,13 @@ def atomic_output(path: str, suffix: str = ".tmp") -> Iterator[str]:
     """Yields a temporary path next to ``path``; moves it onto ``path`` if the block succeeds, removes it if not."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=suffix, dir=folder)
+    clean_partial_files(path)  # of an earlier write of this target that was killed
+    fd, tmp = tempfile.mkstemp(suffix=suffix, prefix=_partial_prefix(path), dir=folder)
     os.close(fd)
     try:
         yield tmp
         _normal_permissions(tmp)
+        pause_point("writing", path)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -84,9 +137,12 @@ def atomic_file_set(contents: Mapping[str, str]) -> None:
     try:
         for path, text in contents.items():
             folder = os.path.dirname(os.path.abspath(path))
-            fd, tmps[path] = tempfile.mkstemp(suffix=".tmp", prefix="." + os.path.basename(path) + ".", dir=folder)
+            clean_partial_files(path)  # of an earlier write of this set that was killed
+            fd, tmps[path] = tempfile.mkstemp(suffix=".tmp", prefix=_partial_prefix(path), dir=folder)
             os.close(fd)
             _write_text_file(tmps[path], text)
+        for path in tmps:
+            pause_point("writing", path)
         for path, tmp in tmps.items():
             _normal_permissions(tmp)
             if os.path.exists(path):

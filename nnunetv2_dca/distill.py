@@ -24,6 +24,7 @@ from typing import Dict, List, Optional
 from nnunetv2_dca.data.phantom import find_existing_dataset
 from nnunetv2_dca.data.pseudo_dataset import (PROVENANCE_FILE, PseudoDatasetError, is_pseudo_label_dataset,
                                               read_source, write_pseudo_label_dataset)
+from nnunetv2_dca.folders import clean_interrupted_dataset, remove_folder
 
 # stock planners -> the plans identifier they write (nnunetv2/experiment_planning/...; ResEnc presets)
 STOCK_PLANS = {"ExperimentPlanner": "nnUNetPlans", "nnUNetPlannerResEncM": "nnUNetResEncUNetMPlans",
@@ -98,6 +99,7 @@ def distill(cfg: DistillConfig) -> Dict:
     except PseudoDatasetError as e:
         raise DistillError(str(e)) from None
     ending = dj["file_ending"]
+    clean_interrupted(raw, cfg.out_id)
     stale = check_target(source, cfg.out_id, cfg.overwrite)
     name = cfg.name or os.path.basename(source).split("_", 1)[1] + "Distilled"
 
@@ -107,7 +109,7 @@ def distill(cfg: DistillConfig) -> Dict:
         predictor = load_model(model["folder"], cfg.fold, cfg.checkpoint, cfg.device, tool="nnunetv2-dca distill")
     except ModelInputError as e:
         raise DistillError(str(e)) from None
-    tmp = tempfile.mkdtemp(prefix=".distill-", dir=raw)
+    tmp = tempfile.mkdtemp(prefix=_SCRATCH.format(id=cfg.out_id), dir=raw)  # the predictions; removed below
     try:
         predictor.predict_from_files(os.path.join(source, "imagesTrUnlabeled"), tmp,
                                      save_probabilities=cfg.threshold is not None, overwrite=True,
@@ -168,6 +170,39 @@ def _apply_threshold(predictor, folder: str, cases: List[str], ending: str, thre
     return out
 
 
+_SCRATCH = ".distill-{id:03d}-"  # hidden folder of the teacher's predictions in nnUNet_raw (+ mkdtemp's 8 characters)
+
+
+def clean_interrupted(raw: str, out_id: int) -> List[str]:
+    """What a distill of ``out_id`` killed outright left: its hidden prediction folder in nnUNet_raw, the hidden
+    build/aside folders of the dataset (:func:`nnunetv2_dca.folders.clean_interrupted_dataset`: an unfinished swap is
+    undone) and a cut-short deletion of its stale preprocessed data. Prediction folders of earlier versions
+    (``.distill-XXXXXXXX``, no id in the name) are named in one line, not deleted: they may belong to another id."""
+    tool = "nnunetv2-dca distill"
+    done = clean_interrupted_dataset(raw, out_id, tool=tool)
+    pre = os.environ.get("nnUNet_preprocessed")
+    if pre:
+        done += clean_interrupted_dataset(pre, out_id, tool=tool)
+    mine = re.compile(re.escape(_SCRATCH.format(id=out_id)) + r"[a-z0-9_]{8}")
+    legacy = re.compile(r"\.distill-[a-z0-9_]{8}")
+    old: List[str] = []
+    for entry in sorted(os.listdir(raw)):
+        path = os.path.join(raw, entry)
+        if not os.path.isdir(path) or os.path.islink(path):
+            continue
+        if mine.fullmatch(entry):
+            shutil.rmtree(path)
+            done.append(path)
+            print(f"{tool}: removed {path}, the predictions of an interrupted run for id {out_id}", file=sys.stderr,
+                  flush=True)
+        elif legacy.fullmatch(entry):
+            old.append(path)
+    if old:
+        print(f"{tool}: note: {', '.join(old)}: predictions left by an interrupted distill of an earlier version "
+              f"(any id); remove them yourself once no distill is running", file=sys.stderr, flush=True)
+    return done
+
+
 def id_folders(dataset_id: int) -> Dict[str, List[str]]:
     """nnUNet_raw / _preprocessed / _results -> their folders of the id (nnU-Net resolves an id by the
     ``DatasetXXX_`` prefix in all three)."""
@@ -211,7 +246,7 @@ def _drop_stale_preprocessed(folders: List[str], target: str) -> None:
     replaced dataset's own, from :func:`check_target`)."""
     for folder in folders:
         print(f"removing {folder}: preprocessed data of the dataset {target} replaced", flush=True)
-        shutil.rmtree(folder)
+        remove_folder(folder)  # gone at once; a kill -9 leaves a hidden .deleting- folder for the next run
 
 
 def _run(cmd: List[str], planning: bool = False) -> None:

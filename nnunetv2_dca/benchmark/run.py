@@ -489,6 +489,10 @@ class Benchmark:
         if cfg.fresh:
             for seed_dir in [d for d in os.listdir(self.out) if d.startswith("seed_")]:
                 shutil.rmtree(os.path.join(self.out, seed_dir))
+        if not reuse:
+            # the marker before anything else is written (commands.sh): a run killed from here on leaves a folder the
+            # next run recognises, and plans_ready=False makes it rebuild the data and plans from scratch
+            state.write_state(self.out, cfg, plans_ready=False)
         runner = Runner(self.out, self.total_steps(), append=reuse)
         t_start = time.time()
         if reuse:
@@ -498,7 +502,6 @@ class Benchmark:
             self.pre_semi = os.path.join(self.pre, os.path.basename(self.semi))
             self.plans_files = {p: os.path.join(self.pre_semi, p + ".json") for p in (PLANS_DCA, PLANS_STOCK)}
         else:
-            state.write_state(self.out, cfg, plans_ready=False)
             self.prepare_data(runner)
         with open(os.path.join(self.semi, "dataset.json"), encoding="utf-8") as f:
             self.dataset_json = json.load(f)

@@ -21,7 +21,7 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 
 from nnunetv2_dca.data.phantom import SYNAPSE_LABELS, _smooth, _smooth_field, find_existing_dataset
-from nnunetv2_dca.folders import building
+from nnunetv2_dca.folders import building, clean_interrupted_dataset
 from nnunetv2_dca.imagefile import ImageFileError, check_image_file
 
 COHORT_VERSION = 1  # bump when the output for a given seed changes
@@ -127,6 +127,7 @@ def write_cohort_dataset(raw_dir: str, dataset_id: int, source: str, train: int 
         raise CohortError(f"--spacing must be within 1..10 mm, got {spacing}")
     if not re.fullmatch(r"[A-Za-z0-9_\-]+", name):
         raise CohortError(f"dataset name {name!r} may only contain letters, digits, '_' and '-'")
+    clean_interrupted_dataset(raw_dir, dataset_id)  # hidden folders of a killed run of this id
     existing = find_existing_dataset(raw_dir, dataset_id)
     if existing is not None and not overwrite:
         raise FileExistsError(f"dataset id {dataset_id} already exists in nnUNet_raw: {existing} "

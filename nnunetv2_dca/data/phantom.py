@@ -27,7 +27,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from nnunetv2_dca.folders import building
+from nnunetv2_dca.folders import building, clean_interrupted_dataset
 
 # The 13 Synapse/BTCV organs, ids as in the Synapse benchmark (and shared/data/.../synapse13_map.json).
 SYNAPSE_LABELS: Dict[str, int] = {
@@ -313,6 +313,7 @@ def write_phantom_dataset(raw_dir: str, dataset_id: int, name: Optional[str] = N
         raise ValueError(f"dataset name {name!r} may only contain letters, digits, '_' and '-'")
     site_list = make_sites(sites, seed)
     target = os.path.join(raw_dir, f"Dataset{dataset_id:03d}_{name}")
+    clean_interrupted_dataset(raw_dir, dataset_id)  # hidden folders of a killed run of this id
     existing = find_existing_dataset(raw_dir, dataset_id)
     if existing is not None and not overwrite:
         raise FileExistsError(f"dataset id {dataset_id} already exists in nnUNet_raw: {existing} "

@@ -18,7 +18,7 @@ import shutil
 from typing import Dict, List, Mapping, Optional, Tuple
 
 from nnunetv2_dca.data.phantom import find_existing_dataset
-from nnunetv2_dca.folders import building, link_or_copy
+from nnunetv2_dca.folders import building, clean_interrupted_dataset, link_or_copy
 
 PROVENANCE_FILE = "pseudo_labels.json"
 
@@ -75,6 +75,7 @@ def write_pseudo_label_dataset(raw: str, source: str, pseudo_labels: str, datase
     if missing:
         raise PseudoDatasetError(f"no pseudo-label in {pseudo_labels} for unlabeled image(s) "
                                  f"{', '.join(cases[c][0] for c in missing[:5])} (expected {missing[0]}{ending})")
+    clean_interrupted_dataset(raw, dataset_id)  # hidden folders of a killed run of this id
     existing = find_existing_dataset(raw, dataset_id)
     target = os.path.join(raw, f"Dataset{dataset_id:03d}_{name}")
     if existing is not None and not overwrite:

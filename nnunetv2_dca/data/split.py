@@ -40,7 +40,8 @@ is written and nnU-Net makes its usual 5-fold split of the labeled cases.
 
 The dataset is built in a temporary folder next to the target and moved into place at the end: a failed run leaves
 nothing half-written under ``nnUNet_raw``, and with ``--overwrite`` the old dataset is only deleted once the new one is
-in place (:func:`nnunetv2_dca.folders.replace_folder`).
+in place (:func:`nnunetv2_dca.folders.building`); the hidden folders of a run killed outright are cleaned (an
+unfinished swap undone) by the next run for the same id.
 
 Size: one command's whole job (case selection, presets, the new raw dataset with its record, the safe swap);
 the file operations it shares live in :mod:`nnunetv2_dca.folders`.
@@ -53,15 +54,13 @@ import json
 import math
 import os
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from nnunetv2_dca import __version__
 from nnunetv2_dca.atomic import write_json_atomic
 from nnunetv2_dca.caseids import validate_case_ids
-from nnunetv2_dca.folders import link_or_copy, replace_folder
+from nnunetv2_dca.folders import building, clean_interrupted_dataset, link_or_copy
 
 
 @dataclass(frozen=True)
@@ -336,6 +335,7 @@ def make_semi_supervised_split(raw_dir: str, source_id: int, out_id: int, *,
         raise ValueError(f"dataset name {name!r} (--name) may only contain letters, digits, '_' and '-'")
     target_folder = f"Dataset{out_id:03d}_{name}"
     target = os.path.join(raw_dir, target_folder)
+    clean_interrupted_dataset(raw_dir, out_id)  # hidden folders of a killed run of this id
     existing = [os.path.join(raw_dir, d) for d in _dataset_folders(raw_dir, out_id)]
     if existing and not overwrite:
         raise FileExistsError(f"dataset id {out_id} already exists in nnUNet_raw: {', '.join(existing)} "
@@ -393,68 +393,65 @@ def make_semi_supervised_split(raw_dir: str, source_id: int, out_id: int, *,
         "splits_final": splits_file if splits else None,
     }
 
-    # ---- build in a temporary folder, move into place
-    os.makedirs(raw_dir, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{target_folder}.partial-", dir=raw_dir)
+    # ---- build in a temporary folder, move into place (folders.building: the old dataset(s) moved aside, deleted only
+    # once the new one is in place, restored on error or Ctrl-C; what a killed run leaves is cleaned above)
     result = SplitResult(path=target, record=record, splits_file=splits_file if splits else None)
     wrote_splits = False
     try:
-        def put(src: str, sub: str, dst_name: str) -> None:
-            ok = link_or_copy(src, os.path.join(tmp, sub, dst_name))
-            result.linked += ok
-            result.copied += not ok
+        with building(target, also_replace=existing) as tmp:
+            def put(src: str, sub: str, dst_name: str) -> None:
+                ok = link_or_copy(src, os.path.join(tmp, sub, dst_name))
+                result.linked += ok
+                result.copied += not ok
 
-        def put_images(files: Sequence[str], case: str, sub: str) -> None:
-            # standard names {case}_{channel:04d}{ending}; 'dataset'-key sources may use other file names
-            for ch, src in enumerate(files):
-                put(src, sub, f"{case}_{ch:04d}{ending}")
+            def put_images(files: Sequence[str], case: str, sub: str) -> None:
+                # standard names {case}_{channel:04d}{ending}; 'dataset'-key sources may use other file names
+                for ch, src in enumerate(files):
+                    put(src, sub, f"{case}_{ch:04d}{ending}")
 
-        for sub in ("imagesTr", "labelsTr", "imagesTrUnlabeled", "imagesTs"):
-            os.makedirs(os.path.join(tmp, sub))
-        if record["test_labels"]:
-            os.makedirs(os.path.join(tmp, "labelsTs"))
-        for case in sorted(labeled) + sorted(validation):
-            put_images(train[case]["images"], case, "imagesTr")
-            put(train[case]["label"], "labelsTr", case + ending)
-        for case in unlabeled_from_train:
-            put_images(train[case]["images"], case, "imagesTrUnlabeled")  # the label is deliberately left behind
-        for case, files in unlabeled_source.items():
-            for src in files:
-                put(src, "imagesTrUnlabeled", os.path.basename(src))
-        for case in test_from_train:
-            put_images(train[case]["images"], case, "imagesTs")
-            put(train[case]["label"], "labelsTs", case + ending)
-        for case, files in test_source.items():
-            for src in files:
-                put(src, "imagesTs", os.path.basename(src))
-        for fname in test_labels_source:
-            put(os.path.join(labels_ts, fname), "labelsTs", fname)
-        for fname in sorted(os.listdir(source)):
-            src = os.path.join(source, fname)
-            if os.path.isfile(src) and fname not in ("dataset.json", RECORD_FILE):
-                put(src, "", fname)
+            for sub in ("imagesTr", "labelsTr", "imagesTrUnlabeled", "imagesTs"):
+                os.makedirs(os.path.join(tmp, sub))
+            if record["test_labels"]:
+                os.makedirs(os.path.join(tmp, "labelsTs"))
+            for case in sorted(labeled) + sorted(validation):
+                put_images(train[case]["images"], case, "imagesTr")
+                put(train[case]["label"], "labelsTr", case + ending)
+            for case in unlabeled_from_train:
+                put_images(train[case]["images"], case, "imagesTrUnlabeled")  # the label is deliberately left behind
+            for case, files in unlabeled_source.items():
+                for src in files:
+                    put(src, "imagesTrUnlabeled", os.path.basename(src))
+            for case in test_from_train:
+                put_images(train[case]["images"], case, "imagesTs")
+                put(train[case]["label"], "labelsTs", case + ending)
+            for case, files in test_source.items():
+                for src in files:
+                    put(src, "imagesTs", os.path.basename(src))
+            for fname in test_labels_source:
+                put(os.path.join(labels_ts, fname), "labelsTs", fname)
+            for fname in sorted(os.listdir(source)):
+                src = os.path.join(source, fname)
+                if os.path.isfile(src) and fname not in ("dataset.json", RECORD_FILE):
+                    put(src, "", fname)
 
-        new_json = copy.deepcopy(dataset_json)
-        new_json.pop("dataset", None)
-        new_json["numTraining"] = len(labeled) + len(validation)
-        new_json["numUnlabeled"] = len(record["unlabeled"])
-        new_json["numTest"] = len(test_ids)
-        new_json["semi_supervised_split"] = RECORD_FILE
-        _write_json(new_json, os.path.join(tmp, "dataset.json"))
-        _write_json(record, os.path.join(tmp, RECORD_FILE))
+            new_json = copy.deepcopy(dataset_json)
+            new_json.pop("dataset", None)
+            new_json["numTraining"] = len(labeled) + len(validation)
+            new_json["numUnlabeled"] = len(record["unlabeled"])
+            new_json["numTest"] = len(test_ids)
+            new_json["semi_supervised_split"] = RECORD_FILE
+            _write_json(new_json, os.path.join(tmp, "dataset.json"))
+            _write_json(record, os.path.join(tmp, RECORD_FILE))
 
-        if splits_file and (splits or old_splits is not None):
-            os.makedirs(os.path.dirname(splits_file), exist_ok=True)
-            if splits:
-                write_json_atomic(splits, splits_file)
-            else:
-                os.remove(splits_file)  # stale split of an earlier --overwrite'd dataset
-                result.notes.append(f"removed stale {splits_file}")
-            wrote_splits = True
-        # old dataset(s) moved aside, deleted only once the new one is in place (restored on error or Ctrl-C)
-        replace_folder(tmp, target, also_replace=existing)
+            if splits_file and (splits or old_splits is not None):
+                os.makedirs(os.path.dirname(splits_file), exist_ok=True)
+                if splits:
+                    write_json_atomic(splits, splits_file)
+                else:
+                    os.remove(splits_file)  # stale split of an earlier --overwrite'd dataset
+                    result.notes.append(f"removed stale {splits_file}")
+                wrote_splits = True
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
         if wrote_splits and splits_file:
             # put back what was there before this run
             if old_splits is not None:

@@ -44,7 +44,10 @@ chunk/block parameters as ``DefaultPreprocessor.run_case_save``): ``<case>.b2nd`
 the plans' preprocessing settings and the case ids it was made with. Re-planning (e.g. another spacing) rewrites the
 labeled folder first; if the unlabeled step then fails, the old unlabeled folder stays, and the semi-supervised
 trainers compare its stamp with their plans and refuse it (:func:`unlabeled_stamp_problem`) instead of training on
-unlabeled data at the old settings. Load the folder with nnU-Net's own classes::
+unlabeled data at the old settings. The folder is built in a hidden sibling and swapped in whole
+(:func:`nnunetv2_dca.folders.building`): a run killed outright leaves only hidden ``.<name>.partial-*`` /
+``.<name>.old-*`` siblings, which the next run removes (an unfinished swap undone), never a stamp next to a partial set
+of cases. Load the folder with nnU-Net's own classes::
 
     folder = unlabeled_folder(join(nnUNet_preprocessed, dataset_name), configuration_manager.data_identifier)
     dataset = infer_dataset_class(folder)(folder)          # -> nnUNetDatasetBlosc2
@@ -77,7 +80,6 @@ import multiprocessing
 import os
 import re
 import shutil
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from time import sleep
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
@@ -93,7 +95,7 @@ from tqdm import tqdm
 
 from nnunetv2_dca.atomic import numpy_to_builtin, write_json_atomic
 from nnunetv2_dca.caseids import CaseIdError, validate_case_id, validate_case_ids
-from nnunetv2_dca.folders import replace_folder
+from nnunetv2_dca.folders import building, clean_interrupted, remove_folder
 from nnunetv2_dca.imagefile import ImageFileError, check_image_file
 
 UNLABELED_IMAGES_FOLDER = "imagesTrUnlabeled"
@@ -191,6 +193,22 @@ def stamp_differences(found: Mapping, expected: Mapping) -> List[str]:
         differences.append(f"cases in the folder that were not preprocessed with it: "
                            f"{_listed(sorted(e_cases - f_cases))}")
     return differences
+
+
+def clean_interrupted_unlabeled(target: str) -> List[str]:
+    """What a killed DCAPreprocessor left next to ``target`` (``<data_identifier>_unlabeled``): its hidden
+    build / aside / deletion folders (:func:`nnunetv2_dca.folders.clean_interrupted`: an unfinished swap is undone),
+    and the ``<name>.tmp-XXXXXXXX`` build folders of earlier versions. Nothing else is touched."""
+    parent, name = os.path.split(os.path.abspath(target))
+    done = clean_interrupted(parent, lambda n: n == name, tool="DCAPreprocessor")
+    legacy = re.compile(re.escape(name) + r"\.tmp-[a-z0-9_]{8}")
+    for entry in sorted(os.listdir(parent)) if os.path.isdir(parent) else []:
+        path = os.path.join(parent, entry)
+        if legacy.fullmatch(entry) and os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+            done.append(path)
+            print(f"DCAPreprocessor: removed {path}, the unfinished folder of an interrupted run", flush=True)
+    return done
 
 
 def write_unlabeled_stamp(folder: str, stamp: Mapping) -> None:
@@ -531,8 +549,9 @@ class DCAPreprocessor(DefaultPreprocessor):
                   f" (nor under the dataset.json key \"{DATASET_JSON_KEY}\"); skipping the unlabeled preprocessing. "
                   f"To add some, put them there named like imagesTr (<case>_0000{dataset_json['file_ending']}, one "
                   f"file per channel, no labels) and run nnUNetv2_preprocess again.", flush=True)
+            clean_interrupted_unlabeled(target)
             if os.path.isdir(target):
-                shutil.rmtree(target)
+                remove_folder(target)
                 print(f"DCAPreprocessor: removed the stale {target} of an earlier run.", flush=True)
             return
         self.preprocess_unlabeled(cases, target, plans_manager, configuration_manager, dataset_json, num_processes)
@@ -548,8 +567,8 @@ class DCAPreprocessor(DefaultPreprocessor):
         os.makedirs(parent, exist_ok=True)
         print(f"DCAPreprocessor: preprocessing {len(cases)} unlabeled case(s) into {target} "
               f"({num_processes} process(es))", flush=True)
-        tmp = tempfile.mkdtemp(prefix=os.path.basename(target) + ".tmp-", dir=parent)
-        try:
+        clean_interrupted_unlabeled(target)
+        with building(target) as tmp:  # hidden sibling, swapped in on success (folders.building)
             jobs = [(case, os.path.join(tmp, case), list(files)) for case, files in cases.items()]
             with tqdm(desc="Preprocessing unlabeled cases", total=len(jobs),
                       disable=not getattr(self, "show_progress_bar", True)) as pbar:
@@ -562,10 +581,6 @@ class DCAPreprocessor(DefaultPreprocessor):
                     self._run_pool(jobs, num_processes, plans_manager, configuration_manager, dataset_json, pbar)
             # inside the temporary folder: the stamp only ever sits next to a complete set of cases
             write_unlabeled_stamp(tmp, unlabeled_stamp(plans_manager, configuration_manager, cases))
-            replace_folder(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         print(f"DCAPreprocessor: {len(cases)} unlabeled case(s) written to {target}", flush=True)
 
     def _run_pool(self, jobs, num_processes, plans_manager, configuration_manager, dataset_json, pbar) -> None:

@@ -103,7 +103,7 @@ def _tree_digest(folder: Path) -> Dict[str, str]:
 
 
 def _leftovers(pre: Path) -> List[str]:
-    return sorted(p.name for p in pre.iterdir() if ".tmp-" in p.name or ".old-" in p.name)
+    return sorted(p.name for p in pre.iterdir() if any(m in p.name for m in (".tmp-", ".old-", ".partial-")))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -465,7 +465,7 @@ def test_failure_while_writing_leaves_previous_folder(planned_copy: Path, monkey
     with pytest.raises(mod.UnlabeledImageError) as info:
         mod.DCAPreprocessor(verbose=False).run(DS_ID, CFG, PLANS, 1)
     assert "phantom_0005" in str(info.value) and "disk full" in str(info.value)
-    assert len(written) == 1 and ".tmp-" in written[0]
+    assert len(written) == 1 and ".partial-" in written[0]
     assert _tree_digest(target) == good
     assert not _leftovers(pre)
     assert len(list((pre / f"{PLANS}_{CFG}").glob("*.pkl"))) == len(LABELED)  # labeled step ran normally
