@@ -298,6 +298,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace an existing dataset with --out-id (and its splits_final.json)")
     p.set_defaults(func=_cmd_split)
 
+    from nnunetv2_dca.data.convert import add_convert_parser  # light module: json only at import
+
+    add_convert_parser(sub)  # convert btcv|amos: downloads -> raw datasets on published splits
+
     p = sub.add_parser("groups", help="log-gap class grouping (head/medium/tail) of a dataset: table, JSON, chart",
                        description="Counts labeled voxels per class (from the DCA fingerprint, else from labelsTr), "
                                    "splits the classes at the largest log gaps of their sorted proportions, prints "

@@ -38,6 +38,7 @@ def test_wheel_contents(wheel: Path):
     names = zipfile.ZipFile(wheel).namelist()
     assert "nnunetv2_dca.pth" in names
     assert "nnunetv2_dca/trainers/smoke.py" in names and "nnunetv2_dca/planners/__init__.py" in names
+    assert "nnunetv2_dca/data/splits/dhc-synapse-20.json" in names  # package data: the published case lists
     top = {n.split("/")[0] for n in names}
     assert {t for t in top if not t.endswith(".dist-info")} == {"nnunetv2_dca", "nnunetv2_dca.pth"}
     record = next(n for n in names if n.endswith(".dist-info/RECORD"))

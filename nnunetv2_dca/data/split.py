@@ -28,7 +28,8 @@ Choosing the labeled cases (exactly one mode):
   drawn with ``numpy.random.default_rng(seed).permutation(N)[:n]`` over the *sorted* identifiers, so the same
   dataset, fraction and seed give the same cases on every machine;
 - ``labeled_cases=[...]``: exact identifiers;
-- ``preset=...``: the published protocol-B case lists in :data:`PRESETS`. A preset entry (``"0002"``,
+- ``preset=...``: the published protocol-B case lists in :data:`PRESETS`, read from the split files of
+  :mod:`nnunetv2_dca.data.published_splits` (their one home, with their sources). A preset entry (``"0002"``,
   ``"amos_0078"``) matches the training case whose identifier ends in the same integer (``img0002``,
   ``case_0002`` and ``BTCV_0002`` all match ``0002``), because every conversion of these datasets names cases
   differently; an entry matching no case or several cases is an error.
@@ -55,11 +56,12 @@ import math
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from nnunetv2_dca import __version__
 from nnunetv2_dca.atomic import write_json_atomic
 from nnunetv2_dca.caseids import validate_case_ids
+from nnunetv2_dca.data.published_splits import PublishedSplit, published_splits
 from nnunetv2_dca.folders import building, clean_interrupted_dataset, link_or_copy
 
 
@@ -74,21 +76,22 @@ class Preset:
     # validation set, which nnU-Net's own AMOS converter merges into imagesTr - that layout must be refused)
     test_from_source_labels: bool = False
     description: str = ""
+    name: str = ""
 
 
-_SYNAPSE_VAL = ("0006", "0025", "0026", "0040")
-_SYNAPSE_TEST = ("0004", "0007", "0010", "0033", "0035", "0036")
+def preset_from_published(split: PublishedSplit) -> Preset:
+    """The ``--preset`` view of a published split: its labeled and validation (``eval``) cases; its test cases are
+    training cases to move (Synapse) or the source's own imagesTs + labelsTs (AMOS: the official validation set)."""
+    from_training = split.test_from == "training"
+    return Preset(split.labeled, split.validation, split.test if from_training else (),
+                  test_from_source_labels=not from_training, description=split.description, name=split.name)
 
-# Protocol B case lists (Synapse/BTCV: 30 labeled CTs; AMOS22: training set with the official validation as test).
+
+# The published semi-supervised lists (nnunetv2_dca/data/splits/*.json, one home for every case list), by name and
+# by alias (synapse-20 = dhc-synapse-20, ...).
 PRESETS: Dict[str, Preset] = {
-    "synapse-20": Preset(("0002", "0023", "0034", "0039"), _SYNAPSE_VAL, _SYNAPSE_TEST,
-                         description="Synapse/BTCV 20% labeled"),
-    "synapse-10": Preset(("0023", "0028"), _SYNAPSE_VAL, _SYNAPSE_TEST, description="Synapse/BTCV 10% labeled"),
-    "amos-5": Preset(("amos_0078", "amos_0158", "amos_0170", "amos_0192", "amos_0391", "amos_0396", "amos_0410",
-                      "amos_0514", "amos_0548", "amos_0578"), test_from_source_labels=True,
-                     description="AMOS22 5% labeled"),
-    "amos-2": Preset(("amos_0017", "amos_0077", "amos_0358", "amos_0361"), test_from_source_labels=True,
-                     description="AMOS22 2% labeled"),
+    key: preset_from_published(split) for split in published_splits().values() if split.semi_supervised
+    for key in (split.name, *split.aliases)
 }
 
 RECORD_FILE = "split.json"
@@ -234,7 +237,8 @@ def _write_json(obj: object, path: str) -> None:
 
 def make_semi_supervised_split(raw_dir: str, source_id: int, out_id: int, *,
                                labeled_fraction: Optional[float] = None,
-                               labeled_cases: Optional[Sequence[str]] = None, preset: Optional[str] = None,
+                               labeled_cases: Optional[Sequence[str]] = None,
+                               preset: Optional[Union[str, Preset]] = None,
                                seed: int = 0, name: Optional[str] = None, preprocessed_dir: Optional[str] = None,
                                overwrite: bool = False) -> SplitResult:
     """Write ``Dataset{out_id:03d}_{name}`` under ``raw_dir`` (see the module docstring); the source is only read."""
@@ -246,8 +250,13 @@ def make_semi_supervised_split(raw_dir: str, source_id: int, out_id: int, *,
     mode = modes[0]
     if mode == "fraction" and not (0.0 < labeled_fraction < 1.0):
         raise ValueError(f"--labeled-fraction must be in (0, 1), got {labeled_fraction}")
-    if mode == "preset" and preset not in PRESETS:
-        raise ValueError(f"unknown --preset {preset!r}; choose one of {', '.join(sorted(PRESETS))}")
+    preset_spec: Optional[Preset] = None
+    if mode == "preset":
+        if isinstance(preset, str) and preset not in PRESETS:
+            raise ValueError(f"unknown --preset {preset!r}; choose one of {', '.join(sorted(PRESETS))}")
+        # a Preset object: a published split adapted by the caller (nnunetv2-dca convert)
+        preset_spec = PRESETS[preset] if isinstance(preset, str) else preset
+        preset = preset if isinstance(preset, str) else (preset_spec.name or "custom")
     if seed < 0:
         raise ValueError(f"--seed must be >= 0, got {seed}")
     for flag, value in (("-d", source_id), ("--out-id", out_id)):
@@ -306,7 +315,7 @@ def make_semi_supervised_split(raw_dir: str, source_id: int, out_id: int, *,
                              f"{source_folder} (identifiers look like: {', '.join(ids[:5])}"
                              f"{', ...' if len(ids) > 5 else ''})")
     else:
-        p = PRESETS[preset]
+        p = preset_spec
         labeled = match_preset_entries(p.labeled, ids, preset, "labeled", source_folder)
         validation = match_preset_entries(p.validation, ids, preset, "validation", source_folder)
         test_from_train = match_preset_entries(p.test, ids, preset, "test", source_folder)

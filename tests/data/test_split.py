@@ -242,7 +242,9 @@ def test_ambiguous_preset_entry_is_named(raw, prep):
 
 
 def test_amos_preset_uses_the_labeled_source_test_set(raw, prep):
+    # the preset's labeled cases, DHC's 24 eval (validation) cases, two unlabeled ones
     ids = ["amos_0001", "amos_0017", "amos_0077", "amos_0358", "amos_0361", "amos_0400"]
+    ids += list(PRESETS["amos-2"].validation)
     tiny_dataset(raw, 20, ids, name="AMOS", test=["amos_0008"], test_labels=False)
     # without labelsTs the official validation cases (the protocol's test set) are probably in imagesTr
     with pytest.raises(ValueError, match="labelsTs"):
@@ -251,7 +253,9 @@ def test_amos_preset_uses_the_labeled_source_test_set(raw, prep):
     r = make_semi_supervised_split(str(raw), 30, 31, preset="amos-2", preprocessed_dir=str(prep))
     assert r.record["labeled"] == ["amos_0017", "amos_0077", "amos_0358", "amos_0361"]
     assert r.record["unlabeled"] == ["amos_0001", "amos_0400"] and r.record["test"] == ["amos_0008"]
-    assert r.splits_file is None and not (prep / "Dataset031_AMOS_amos2").exists()
+    # nnU-Net validates on DHC's eval cases (fold 0), not on a 5-fold split of the 4 labeled cases
+    assert json.loads(Path(r.splits_file).read_text()) == [{"train": r.record["labeled"],
+                                                            "val": sorted(PRESETS["amos-2"].validation)}]
     assert case_ids(Path(r.path) / "labelsTs", channel_files=False) == ["amos_0008"]
     assert PRESETS["amos-5"].labeled[0] == "amos_0078" and len(PRESETS["amos-5"].labeled) == 10
 
