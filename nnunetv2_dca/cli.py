@@ -12,6 +12,8 @@ def _raw_dir(arg: Optional[str]) -> str:
     raw = arg or os.environ.get("nnUNet_raw")
     if not raw:
         raise SystemExit("error: nnUNet_raw is not set; export nnUNet_raw=/path/to/nnUNet_raw or pass --raw")
+    if os.path.exists(raw) and not os.path.isdir(raw):
+        raise ValueError(f"nnUNet_raw {raw} (--raw or $nnUNet_raw) is a file, not a folder; point it at a folder")
     return raw
 
 
@@ -21,8 +23,11 @@ def _dataset_name(d) -> str:
 
     try:
         return maybe_convert_to_dataset_name(d)
-    except RuntimeError as e:
-        raise ValueError(str(e)) from None
+    except RuntimeError:  # nnU-Net's message spans five lines; one line naming the id and where it looked
+        folders = ", ".join(f"{k}={os.environ.get(k) or '(not set)'}"
+                            for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"))
+        pattern = f"Dataset{int(d):03d}_*" if str(d).isdigit() else str(d)
+        raise ValueError(f"-d {d}: no dataset {pattern} in {folders}; check the id or the nnUNet_* folders") from None
 
 
 def _cmd_phantom(args: argparse.Namespace) -> int:
@@ -63,10 +68,15 @@ def _parse_groups(text: str) -> list:
     import json
 
     if os.path.isfile(text):
-        with open(text, encoding="utf-8") as f:
-            data = json.load(f)
-        data = data.get("groups", data) if isinstance(data, dict) else data
-        return [[int(c) for c in grp] for grp in data]
+        from nnunetv2_dca.errors import InputFileError, read_json
+
+        fix = 'expected [[6], [1, 2, 3], [5, 12, 13]] or {"groups": [...]} (head group first)'
+        data = read_json(text, "--groups file", fix, expect=None)
+        data = data.get("groups") if isinstance(data, dict) else data
+        if not isinstance(data, list) or not all(isinstance(g, list) and g and all(
+                isinstance(c, int) and not isinstance(c, bool) for c in g) for g in data):
+            raise InputFileError(f"--groups file {text} holds no list of class-id lists; {fix}", text)
+        return data
     try:
         return [[int(c) for c in grp.split(",") if c.strip()] for grp in text.split(";")]
     except ValueError:
@@ -77,7 +87,8 @@ def _cmd_groups(args: argparse.Namespace) -> int:
     import json
     import warnings
 
-    from nnunetv2_dca.planning.grouping import explicit_grouping, log_gap_grouping
+    from nnunetv2_dca.errors import read_dataset_json, read_json
+    from nnunetv2_dca.planning.grouping import GroupingError, explicit_grouping, log_gap_grouping
     from nnunetv2_dca.planning.labels import foreground_classes, load_class_voxel_counts
     from nnunetv2_dca.planning.report import grouping_json, grouping_table, plot_grouping
 
@@ -87,8 +98,9 @@ def _cmd_groups(args: argparse.Namespace) -> int:
         raise SystemExit("error: nnUNet_preprocessed is not set (the chart is written next to the plans there)")
     name = _dataset_name(args.d)
     ds = os.path.join(raw, name)
-    with open(os.path.join(ds, "dataset.json"), encoding="utf-8") as f:
-        dataset_json = json.load(f)
+    if args.num_groups is not None and args.num_groups < 1:
+        raise ValueError(f"--num-groups must be >= 1, got {args.num_groups}")
+    dataset_json = read_dataset_json(os.path.join(ds, "dataset.json"))
     names = foreground_classes(dataset_json)
     out_dir = os.path.join(prep, name)
     counts = load_class_voxel_counts(ds, dataset_json, os.path.join(out_dir, "dataset_fingerprint.json"))
@@ -97,14 +109,21 @@ def _cmd_groups(args: argparse.Namespace) -> int:
     if not args.groups and args.num_groups is None and os.path.isfile(plans_file):
         from nnunetv2_dca.planning.class_groups import plans_class_groups
 
-        with open(plans_file, encoding="utf-8") as f:
-            plans_groups = plans_class_groups(json.load(f), 1 + len(names), plans_file=plans_file)[0]
+        plans = read_json(plans_file, "plans file", "re-plan with -pl nnUNetPlannerDCA, or pass --groups")
+        plans_groups = plans_class_groups(plans, 1 + len(names), plans_file=plans_file)[0]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         if args.groups:
-            grouping = explicit_grouping(_parse_groups(args.groups), counts, names)
+            try:
+                grouping = explicit_grouping(_parse_groups(args.groups), counts, names)
+            except GroupingError as e:
+                raise GroupingError(f"--groups {args.groups}: {e}") from None
         elif plans_groups is not None:  # what the network of these plans was built with
-            grouping = explicit_grouping(plans_groups, counts, names)
+            try:
+                grouping = explicit_grouping(plans_groups, counts, names)
+            except GroupingError as e:
+                raise GroupingError(f"{plans_file}: {e}; edit arch_kwargs.class_groups there, re-plan, or pass "
+                                    f"--groups") from None
             grouping.source = f"plans {args.plans}"
         else:
             grouping = log_gap_grouping(counts, args.num_groups or 3, names)
@@ -138,10 +157,29 @@ def _cmd_gpu_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cost_report(plans_file: str, configuration: str) -> dict:
+    """network.cost's report of a plans file, its input files checked first (one line naming the file)."""
+    from nnunetv2_dca.errors import InputFileError, is_input_error, one_line, read_dataset_json, read_json
+    from nnunetv2_dca.network.cost import cost_report
+
+    fix = "re-plan with nnUNetv2_plan_and_preprocess -pl nnUNetPlannerDCA"
+    plans = read_json(plans_file, "plans file", fix)
+    if not isinstance(plans.get("configurations"), dict) or not isinstance(plans.get("plans_name"), str):
+        raise InputFileError(f"plans file {plans_file} is not nnU-Net plans (no 'plans_name' and 'configurations'); "
+                             f"{fix}", plans_file)
+    dataset_json = read_dataset_json(os.path.join(os.path.dirname(plans_file), "dataset.json"))
+    try:
+        return cost_report(plans, configuration, dataset_json)
+    except ValueError as e:  # the configuration, the class groups: name the plans file they came from
+        if not is_input_error(e) or plans_file in str(e):
+            raise
+        raise ValueError(f"{plans_file}: {one_line(e)}") from None
+
+
 def _cmd_cost(args: argparse.Namespace) -> int:
     import json
 
-    from nnunetv2_dca.network.cost import cost_report_from_files, format_cost_report
+    from nnunetv2_dca.network.cost import format_cost_report
 
     plans_file = args.plans_file
     if plans_file is None:
@@ -150,7 +188,7 @@ def _cmd_cost(args: argparse.Namespace) -> int:
             raise SystemExit("error: nnUNet_preprocessed is not set; export it or pass --plans-file")
         name = _dataset_name(args.d)
         plans_file = os.path.join(prep, name, f"{args.plans}.json")
-    report = cost_report_from_files(plans_file, args.configuration)
+    report = _cost_report(plans_file, args.configuration)
     print(json.dumps(report, indent=2) if args.json else format_cost_report(report))
     return 0
 
@@ -216,7 +254,9 @@ def _cmd_distill(args: argparse.Namespace) -> int:
     try:
         result = distill(cfg)
     except DistillError as e:
-        print(f"nnunetv2-dca distill: error: {e}", file=sys.stderr)
+        from nnunetv2_dca.errors import one_line
+
+        print(f"nnunetv2-dca distill: error: {one_line(e)}", file=sys.stderr)
         return 2
     print(f"wrote {result['dataset']}: {result['n_labeled']} labeled + {result['n_pseudo_labeled']} pseudo-labeled "
           f"cases (provenance in pseudo_labels.json)")
@@ -469,10 +509,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    from nnunetv2_dca.errors import is_input_error, one_line
+
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileExistsError, FileNotFoundError) as e:
-        print(f"nnunetv2-dca {args.command}: error: {e}", file=sys.stderr)
+    except (ValueError, RuntimeError, OSError) as e:  # the project's input errors; anything else keeps its trace
+        if not is_input_error(e):
+            raise
+        print(f"nnunetv2-dca {args.command}: error: {one_line(e)}", file=sys.stderr)
         return 2
 
 

@@ -62,6 +62,10 @@ def run_step(cmd: List[str], env: Dict[str, str], log: Optional[str] = None) -> 
 
 
 def run_demo(out: str, dataset_id: int = 901, seed: int = 0) -> int:
+    if not 1 <= dataset_id <= 999:  # before anything is written
+        raise ValueError(f"-d must be a dataset id in 1..999 (nnU-Net uses three digits), got {dataset_id}")
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"--out {out} is a file, not a folder; pass a folder for the demo's nnU-Net folders")
     os.makedirs(out, exist_ok=True)
     log = os.path.join(out, "commands.sh")
     with open(log, "w", encoding="utf-8") as f:

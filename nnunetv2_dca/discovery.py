@@ -62,6 +62,10 @@ def find_registered_class(class_name: str) -> Optional[type]:
         ) from e
     if not isinstance(obj, type):
         raise DiscoveryError(f"entry point {class_name!r} = {ep.value!r} is not a class but {type(obj).__name__}")
+    # a stock nnUNetv2_* command now runs one of our classes: our input errors end in one line there, too
+    from nnunetv2_dca.errors import install_stock_command_hook
+
+    install_stock_command_hook()
     return obj
 
 

@@ -85,6 +85,10 @@ def distill(cfg: DistillConfig) -> Dict:
         raise DistillError("nnUNet_raw is not set (the source dataset is read and the new one written there)")
     if cfg.threshold is not None and not 0.0 < cfg.threshold <= 1.0:
         raise DistillError(f"--threshold must be in (0, 1], got {cfg.threshold}")
+    if not 1 <= cfg.out_id <= 999:  # before the predictions, which take minutes
+        raise DistillError(f"--out-id must be a dataset id in 1..999 (nnU-Net uses three digits), got {cfg.out_id}")
+    if cfg.name is not None and not re.fullmatch(r"[A-Za-z0-9_\-]+", cfg.name):
+        raise DistillError(f"--name {cfg.name!r} may only contain letters, digits, '_' and '-'")
     if cfg.plan and cfg.plans_name is None and cfg.planner not in STOCK_PLANS:
         raise DistillError(f"-pl {cfg.planner}: pass its plans identifier with -p (known: "
                            f"{', '.join(f'{k} -> {v}' for k, v in STOCK_PLANS.items())})")
@@ -94,9 +98,14 @@ def distill(cfg: DistillConfig) -> Dict:
     source = find_existing_dataset(raw, int(model["dataset_id"]))
     if source is None:
         raise DistillError(f"the model's dataset {model['dataset']} is not in nnUNet_raw ({raw})")
+    from nnunetv2_dca.preprocessing.unlabeled import UnlabeledImageError, validate_unlabeled_images
+
     try:
         dj, cases = read_source(source)
-    except PseudoDatasetError as e:
+        # nnU-Net's predictor would stop with a reader's traceback on the first unreadable image, after minutes
+        folder = os.path.join(source, "imagesTrUnlabeled")
+        validate_unlabeled_images({c: [os.path.join(folder, f) for f in files] for c, files in cases.items()}, dj)
+    except (PseudoDatasetError, UnlabeledImageError) as e:
         raise DistillError(str(e)) from None
     ending = dj["file_ending"]
     clean_interrupted(raw, cfg.out_id)

@@ -50,6 +50,8 @@ def run_gpu_check(out: str, size: str = "full", steps: int = 50, device: str = "
         raise GpuCheckError(f"--size must be one of {sorted(SIZES)}, got {size!r}")
     if steps < 1:
         raise GpuCheckError(f"--steps must be >= 1, got {steps}")
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise GpuCheckError(f"--out {out} is a file, not a folder; pass a folder for the check's nnU-Net folders")
     if device == "cuda":
         import torch
 

@@ -127,3 +127,23 @@ def check_image_file(path: str) -> None:
     if info is not None and found < info[0]:
         raise ImageFileError(path, f"truncated {info[1]} file: header says {info[0]} bytes (vox_offset + voxel "
                                    f"data), the decompressed stream has {found}")
+
+
+def reader_writer_for(dataset_json: dict, example_file: str, what: str = "file"):
+    """nnU-Net's reader/writer class for a dataset (``determine_reader_writer_from_dataset_json`` with an example
+    file, as nnU-Net's own commands pick it), quietly: nnU-Net prints a full traceback for every reader that fails on
+    the example, so a damaged or foreign ``example_file`` would fill the screen before the real error. Raises
+    :class:`ImageFileError` naming ``example_file`` (``what`` says which file it is) when no reader can read it."""
+    import contextlib
+    import io
+
+    from nnunetv2.imageio.reader_writer_registry import determine_reader_writer_from_dataset_json
+
+    check_image_file(example_file)
+    with contextlib.redirect_stderr(io.StringIO()), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            return determine_reader_writer_from_dataset_json(dict(dataset_json), example_file, verbose=False)
+        except RuntimeError:  # nnU-Net: "Unable to determine a reader for file ending ..."
+            pass
+    raise ImageFileError(example_file, f"no nnU-Net reader can read this {what} (file_ending "
+                                       f"{dataset_json.get('file_ending')!r}): not an image, or damaged; replace it")

@@ -6,6 +6,7 @@ its predictor does not return (gates, expert logits)."""
 from __future__ import annotations
 
 import contextlib
+import io
 import itertools
 import os
 import re
@@ -62,6 +63,63 @@ def require_dca(network, tool: str = "this tool"):
     return net
 
 
+def _load_checkpoint_head(ckpt: str) -> dict:
+    """The checkpoint's dict, memory-mapped (its tensors are not read): cheap even for a large file."""
+    import pickle
+
+    import torch
+
+    fix = "the file is damaged or not a checkpoint written by nnUNetv2_train; copy it again or pick another -chk"
+    try:
+        try:
+            data = torch.load(ckpt, map_location="cpu", weights_only=False, mmap=True)
+        except RuntimeError as e:
+            if "mmap can only be used" not in str(e):
+                raise
+            data = torch.load(ckpt, map_location="cpu", weights_only=False)  # legacy (non-zip) format
+    except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError) as e:
+        first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), "")
+        raise ModelInputError(f"checkpoint {ckpt} cannot be loaded ({type(e).__name__}: {first[:200]}); {fix}") \
+            from None
+    if not isinstance(data, dict) or not isinstance(data.get("trainer_name"), str) or \
+            not isinstance(data.get("init_args"), dict) or "network_weights" not in data:
+        raise ModelInputError(f"checkpoint {ckpt} lacks nnU-Net's keys (trainer_name, init_args, network_weights); "
+                              f"{fix}")
+    return data
+
+
+def check_model_folder(model_folder: str, ckpt: str) -> None:
+    """What nnU-Net's ``initialize_from_trained_model_folder`` reads, checked first so that a damaged or foreign file
+    ends in one line naming it: dataset.json and plans.json (JSON objects with nnU-Net's keys), the checkpoint
+    (loadable, nnU-Net's keys, a configuration of plans.json) and its trainer class (findable by name)."""
+    from nnunetv2_dca.discovery import find_registered_class
+    from nnunetv2_dca.errors import read_dataset_json, read_json
+
+    fix = "copy the model folder (nnUNetv2_train's output) again"
+    read_dataset_json(os.path.join(model_folder, "dataset.json"))
+    plans = read_json(os.path.join(model_folder, "plans.json"), "plans.json of the model", fix)
+    configurations = plans.get("configurations")
+    if not isinstance(configurations, dict):
+        raise ModelInputError(f"{model_folder}/plans.json has no 'configurations' object; {fix}")
+    data = _load_checkpoint_head(ckpt)
+    configuration = data["init_args"].get("configuration")
+    if configuration not in configurations:
+        raise ModelInputError(f"checkpoint {ckpt} was trained with configuration {configuration!r}, which "
+                              f"{model_folder}/plans.json does not have ({', '.join(sorted(configurations))}); {fix}")
+    trainer = data["trainer_name"]
+    if find_registered_class(trainer) is None:  # not ours: nnU-Net's own search (its trainer tree, nnUNet_extTrainer)
+        from nnunetv2.inference.predict_from_raw_data import recursive_find_trainer_class_by_name
+
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):
+                recursive_find_trainer_class_by_name(trainer)
+        except (ImportError, RuntimeError, AssertionError) as e:  # not found / a module it cannot import here
+            first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), "")
+            raise ModelInputError(f"checkpoint {ckpt} names the trainer class {trainer!r}, which neither nnunetv2-dca "
+                                  f"nor nnU-Net can provide ({type(e).__name__}: {first[:160]}): install the package "
+                                  f"that defines it, or use a model trained with -tr nnUNetTrainerDCA") from None
+
+
 def load_model(model_folder: str, fold="0", checkpoint: str = "checkpoint_final.pth", device: str = "cpu",
                tile_step_size: float = 0.5, dca_only: bool = True, tool: str = "this tool"):
     """nnU-Net's predictor for one fold of a trained model; with ``dca_only`` (default) ``predictor.network`` is
@@ -77,12 +135,20 @@ def load_model(model_folder: str, fold="0", checkpoint: str = "checkpoint_final.
                          f"model folder: {', '.join(folds) or 'none'})")
     if device not in ("cpu", "cuda", "mps"):
         raise ModelInputError(f"-device must be cpu, cuda or mps, got {device!r}")
+    check_model_folder(model_folder, ckpt)
     with contextlib.redirect_stdout(sys.stderr):  # nnU-Net's notes must not mix with the numbers on stdout
         predictor = nnUNetPredictor(tile_step_size=tile_step_size, use_gaussian=True, use_mirroring=False,
                                     perform_everything_on_device=device != "cpu", device=torch.device(device),
                                     verbose=False, verbose_preprocessing=False, allow_tqdm=False)
-        predictor.initialize_from_trained_model_folder(model_folder, (fold if fold == "all" else int(fold),),
-                                                       checkpoint)
+        try:
+            predictor.initialize_from_trained_model_folder(model_folder, (fold if fold == "all" else int(fold),),
+                                                           checkpoint)
+        except RuntimeError as e:  # torch's load_state_dict: weights of another network than plans.json builds
+            if not str(e).startswith("Error(s) in loading state_dict"):
+                raise
+            raise ModelInputError(f"checkpoint {ckpt} does not fit the network that {model_folder}/plans.json "
+                                  f"builds ({str(e).splitlines()[0]}): checkpoint and plans come from different "
+                                  f"trainings; copy the whole model folder of one training") from None
     if dca_only:
         require_dca(predictor.network, tool)
     return predictor
@@ -122,17 +188,25 @@ def preprocess_case(predictor, image_files: Sequence[str], reference_file: Optio
                     ) -> Tuple[np.ndarray, Optional[np.ndarray], Dict]:
     """(data C x spatial float32, reference spatial int or None, properties), preprocessed as nnU-Net does for
     inference (the reference as a segmentation through the same call). Arrays in nnU-Net's transposed order."""
+    from nnunetv2_dca.imagefile import check_image_file
+
     pm = predictor.plans_manager
     rw = pm.image_reader_writer_class()
     try:
         data, props = rw.read_images(list(image_files))
     except Exception as e:  # nnU-Net's readers raise plain exceptions on channel mismatches
-        raise ModelInputError(f"cannot read the image files {', '.join(image_files)}: {e}") from None
+        first = " ".join(ln.strip() for ln in str(e).splitlines() if ln.strip())
+        raise ModelInputError(f"cannot read the image files {', '.join(image_files)}: {first}") from None
     seg = None
     if reference_file is not None:
         if not os.path.isfile(reference_file):
             raise ModelInputError(f"reference file not found: {reference_file}")
-        seg, _ = rw.read_seg(reference_file)
+        try:
+            check_image_file(reference_file)
+            seg, _ = rw.read_seg(reference_file)
+        except (RuntimeError, OSError, EOFError, ValueError) as e:  # SimpleITK: RuntimeError on a foreign file
+            text = " ".join(ln.strip() for ln in str(e).splitlines() if ln.strip()) or type(e).__name__
+            raise ModelInputError(f"cannot read the reference file {reference_file}: {text}") from None
         if tuple(seg.shape[1:]) != tuple(data.shape[1:]):
             raise ModelInputError(f"reference {reference_file} has shape {tuple(seg.shape[1:])}, the image "
                              f"{image_files[0]} has {tuple(data.shape[1:])}: they must be the same case on the same "

@@ -98,6 +98,15 @@ class BenchmarkConfig:
                 raise ValueError("the phantom needs >= 1 labeled, unlabeled and test case")
         elif "full" in self.arms and self.full_dataset is None:
             raise ValueError("arm 'full' needs the fully labeled source dataset: --full-dataset ID")
+        if self.configuration not in ("2d", "3d_fullres", "3d_lowres"):
+            raise ValueError(f"-c {self.configuration!r}: nnU-Net plans the configurations 2d, 3d_fullres and "
+                             f"3d_lowres")
+        from nnunetv2_dca.discovery import find_registered_class
+
+        planner = find_registered_class(self.planner)  # before the data are made: the plans need a DCA planner
+        if planner is None or not hasattr(planner, "dca_plans_name"):
+            raise ValueError(f"--planner {self.planner!r} is not a DCA planner (nnUNetPlannerDCA, "
+                             f"nnUNetPlannerDCAResEncM/L/XL, nnUNetPlannerDCA_CPU)")
 
 
 # ---------------------------------------------------------------------------------------------- small helpers
@@ -236,6 +245,20 @@ class Benchmark:
             raise state.BenchmarkStateError(
                 f"-d reads $nnUNet_raw={user_raw}, which lies inside --out {self.out} (the benchmark deletes and "
                 f"rebuilds its nnU-Net folders there): choose another --out, or keep the dataset outside it")
+
+    def check_user_datasets(self) -> None:
+        """-d / --full-dataset: read the datasets before anything is written (a bad file would otherwise stop a
+        stock command minutes later with a traceback): nnunetv2_dca.data.rawcheck."""
+        if self.cfg.dataset is None:
+            return
+        from nnunetv2_dca.data.rawcheck import check_raw_dataset
+
+        user_raw = os.environ.get("nnUNet_raw")
+        if not user_raw:
+            raise ValueError("-d needs $nnUNet_raw (the benchmark hard-links the dataset from there)")
+        check_raw_dataset(find_dataset(user_raw, self.cfg.dataset), test=True, unlabeled=True)
+        if self.cfg.full_dataset is not None:
+            check_raw_dataset(find_dataset(user_raw, self.cfg.full_dataset))
 
     def prepare_data(self, runner: Runner) -> None:
         from nnunetv2_dca.data.phantom import write_phantom_dataset
@@ -480,6 +503,7 @@ class Benchmark:
         # before anything is written or deleted: the run deletes only inside a folder it made
         state.check_out_folder(self.out)
         self.check_source_outside_out()
+        self.check_user_datasets()
         os.makedirs(self.out, exist_ok=True)
         reuse = state.check_state(self.out, cfg, cfg.fresh)
         if reuse and not (os.path.isdir(self.raw) and os.path.isdir(self.pre)):

@@ -13,7 +13,6 @@ folder and moved into place at the end; ``nnunetv2-dca split`` turns it into the
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from typing import Dict, Optional, Tuple
@@ -54,12 +53,25 @@ def load_source(source: str, spacing: Optional[float] = None) -> Tuple[np.ndarra
                               f"{', '.join(paths)})")
         if name != MAP_FILE:
             _check_complete(path)
-    ct = sitk.ReadImage(paths[CT_FILE])
-    seg = sitk.ReadImage(paths[SEG_FILE])
+    images = {}
+    for name in (CT_FILE, SEG_FILE):
+        try:
+            images[name] = sitk.ReadImage(paths[name])
+        except RuntimeError as e:  # SimpleITK on a file that is not an image it knows
+            text = " ".join(ln.strip() for ln in str(e).splitlines() if ln.strip())
+            raise CohortError(f"source file {paths[name]} cannot be read as an image ({text[-200:]}); copy it again "
+                              f"from its origin") from None
+    ct, seg = images[CT_FILE], images[SEG_FILE]
     if ct.GetSize() != seg.GetSize():
         raise CohortError(f"{paths[SEG_FILE]} has size {seg.GetSize()}, the CT {ct.GetSize()}")
-    with open(paths[MAP_FILE], encoding="utf-8") as f:
-        mapping = {int(k): int(v) for k, v in json.load(f)["from_total_ct"].items()}
+    from nnunetv2_dca.errors import read_json
+
+    fix = 'expected {"from_total_ct": {"<TotalSegmentator id>": <Synapse id>, ...}}; copy it again from its origin'
+    spec = read_json(paths[MAP_FILE], "label map", fix).get("from_total_ct")
+    try:
+        mapping = {int(k): int(v) for k, v in spec.items()}
+    except (AttributeError, TypeError, ValueError):
+        raise CohortError(f"label map {paths[MAP_FILE]} has no valid 'from_total_ct' object; {fix}") from None
     image = sitk.GetArrayFromImage(ct).astype(np.float32)
     total = sitk.GetArrayFromImage(seg)
     lut = np.zeros(int(total.max()) + 1, dtype=np.uint8)
@@ -70,6 +82,9 @@ def load_source(source: str, spacing: Optional[float] = None) -> Tuple[np.ndarra
     sp = tuple(float(s) for s in ct.GetSpacing()[::-1])
     # crop to the organs (+ 15 mm) in-plane and along z: less background to train on, the same anatomy
     fg = np.argwhere(labels > 0)
+    if not len(fg):
+        raise CohortError(f"{paths[SEG_FILE]} holds none of the organs that {paths[MAP_FILE]} maps: nothing to "
+                          f"build cases from; check both files")
     margin = [int(np.ceil(15 / s)) for s in sp]
     lo = np.maximum(fg.min(0) - margin, 0)
     hi = np.minimum(fg.max(0) + margin + 1, labels.shape)

@@ -47,8 +47,9 @@ def unlabeled_cases(source: str, file_ending: str) -> Dict[str, List[str]]:
 
 def read_source(source: str) -> Tuple[Dict, Dict[str, List[str]]]:
     """(dataset.json, unlabeled case -> channel files) of a semi-supervised dataset; refuses one without any."""
-    with open(os.path.join(source, "dataset.json"), encoding="utf-8") as f:
-        dj = json.load(f)
+    from nnunetv2_dca.errors import read_dataset_json
+
+    dj = read_dataset_json(os.path.join(source, "dataset.json"), keys=("labels", "file_ending"))
     cases = unlabeled_cases(source, dj["file_ending"])
     if not cases:
         raise PseudoDatasetError(f"{source} has no unlabeled images in imagesTrUnlabeled/ (named "

@@ -277,10 +277,9 @@ def make_semi_supervised_split(raw_dir: str, source_id: int, out_id: int, *,
     json_path = os.path.join(source, "dataset.json")
     if not os.path.isfile(json_path):
         raise FileNotFoundError(f"{source_folder} has no dataset.json")
-    with open(json_path, encoding="utf-8") as f:
-        dataset_json = json.load(f)
-    if "file_ending" not in dataset_json:
-        raise ValueError(f"{source_folder}/dataset.json has no 'file_ending'")
+    from nnunetv2_dca.errors import read_dataset_json
+
+    dataset_json = read_dataset_json(json_path)  # one line naming the file when it is not nnU-Net's dataset.json
     ending: str = dataset_json["file_ending"]
     train = _training_cases(source, dataset_json)
     if not train:

@@ -37,7 +37,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from nnunetv2_dca.atomic import atomic_file_set
-from nnunetv2_dca.imagefile import check_image_file
+from nnunetv2_dca.imagefile import check_image_file, reader_writer_for
 from nnunetv2_dca.planning.class_groups import plans_class_groups
 from nnunetv2_dca.evaluation.metrics import (PROTOCOL_B_MISSING_ASD, PROTOCOL_B_SHAPE, evaluate_case_mm,
                                              evaluate_case_protocol_b, summarise)
@@ -83,9 +83,12 @@ def _load_json(path: str, what: str) -> dict:
         raise FileNotFoundError(f"{what} not found: {path}")
     with open(path, encoding="utf-8") as f:
         try:
-            return json.load(f)
+            data = json.load(f)
         except json.JSONDecodeError as e:
             raise ValueError(f"{what} {path} is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{what} {path} holds a JSON {type(data).__name__}, expected an object {{...}}")
+    return data
 
 
 def labels_from_dataset_json(dataset_json: Mapping) -> Tuple[Dict[int, str], Optional[int]]:
@@ -194,10 +197,11 @@ def evaluate_folders(ref_folder: str, pred_folder: str, dataset_json_file: str, 
                      configuration: Optional[str] = None) -> Dict:
     """Evaluate and (``write``) save JSON/CSV/Markdown. Returns the result dict (JSON content, NaN as NaN) with
     ``"output_files"`` naming what was written."""
-    from nnunetv2.imageio.reader_writer_registry import determine_reader_writer_from_dataset_json
-
     dataset_json = _load_json(dataset_json_file, "dataset.json")
-    classes, ignore_label = labels_from_dataset_json(dataset_json)
+    try:
+        classes, ignore_label = labels_from_dataset_json(dataset_json)
+    except ValueError as e:
+        raise ValueError(f"-djfile {dataset_json_file}: {e}") from None
     file_ending = dataset_json.get("file_ending")
     if not file_ending:
         raise ValueError(f"{dataset_json_file} has no 'file_ending'")
@@ -209,7 +213,7 @@ def evaluate_folders(ref_folder: str, pred_folder: str, dataset_json_file: str, 
             print(f"warning: {plans_file} has no configuration with arch_kwargs.class_groups (not DCA plans?): "
                   f"no group means", file=sys.stderr)
     cases = match_files(ref_folder, pred_folder, file_ending)
-    reader = determine_reader_writer_from_dataset_json(dict(dataset_json), cases[0][1], verbose=False)()
+    reader = reader_writer_for(dataset_json, cases[0][1], "reference file")()
     class_ids = list(classes)
     metric_names = ["Dice", "ASD"] if protocol_b else ["Dice", "ASD", "HD95"]
 

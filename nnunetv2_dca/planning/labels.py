@@ -8,7 +8,6 @@ region is not a class that one expert could own.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Dict, Mapping, Optional
 
@@ -43,22 +42,44 @@ def foreground_classes(dataset_json: Mapping) -> Dict[int, str]:
 
 def count_label_voxels(raw_dataset_folder: str, dataset_json: Mapping) -> Dict[int, int]:
     """Voxels per foreground class over the labeled training cases (id -> count, every class present)."""
-    from nnunetv2.imageio.reader_writer_registry import determine_reader_writer_from_dataset_json
     from nnunetv2.utilities.utils import get_filenames_of_train_images_and_targets
+
+    from nnunetv2_dca.imagefile import check_image_file, reader_writer_for
 
     classes = foreground_classes(dataset_json)
     dataset = get_filenames_of_train_images_and_targets(raw_dataset_folder, dict(dataset_json))
     if not dataset:
-        raise LabelDefinitionError(f"no labeled training cases found in {raw_dataset_folder}")
+        raise LabelDefinitionError(f"no labeled training cases found in {raw_dataset_folder} (imagesTr/labelsTr are "
+                                   f"empty or missing); add the labeled cases")
     first = next(iter(dataset.values()))
-    reader = determine_reader_writer_from_dataset_json(dict(dataset_json), first["images"][0], verbose=False)()
+    # nnU-Net picks the reader by trying it on a file: give it a label file, which is read below anyway
+    example = first["label"] if os.path.isfile(first["label"]) else first["images"][0]
+    reader = reader_writer_for(dataset_json, example, "label file" if example == first["label"] else "image")()
+    labels = dataset_json["labels"]
+    known = {0, *classes} | ({int(labels["ignore"])} if "ignore" in labels else set())
     top = max(classes) if classes else 0
     total = np.zeros(top + 1, dtype=np.int64)
     for case, files in dataset.items():
         if not os.path.isfile(files["label"]):
             raise FileNotFoundError(f"label file of case {case} is missing: {files['label']}")
-        seg, _ = reader.read_seg(files["label"])
-        counts = np.bincount(np.asarray(seg, dtype=np.int64).ravel())
+        check_image_file(files["label"])  # SimpleITK zero-fills a truncated file: the counts would be made up
+        try:
+            seg, _ = reader.read_seg(files["label"])
+        except (RuntimeError, OSError, EOFError) as e:  # SimpleITK raises RuntimeError on a foreign/damaged file
+            first_line = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), type(e).__name__)
+            raise LabelDefinitionError(f"{files['label']}: cannot be read as a label map ({type(e).__name__}: "
+                                       f"{first_line}); replace the file") from None
+        seg = np.asarray(seg)
+        if seg.size and ((not np.issubdtype(seg.dtype, np.integer) and not np.array_equal(seg, np.round(seg)))
+                         or seg.min() < 0):
+            raise LabelDefinitionError(f"{files['label']}: holds negative or non-integer label values; a label map "
+                                       f"holds the integer values of dataset.json 'labels'")
+        counts = np.bincount(seg.astype(np.int64, copy=False).ravel())
+        unknown = sorted(int(v) for v in np.flatnonzero(counts) if int(v) not in known)
+        if unknown:
+            raise LabelDefinitionError(
+                f"{files['label']}: label value(s) {', '.join(map(str, unknown))} are not in dataset.json 'labels' "
+                f"(known: {', '.join(map(str, sorted(known)))}); fix the label file or add the class to dataset.json")
         n = min(counts.size, total.size)
         total[:n] += counts[:n]
     return {k: int(total[k]) for k in classes}
@@ -72,8 +93,14 @@ def load_class_voxel_counts(raw_dataset_folder: str, dataset_json: Mapping,
     has no counts: then they are counted here rather than failing.
     """
     if fingerprint_file and os.path.isfile(fingerprint_file):
-        with open(fingerprint_file, encoding="utf-8") as f:
-            stored = json.load(f).get(CLASS_COUNTS_KEY)
+        from nnunetv2_dca.errors import InputFileError, read_json
+
+        fix = "delete it and run nnUNetv2_plan_and_preprocess (or nnUNetv2_extract_fingerprint) again"
+        stored = read_json(fingerprint_file, "fingerprint", fix).get(CLASS_COUNTS_KEY)
         if stored is not None:
-            return {int(k): int(v) for k, v in stored.items()}
+            try:
+                return {int(k): int(v) for k, v in stored.items()}
+            except (AttributeError, TypeError, ValueError):
+                raise InputFileError(f"fingerprint {fingerprint_file}: '{CLASS_COUNTS_KEY}' is not an object of class "
+                                     f"id -> voxel count; {fix}", fingerprint_file) from None
     return count_label_voxels(raw_dataset_folder, dataset_json)

@@ -18,7 +18,6 @@ layer changes four things, each through a hook nnU-Net's planners already call:
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from typing import Mapping, Optional, Tuple
@@ -65,16 +64,27 @@ def resolve_grouping(raw_dataset_folder: str, dataset_json: Mapping, preprocesse
     counts = {k: counts.get(k, 0) for k in names}
     groups_file = os.path.join(preprocessed_dataset_folder, GROUPS_FILE)
     if os.path.isfile(groups_file):
+        from nnunetv2_dca.errors import read_json
+        from nnunetv2_dca.planning.grouping import GroupingError
+
+        fix = ('write {"groups": [[6], [1, 2, 3], [5, 12, 13]]} (head group first) or {"num_groups": 3} there '
+               "(nnunetv2-dca groups -d ID --save does), or delete it for the log-gap rule")
+        spec = read_json(groups_file, "class groups file", fix)
+        groups, num_groups = spec.get("groups"), spec.get("num_groups")
         try:
-            with open(groups_file, encoding="utf-8") as f:
-                spec = json.load(f)
-        except (OSError, json.JSONDecodeError) as e:
-            raise DCAPlanningError(f"cannot read {groups_file}: {e}") from None
-        if "groups" in spec:
-            return explicit_grouping(spec["groups"], counts, names), groups_file
-        if "num_groups" in spec:
-            return log_gap_grouping(counts, int(spec["num_groups"]), names), groups_file
-        raise DCAPlanningError(f"{groups_file} needs a 'groups' or a 'num_groups' key, found {sorted(spec)}")
+            if groups is not None:
+                if not isinstance(groups, list) or not all(
+                        isinstance(g, list) and all(isinstance(c, int) and not isinstance(c, bool) for c in g)
+                        for g in groups):
+                    raise GroupingError(f"'groups' must be a list of lists of class ids, got {groups!r}")
+                return explicit_grouping(groups, counts, names), groups_file
+            if num_groups is not None:
+                if not isinstance(num_groups, int) or isinstance(num_groups, bool) or num_groups < 1:
+                    raise GroupingError(f"'num_groups' must be an integer >= 1, got {num_groups!r}")
+                return log_gap_grouping(counts, num_groups, names), groups_file
+        except GroupingError as e:
+            raise DCAPlanningError(f"{groups_file}: {e}; {fix}") from None
+        raise DCAPlanningError(f"{groups_file} needs a 'groups' or a 'num_groups' key, found {sorted(spec)}; {fix}")
     return log_gap_grouping(counts, 3, names), "log-gap (3 groups)"
 
 

@@ -529,7 +529,9 @@ class DCAPreprocessor(DefaultPreprocessor):
         # validate before anything is written (the labeled step below deletes and rewrites its own folder first)
         cases: Dict[str, List[str]] = {}
         if os.path.isfile(raw_json_file):
-            raw_json = load_json(raw_json_file)
+            from nnunetv2_dca.errors import read_dataset_json
+
+            raw_json = read_dataset_json(raw_json_file)  # the "unlabeled_images" key is read from the raw file
             plans_file = os.path.join(nnUNet_preprocessed, dataset_name, plans_identifier + ".json")
             reader_writer_class = PlansManager(plans_file).image_reader_writer_class \
                 if os.path.isfile(plans_file) else None
