@@ -23,6 +23,11 @@ class nnUNetTrainerDCA_other_supAgg(nnUNetTrainerDCA_other):
     supervise_aggregation = True
 
 
+class nnUNetTrainerDCA_other_supAgg_predExperts(nnUNetTrainerDCA_other_supAgg):
+    """nnUNetTrainerDCA_other_supAgg whose prediction is the experts' fused output (D_A trains the encoder only)."""
+    prediction_output = "experts"
+
+
 class nnUNetTrainerDCA_seed(DCATrainer):
     """The seed's literal recipe: label-split to background, raw-logit fusion with mean background, no gate
     balance; lambda = 10 with nnU-Net's optimiser (docs/dca.md says why each of these was changed)."""
@@ -72,6 +77,10 @@ class nnUNetTrainerDCA_other_budget(BudgetMixin, nnUNetTrainerDCA_other):
 
 class nnUNetTrainerDCA_other_supAgg_budget(BudgetMixin, nnUNetTrainerDCA_other_supAgg):
     """nnUNetTrainerDCA_other_supAgg with the benchmark's schedule and seed from the environment."""
+
+
+class nnUNetTrainerDCA_other_supAgg_predExperts_budget(BudgetMixin, nnUNetTrainerDCA_other_supAgg_predExperts):
+    """nnUNetTrainerDCA_other_supAgg_predExperts with the benchmark's schedule and seed from the environment."""
 
 
 class nnUNetTrainerDCA_seed_budget(BudgetMixin, nnUNetTrainerDCA_seed):

@@ -1,5 +1,7 @@
 """Test-set Dice of a trained DCA model's two possible outputs: the fused experts and the aggregation decoder D_A.
 
+The labeled-only baseline of the same seed is scored the same way, so all three numbers are comparable.
+
 Why: ``nnUNetv2_predict`` returns D_A, which learns only from the fused pseudo-labels (and, with ``_supAgg``, the
 labeled ground truth). Where D_A drops a class the experts find (the tail at short budgets), the fused experts may
 be the better prediction; this scores both on the same trained weights, so the comparison costs no training.
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import json
 import os
 import sys
 from typing import Dict
@@ -24,22 +27,35 @@ from nnunetv2_dca.benchmark.state import stored_results
 from nnunetv2_dca.evaluation.pseudo_labels import pseudo_label_quality
 
 
+def _dca_groups(folder: str):
+    from nnunetv2_dca.benchmark.arms import PLANS_DCA
+    from nnunetv2_dca.planning.class_groups import plans_class_groups
+
+    plans_file = glob.glob(os.path.join(folder, "nnUNet_preprocessed", f"Dataset{ID_SEMI}_*", f"{PLANS_DCA}.json"))[0]
+    with open(plans_file, encoding="utf-8") as f:
+        plans = json.load(f)
+    counts = plans.get("dca", {}).get("class_voxel_counts") or {}
+    return plans_class_groups(plans, 1 + len(counts))[0]
+
+
 def score_models(folder: str) -> Dict[str, Dict[str, Dict]]:
     """arm -> seed -> {"experts": ..., "aggregate": ...} (pseudo_label_quality's per-source summaries)."""
     semi = find_dataset(os.path.join(folder, "nnUNet_raw"), ID_SEMI)
     out: Dict[str, Dict[str, Dict]] = {}
     for seed, arms in sorted(stored_results(folder).items()):
-        for arm in (a for a in arms if a in DCA_ARMS):
+        for arm in (a for a in arms if a in DCA_ARMS or a == "baseline"):
             models = glob.glob(os.path.join(folder, f"seed_{seed}", "nnUNet_results", "Dataset*",
                                             f"{ARM_TRAINERS[arm]}__*"))
             if len(models) != 1:  # a fresh clone of a stored run has results but no models
                 continue
+            # the baseline is not a DCA model: it gets the class groups of the run's DCA plans
+            groups = None if arm != "baseline" else _dca_groups(folder)
             r = pseudo_label_quality(models[0], os.path.join(semi, "imagesTs"), os.path.join(semi, "labelsTs"),
-                                     fold=FOLD)
-            out.setdefault(arm, {})[str(seed)] = {"experts": r["sources"]["pseudo_label"],
-                                                  "aggregate": r["sources"]["aggregate"]}
+                                     fold=FOLD, class_groups=groups)
+            names = {"pseudo_label": "experts", "aggregate": "aggregate", "prediction": "prediction"}
+            out.setdefault(arm, {})[str(seed)] = {names[k]: v for k, v in r["sources"].items()}
             groups = r["group_names"]
-            for source in ("experts", "aggregate"):
+            for source in out[arm][str(seed)]:
                 g = out[arm][str(seed)][source]
                 print(f"{arm} seed {seed} {source:9s} " + " / ".join(
                     f"{n} {100 * (g['groups'][n] or 0):.1f}" for n in groups) + f"  mean {100 * g['mean']:.1f}",
@@ -56,7 +72,7 @@ def main(argv=None) -> int:
         scores = score_models(a.folder)
     except FileNotFoundError as e:
         sys.exit(f"{a.folder}: not a benchmark folder with its test set: {e}")
-    if not scores:
+    if not any(arm in DCA_ARMS for arm in scores):
         sys.exit(f"{a.folder}: no trained DCA model found (arms {', '.join(DCA_ARMS)})")
     write_json_atomic(scores, a.out or os.path.join(a.folder, "experts_vs_aggregate.json"), indent=1)
     return 0

@@ -5,18 +5,20 @@ from __future__ import annotations
 
 # run order: every arm after the arms it needs (pseudolabel after baseline, dca_distill after dca; baseline_wallclock
 # after baseline and dca, whose measured seconds per iteration set its epochs)
-ARMS = ("baseline", "dca", "dca_other", "dca_other_supagg", "dca_seed", "dca_supagg", "semimoe", "pseudolabel", "dca_distill", "full", "baseline_wallclock")
+ARMS = ("baseline", "dca", "dca_other", "dca_other_supagg", "dca_other_supagg_experts", "dca_seed", "dca_supagg", "semimoe", "pseudolabel", "dca_distill", "full", "baseline_wallclock")
 DEFAULT_ARMS = ("baseline", "dca", "full")
 ARM_TRAINERS = {"baseline": "nnUNetTrainer_budget", "dca": "nnUNetTrainerDCA_budget",
                 "dca_other": "nnUNetTrainerDCA_other_budget", "dca_seed": "nnUNetTrainerDCA_seed_budget",
                 "dca_other_supagg": "nnUNetTrainerDCA_other_supAgg_budget",
+                "dca_other_supagg_experts": "nnUNetTrainerDCA_other_supAgg_predExperts_budget",
                 "dca_supagg": "nnUNetTrainerDCA_supAgg_budget", "semimoe": "nnUNetTrainerSemiMoE_budget",
                 "pseudolabel": "nnUNetTrainer_budget", "full": "nnUNetTrainer_budget",
                 "baseline_wallclock": "nnUNetTrainer_budget", "dca_distill": "nnUNetTrainer_budget"}
 ARM_TITLES = {"baseline": "nnU-Net, labeled only", "dca": "DCA",
               "dca_other": "DCA, experts with an other-organ channel",
               "dca_seed": "DCA, the seed's literal recipe",
-              "dca_other_supagg": "DCA, other-organ channel + supervised D_A", "dca_supagg": "DCA + supervised D_A",
+              "dca_other_supagg": "DCA, other-organ channel + supervised D_A",
+              "dca_other_supagg_experts": "DCA, other-organ channel + supervised D_A, fused experts as the prediction", "dca_supagg": "DCA + supervised D_A",
               "semimoe": "Semi-MoE", "pseudolabel": "nnU-Net + offline pseudo-labels",
               "full": "nnU-Net, all labels (upper bound)",
               "baseline_wallclock": "nnU-Net, labeled only, trained as long as DCA took (equal wall-clock)",
@@ -25,7 +27,7 @@ ARM_TITLES = {"baseline": "nnU-Net, labeled only", "dca": "DCA",
 ARM_NEEDS = {"pseudolabel": ("baseline",), "dca_distill": ("dca",), "baseline_wallclock": ("baseline", "dca")}
 PLANS_DCA = "nnUNetPlansBenchDCA"
 PLANS_STOCK = "nnUNetPlansBenchStock"
-DCA_ARMS = ("dca", "dca_other", "dca_other_supagg", "dca_seed", "dca_supagg")  # arms trained on the DCA plans; every other arm on the stock plans
+DCA_ARMS = ("dca", "dca_other", "dca_other_supagg", "dca_other_supagg_experts", "dca_seed", "dca_supagg")  # arms trained on the DCA plans; every other arm on the stock plans
 FOLD = "all"
 # arms whose models produce pseudo-labels: DCA's fused experts, and the baseline (the offline recipe's labels)
 PSEUDO_LABEL_SOURCES = ("baseline", *DCA_ARMS)

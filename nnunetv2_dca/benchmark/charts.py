@@ -9,7 +9,7 @@ from nnunetv2_dca.atomic import save_figure_atomic
 from nnunetv2_dca.evaluation.metrics import nanmean  # nnU-Net logs NaN for a class absent from an epoch's patches
 
 _ARM_COLORS = {"baseline": "#7f7f7f", "dca": "#d62728", "dca_other": "#8c2d04", "dca_seed": "#fdae6b",
-               "dca_other_supagg": "#e6550d",
+               "dca_other_supagg": "#e6550d", "dca_other_supagg_experts": "#a63603",
                "dca_supagg": "#ff9896", "semimoe": "#9467bd",
                "pseudolabel": "#1f77b4", "full": "#2ca02c", "baseline_wallclock": "#bcbd22",
                "dca_distill": "#e377c2"}

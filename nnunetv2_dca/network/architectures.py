@@ -22,7 +22,8 @@ MOE_NETWORKS: Dict[str, str] = {
 }
 # arch_kwargs keys only our networks know (removed to rebuild the stock network of the same plans)
 DCA_ARCH_KEYS = ("class_groups", "expert_n_conv_per_stage", "expert_dilations", "detach_expert_features",
-                 "detach_encoder_for_aggregation", "expert_other_channel")
+                 "detach_encoder_for_aggregation", "expert_other_channel", "prediction_output",
+                 "prediction_fusion")
 MOE_ARCH_KEYS = ("num_experts", "gating", "expert_scope")
 # Unlabeled samples per labeled sample in a semi-supervised step (the seed's 2 + 2; the trainers' default
 # unlabeled_batch_size=None): what the planner's VRAM factor and the cost report's step FLOPs assume.

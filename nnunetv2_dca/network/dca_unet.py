@@ -21,7 +21,8 @@ Choices where the paper (seed ``003``, Key Designs 2 and 4) is silent, all overr
   specialization"): D_A's loss never reaches the expert decoders. D_A's loss does reach the shared encoder through
   D_A's own skip path (that is how the unlabeled images shape the shared representation); set
   ``detach_encoder_for_aggregation=True`` to cut that too.
-* **Outputs.** ``forward(x)`` returns D_A's logits in nnU-Net's format (a tensor, or the list highest resolution
+* **Outputs.** ``forward(x)`` returns D_A's logits (``prediction_output="experts"``: the experts' fused scores,
+  D_A not run) in nnU-Net's format (a tensor, or the list highest resolution
   first when deep supervision is on): that is what nnU-Net's validation and ``nnUNetv2_predict`` consume. Expert
   segmentation heads are only evaluated for ``forward(x, return_all=True)``, which returns :class:`DCAOutput` with
   the experts' logits (per scale), D_A's logits and the gate maps for every sample. Expert ``g`` predicts
@@ -60,9 +61,12 @@ from dynamic_network_architectures.building_blocks.simple_conv_blocks import Sta
 from dynamic_network_architectures.initialization.weight_init import InitWeights_He, init_last_bn_before_add_to_0
 
 from nnunetv2_dca.network.dfam import DFAM
+from nnunetv2_dca.network.fusion import fuse_expert_logits
 from nnunetv2_dca.network.encoders import plain_encoder_factory, residual_encoder_factory
 
 Encoder = Union[PlainConvEncoder, ResidualEncoder]
+# what forward(x) returns: D_A's logits (the seed) or the experts' fused scores (D_A is then a training aid only)
+PREDICTION_OUTPUTS = ("aggregate", "experts")
 IntOrSeq = Union[int, List[int], Tuple[int, ...]]
 
 
@@ -282,8 +286,13 @@ class DCAUNet(AbstractDynamicNetworkArchitectures):
                  class_groups: Optional[Sequence[Sequence[int]]], expert_n_conv_per_stage: Optional[Sequence] = None,
                  expert_dilations: Optional[Sequence[int]] = None, deep_supervision: bool = False,
                  detach_expert_features: bool = True, detach_encoder_for_aggregation: bool = False,
-                 nonlin_first: bool = False, expert_other_channel: bool = False):
+                 nonlin_first: bool = False, expert_other_channel: bool = False,
+                 prediction_output: str = "aggregate", prediction_fusion: str = "product"):
         super().__init__()
+        if prediction_output not in PREDICTION_OUTPUTS:
+            raise ValueError(f"prediction_output must be one of {PREDICTION_OUTPUTS}, got {prediction_output!r}")
+        self.prediction_output = prediction_output
+        self.prediction_fusion = prediction_fusion
         self.encoder = encoder
         self.num_classes = num_classes
         self.class_groups = validate_class_groups(class_groups, num_classes)
@@ -311,6 +320,8 @@ class DCAUNet(AbstractDynamicNetworkArchitectures):
                 ) -> Union[torch.Tensor, List[torch.Tensor], DCAOutput, DCAStepOutput]:
         if num_labeled is not None:
             return self._training_step(x, int(num_labeled), aggregate_labeled)
+        if self.prediction_output == "experts" and not return_all:
+            return self._fused_experts(x)
         skips = self.encoder(x)
         expert_heads, expert_features = [], []
         for expert in self.decoder.experts:
@@ -322,6 +333,16 @@ class DCAUNet(AbstractDynamicNetworkArchitectures):
         if return_all:
             return DCAOutput(aggregate, expert_heads, gates)
         return aggregate
+
+    def _fused_experts(self, x: torch.Tensor) -> Union[torch.Tensor, List[torch.Tensor]]:
+        """The experts' fused scores (``fuse_expert_logits``) in nnU-Net's output format, D_A not run: the model's
+        output with ``prediction_output="experts"``."""
+        skips = self.encoder(x)
+        heads = [expert(skips)[0] for expert in self.decoder.experts]
+        if not isinstance(heads[0], list):
+            return fuse_expert_logits(heads, self.class_groups, self.prediction_fusion)
+        return [fuse_expert_logits([h[s] for h in heads], self.class_groups, self.prediction_fusion)
+                for s in range(len(heads[0]))]
 
     def _training_step(self, x: torch.Tensor, n: int, aggregate_labeled: bool) -> DCAStepOutput:
         """See the module docstring ("Training step"). The experts' autograd on the unlabeled part is skipped only
@@ -396,13 +417,14 @@ class DCAPlainConvUNet(DCAUNet):
                  class_groups: Optional[Sequence[Sequence[int]]] = None,
                  expert_n_conv_per_stage: Optional[Sequence] = None, expert_dilations: Optional[Sequence[int]] = None,
                  detach_expert_features: bool = True, detach_encoder_for_aggregation: bool = False,
-                 expert_other_channel: bool = False):
+                 expert_other_channel: bool = False, prediction_output: str = "aggregate",
+                 prediction_fusion: str = "product"):
         encoder = plain_encoder_factory(input_channels, n_stages, features_per_stage, conv_op, kernel_sizes, strides,
                                         n_conv_per_stage, conv_bias, norm_op, norm_op_kwargs, dropout_op,
                                         dropout_op_kwargs, nonlin, nonlin_kwargs, nonlin_first)()
         super().__init__(encoder, num_classes, n_conv_per_stage_decoder, class_groups, expert_n_conv_per_stage,
                          expert_dilations, deep_supervision, detach_expert_features, detach_encoder_for_aggregation,
-                         nonlin_first, expert_other_channel)
+                         nonlin_first, expert_other_channel, prediction_output, prediction_fusion)
         # keys DNA's pretraining/fine-tuning utilities look for
         self.key_to_encoder = "encoder.stages"
         self.key_to_stem = "encoder.stages.0"
@@ -428,14 +450,16 @@ class DCAResidualEncoderUNet(DCAUNet):
                  class_groups: Optional[Sequence[Sequence[int]]] = None,
                  expert_n_conv_per_stage: Optional[Sequence] = None, expert_dilations: Optional[Sequence[int]] = None,
                  detach_expert_features: bool = True, detach_encoder_for_aggregation: bool = False,
-                 expert_other_channel: bool = False):
+                 expert_other_channel: bool = False, prediction_output: str = "aggregate",
+                 prediction_fusion: str = "product"):
         encoder = residual_encoder_factory(input_channels, n_stages, features_per_stage, conv_op, kernel_sizes,
                                            strides, n_blocks_per_stage, conv_bias, norm_op, norm_op_kwargs,
                                            dropout_op, dropout_op_kwargs, nonlin, nonlin_kwargs, block,
                                            bottleneck_channels, stem_channels)()
         super().__init__(encoder, num_classes, n_conv_per_stage_decoder, class_groups, expert_n_conv_per_stage,
                          expert_dilations, deep_supervision, detach_expert_features, detach_encoder_for_aggregation,
-                         expert_other_channel=expert_other_channel)
+                         expert_other_channel=expert_other_channel, prediction_output=prediction_output,
+                         prediction_fusion=prediction_fusion)
         self.key_to_encoder = "encoder.stages"
         self.key_to_stem = "encoder.stem"
         self.keys_to_in_proj = ("encoder.stem.convs.0.conv", "encoder.stem.convs.0.all_modules.0")

@@ -92,6 +92,9 @@ class DCATrainer(nnUNetTrainerSemiSupervised):
     # class). True: each expert also predicts "an organ of another group" instead of folding other groups' organs
     # into its background (docs/dca.md, "The other-organ channel"); False: the seed's label-split.
     expert_other_channel = False
+    # what nnUNetv2_predict (and nnU-Net's validation) get: "aggregate" = D_A (the seed), "experts" = the experts'
+    # fused scores with this class's fusion (D_A then only trains the shared encoder on the unlabeled images)
+    prediction_output = "aggregate"
     lambda_max = 10.0
     rampup_fraction = 0.2
     supervise_aggregation = False
@@ -123,10 +126,12 @@ class DCATrainer(nnUNetTrainerSemiSupervised):
                                    num_output_channels: int, enable_deep_supervision: bool = True
                                    ) -> torch.nn.Module:
         """nnU-Net's hook (trainer and ``nnUNetv2_predict``): the plans' DCA network with this class's expert
-        output layout (``expert_other_channel``), so one set of DCA plans serves every DCA variant."""
+        output layout (``expert_other_channel``) and prediction output (``prediction_output``), so one set of DCA
+        plans serves every DCA variant."""
         kwargs = dict(configuration_manager.network_arch_init_kwargs)
         if is_dca(configuration_manager.network_arch_class_name):
-            kwargs["expert_other_channel"] = cls.expert_other_channel
+            kwargs.update(expert_other_channel=cls.expert_other_channel, prediction_output=cls.prediction_output,
+                          prediction_fusion=cls.fusion)
         return get_network_from_plans(configuration_manager.network_arch_class_name, kwargs,
                                       configuration_manager.network_arch_init_kwargs_req_import, num_input_channels,
                                       num_output_channels, allow_init=True, deep_supervision=enable_deep_supervision)

@@ -131,6 +131,31 @@ def test_encoder_gradient_norm_of_each_loss_term_is_logged_without_changing_the_
         torch.testing.assert_close(a, b)
 
 
+@pytest.mark.parametrize("deep_supervision", [True, False])
+def test_experts_as_the_prediction_return_their_fused_scores_without_running_the_aggregation(deep_supervision):
+    from nnunetv2_dca.trainers.dca import nnUNetTrainerDCA_other_supAgg_predExperts
+
+    cm = SimpleNamespace(network_arch_class_name=DCA_CLASS, network_arch_init_kwargs=tiny_arch_kwargs(),
+                         network_arch_init_kwargs_req_import=REQUIRES_IMPORT)
+    net = nnUNetTrainerDCA_other_supAgg_predExperts.build_network_architecture(None, cm, 1, 6, deep_supervision)
+    assert net.prediction_output == "experts" and net.expert_other_channel
+    net.eval()
+    x = torch.randn(1, 1, 8, 16, 16)
+    with torch.no_grad():
+        everything = net(x, return_all=True)
+        expected = [fuse_expert_logits([e[s] for e in everything.experts], GROUPS, "product")
+                    for s in range(len(everything.aggregate))] if deep_supervision else \
+            fuse_expert_logits(everything.experts, GROUPS, "product")
+        net.decoder.aggregation.forward = None  # D_A must not run for the prediction
+        out = net(x)
+    if deep_supervision:
+        assert len(out) == len(expected) and all(torch.allclose(a, b) for a, b in zip(out, expected))
+    else:
+        assert out.shape == (1, 6, 8, 16, 16) and torch.allclose(out, expected)
+    with pytest.raises(ValueError, match="prediction_output"):
+        _tiny_net(False, prediction_output="both")
+
+
 def test_sigmoid_rampup_curve():
     assert sigmoid_rampup(0, 100) == pytest.approx(math.exp(-5))
     assert sigmoid_rampup(50, 100) == pytest.approx(math.exp(-5 * 0.25))
