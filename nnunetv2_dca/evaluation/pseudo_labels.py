@@ -102,7 +102,7 @@ def pseudo_label_quality(model_folder: str, images_folder: str, labels_folder: s
     """Score a trained model's pseudo-labels on ``images_folder`` against ``labels_folder`` (see the module text).
 
     ``class_groups``/``group_names`` default to the DCA network's own groups (required for other networks);
-    ``fusion`` defaults to the DCA trainer's (``DCATrainer.fusion``)."""
+    ``fusion`` defaults to the model's trainer's (passed to the network as ``prediction_fusion``)."""
     import torch
 
     from nnunetv2_dca.inference import expand_image_files, load_model, preprocess_case, stitch_tiles
@@ -120,9 +120,11 @@ def pseudo_label_quality(model_folder: str, images_folder: str, labels_folder: s
     class_groups = [[int(c) for c in g] for g in class_groups]
     group_names = list(group_names or default_group_names(len(class_groups)))
     if fusion is None:
+        # the model's own trainer's fusion (build_network_architecture hands it to the network), so the score is of
+        # the pseudo-labels that trainer actually made
         from nnunetv2_dca.training.dca import DCATrainer
 
-        fusion = DCATrainer.fusion
+        fusion = getattr(net, "prediction_fusion", DCATrainer.fusion)
     dj = predictor.dataset_json
     ending = dj["file_ending"]
     lm = predictor.label_manager
