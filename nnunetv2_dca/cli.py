@@ -226,12 +226,17 @@ def _int_list(text: str) -> List[int]:
 
 
 def _cmd_benchmark(args: argparse.Namespace) -> int:
+    from nnunetv2_dca.benchmark.arms import PRESETS
     from nnunetv2_dca.benchmark.run import BenchmarkConfig, BenchmarkError, run_benchmark
 
+    preset = PRESETS[args.preset]  # explicit flags win over the preset's values
+    arms = args.arms if args.arms is not None else ",".join(preset["arms"])
+    epochs, iterations, val_iterations = (preset[k] if getattr(args, k) is None else getattr(args, k)
+                                          for k in ("epochs", "iterations", "val_iterations"))
     cfg = BenchmarkConfig(
         out=args.out, dataset=args.d, full_dataset=args.full_dataset,
-        arms=[a.strip() for a in args.arms.split(",") if a.strip()], epochs=args.epochs, iterations=args.iterations,
-        val_iterations=args.val_iterations, width=args.width, batch_size=args.batch_size or None, seeds=args.seeds,
+        arms=[a.strip() for a in arms.split(",") if a.strip()], epochs=epochs, iterations=iterations,
+        val_iterations=val_iterations, width=args.width, batch_size=args.batch_size or None, seeds=args.seeds,
         planner=args.planner, fresh=args.fresh,
         configuration=args.c, device=args.device, phantom_labeled=args.phantom_labeled,
         phantom_unlabeled=args.phantom_unlabeled, phantom_test=args.phantom_test, phantom_seed=args.phantom_seed,
@@ -426,6 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_gates_parser(sub)
 
     from nnunetv2_dca.benchmark.arms import ARMS, DEFAULT_ARMS, DEFAULTS  # light: stdlib imports only
+    from nnunetv2_dca.benchmark.arms import PRESETS as BENCH_PRESETS
 
     p = sub.add_parser("distill", help="a trained DCA model's predictions of the unlabeled images as labels of a new "
                                        "dataset, planned for the stock nnUNetv2_train (a plain nnU-Net student)",
@@ -473,14 +479,19 @@ def build_parser() -> argparse.ArgumentParser:
                         "imagesTs/labelsTs; e.g. from `nnunetv2-dca split`); default: a generated phantom")
     p.add_argument("--full-dataset", type=int, default=None,
                    help="with -d: the fully labeled source dataset id, for the 'full' arm")
-    p.add_argument("--arms", default=",".join(DEFAULT_ARMS),
-                   help=f"comma-separated arms out of {','.join(ARMS)} (default {','.join(DEFAULT_ARMS)}; "
-                        f"baseline is required)")
-    p.add_argument("--epochs", type=int, default=DEFAULTS["epochs"], help="epochs per arm (default %(default)s)")
-    p.add_argument("--iterations", type=int, default=DEFAULTS["iterations"],
-                   help="training iterations per epoch (default %(default)s)")
-    p.add_argument("--val-iterations", type=int, default=DEFAULTS["val_iterations"],
-                   help="validation iterations per epoch (default %(default)s)")
+    p.add_argument("--preset", choices=list(BENCH_PRESETS), default="default",
+                   help="budget and arms under one name (explicit --epochs/--iterations/--val-iterations/--arms "
+                        "win): " + "; ".join(f"{k} = {v['epochs']} x {v['iterations']} iterations, arms "
+                                             f"{','.join(v['arms'])}: {v['help']}" for k, v in BENCH_PRESETS.items())
+                        + ". Minutes per seed on 2 CPU cores: docs/benchmark.md")
+    p.add_argument("--arms", default=None,
+                   help=f"comma-separated arms out of {','.join(ARMS)} (default: the preset's, "
+                        f"{','.join(DEFAULT_ARMS)}; baseline is required)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs per arm (default: the preset's)")
+    p.add_argument("--iterations", type=int, default=None,
+                   help="training iterations per epoch (default: the preset's)")
+    p.add_argument("--val-iterations", type=int, default=None,
+                   help="validation iterations per epoch (default: the preset's)")
     p.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"],
                    help="labeled patches per training step for every arm (default %(default)s; 0 = as planned)")
     p.add_argument("--width", type=int, default=None,

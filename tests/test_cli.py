@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from conftest import fresh_env, run_cmd
+from nnunetv2_dca.cli import main
 
 
 @pytest.mark.slow  # starts a subprocess
@@ -83,3 +84,19 @@ def test_groups_command_prefers_fingerprint_counts_and_validates_explicit_groups
 def test_groups_command_unknown_dataset(tmp_path):
     proc = run_cmd(["nnunetv2-dca", "groups", "-d", "417"], fresh_env(tmp_path), check=False)
     assert proc.returncode == 2 and "417" in proc.stdout
+
+
+@pytest.mark.parametrize("argv, expected", [
+    ([], (20, 250, 4, ["baseline", "dca", "full"])),
+    (["--preset", "converged"], (60, 250, 4, ["baseline", "dca", "full"])),
+    (["--preset", "converged", "--epochs", "7", "--arms", "baseline,full"], (7, 250, 4, ["baseline", "full"])),
+    (["--iterations", "10", "--val-iterations", "2"], (20, 10, 2, ["baseline", "dca", "full"])),
+])
+def test_benchmark_preset_sets_the_budget_and_flags_win(monkeypatch, argv, expected):
+    import nnunetv2_dca.benchmark.run as run
+
+    seen = []
+    monkeypatch.setattr(run, "run_benchmark", seen.append)
+    assert main(["benchmark", "--out", "unused", *argv]) == 0
+    cfg = seen[0]
+    assert (cfg.epochs, cfg.iterations, cfg.val_iterations, list(cfg.arms)) == expected

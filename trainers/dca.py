@@ -10,11 +10,22 @@ from nnunetv2_dca.training.dca import DCATrainer
 
 
 class nnUNetTrainerDCA(DCATrainer):
-    """DCA with nnU-Net's schedule (1000 epochs x 250 iterations), lambda = 10 with sigmoid ramp-up."""
+    """DCA's default recipe with nnU-Net's schedule (1000 epochs x 250 iterations): experts with an other-organ
+    channel, D_A supervised on the labeled images too, the experts' fused scores as the prediction; lambda = 10 with
+    sigmoid ramp-up (docs/dca.md, "The default recipe")."""
 
 
-class nnUNetTrainerDCA_other(DCATrainer):
-    """Each expert also predicts "an organ of another group" (docs/dca.md, "The other-organ channel")."""
+class nnUNetTrainerDCA_asBuilt(DCATrainer):
+    """The first build's recipe (the default until issue 25): the seed's label-split (other groups' organs are
+    background), D_A's output as the prediction, D_A learns from the pseudo-labels only."""
+    expert_other_channel = False
+    prediction_output = "aggregate"
+    supervise_aggregation = False
+
+
+class nnUNetTrainerDCA_other(nnUNetTrainerDCA_asBuilt):
+    """The first build + each expert also predicts "an organ of another group" (docs/dca.md, "The other-organ
+    channel")."""
     expert_other_channel = True
 
 
@@ -24,20 +35,49 @@ class nnUNetTrainerDCA_other_supAgg(nnUNetTrainerDCA_other):
 
 
 class nnUNetTrainerDCA_other_supAgg_predExperts(nnUNetTrainerDCA_other_supAgg):
-    """nnUNetTrainerDCA_other_supAgg whose prediction is the experts' fused output (D_A trains the encoder only)."""
+    """nnUNetTrainerDCA_other_supAgg whose prediction is the experts' fused output: the default recipe under the
+    name it was screened with (its stored benchmark results carry this name)."""
     prediction_output = "experts"
 
 
 class nnUNetTrainerDCA_seed(DCATrainer):
     """The seed's literal recipe: label-split to background, raw-logit fusion with mean background, no gate
-    balance; lambda = 10 with nnU-Net's optimiser (docs/dca.md says why each of these was changed)."""
+    balance, D_A as the prediction; lambda = 10 with nnU-Net's optimiser (docs/dca.md says why each changed)."""
     expert_other_channel = False
+    prediction_output = "aggregate"
+    supervise_aggregation = False
     fusion = "logits"
     gate_balance_weight = 0.0
 
 
-class nnUNetTrainerDCA_supAgg(DCATrainer):
-    """Beyond the paper: the aggregation decoder also learns from the labeled batch's ground truth."""
+class _NoUnlabeledControl(DCATrainer):
+    """Controls of issue 25 (docs/dca.md, "Controls"): no unlabeled loss, no gate balance, no D_A supervision, so D_A
+    gets no gradient and the encoder learns from the experts' supervised losses alone; the prediction is the
+    experts' fused output."""
+    lambda_max = 0.0
+    gate_balance_weight = 0.0
+    supervise_aggregation = False
+    prediction_output = "experts"
+
+
+class nnUNetTrainerDCA_g1_lambda0(_NoUnlabeledControl):
+    """One group, one expert with nnU-Net's decoder: nnU-Net's U-Net under another name (must match nnUNetTrainer)."""
+    single_group = True
+    expert_other_channel = False
+
+
+class nnUNetTrainerDCA_lambda0(_NoUnlabeledControl):
+    """Three experts with the seed's label-split (other groups' organs = background): label-split alone."""
+    expert_other_channel = False
+
+
+class nnUNetTrainerDCA_other_lambda0(_NoUnlabeledControl):
+    """Three experts with the other-organ channel: the fix of the supervised path alone."""
+    expert_other_channel = True
+
+
+class nnUNetTrainerDCA_supAgg(nnUNetTrainerDCA_asBuilt):
+    """The first build + the aggregation decoder also learns from the labeled batch's ground truth."""
     supervise_aggregation = True
 
 
@@ -67,6 +107,10 @@ class nnUNetTrainerDCA_budget(BudgetMixin, DCATrainer):
     """DCA with the benchmark's schedule and seed from the environment (see nnunetv2_dca/training/budget.py)."""
 
 
+class nnUNetTrainerDCA_asBuilt_budget(BudgetMixin, nnUNetTrainerDCA_asBuilt):
+    """nnUNetTrainerDCA_asBuilt with the benchmark's schedule and seed from the environment."""
+
+
 class nnUNetTrainerDCA_supAgg_budget(BudgetMixin, nnUNetTrainerDCA_supAgg):
     """nnUNetTrainerDCA_supAgg with the benchmark's schedule and seed from the environment."""
 
@@ -81,6 +125,18 @@ class nnUNetTrainerDCA_other_supAgg_budget(BudgetMixin, nnUNetTrainerDCA_other_s
 
 class nnUNetTrainerDCA_other_supAgg_predExperts_budget(BudgetMixin, nnUNetTrainerDCA_other_supAgg_predExperts):
     """nnUNetTrainerDCA_other_supAgg_predExperts with the benchmark's schedule and seed from the environment."""
+
+
+class nnUNetTrainerDCA_g1_lambda0_budget(BudgetMixin, nnUNetTrainerDCA_g1_lambda0):
+    """nnUNetTrainerDCA_g1_lambda0 with the benchmark's schedule and seed from the environment."""
+
+
+class nnUNetTrainerDCA_lambda0_budget(BudgetMixin, nnUNetTrainerDCA_lambda0):
+    """nnUNetTrainerDCA_lambda0 with the benchmark's schedule and seed from the environment."""
+
+
+class nnUNetTrainerDCA_other_lambda0_budget(BudgetMixin, nnUNetTrainerDCA_other_lambda0):
+    """nnUNetTrainerDCA_other_lambda0 with the benchmark's schedule and seed from the environment."""
 
 
 class nnUNetTrainerDCA_seed_budget(BudgetMixin, nnUNetTrainerDCA_seed):

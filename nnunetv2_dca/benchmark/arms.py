@@ -5,20 +5,31 @@ from __future__ import annotations
 
 # run order: every arm after the arms it needs (pseudolabel after baseline, dca_distill after dca; baseline_wallclock
 # after baseline and dca, whose measured seconds per iteration set its epochs)
-ARMS = ("baseline", "dca", "dca_other", "dca_other_supagg", "dca_other_supagg_experts", "dca_seed", "dca_supagg", "semimoe", "pseudolabel", "dca_distill", "full", "baseline_wallclock")
+ARMS = ("baseline", "dca", "dca_asbuilt", "dca_other", "dca_other_supagg", "dca_other_supagg_experts", "dca_seed", "dca_supagg",
+        "dca_g1_lambda0", "dca_lambda0", "dca_other_lambda0", "semimoe", "pseudolabel", "dca_distill", "full",
+        "baseline_wallclock")
 DEFAULT_ARMS = ("baseline", "dca", "full")
 ARM_TRAINERS = {"baseline": "nnUNetTrainer_budget", "dca": "nnUNetTrainerDCA_budget",
+                "dca_asbuilt": "nnUNetTrainerDCA_asBuilt_budget",
                 "dca_other": "nnUNetTrainerDCA_other_budget", "dca_seed": "nnUNetTrainerDCA_seed_budget",
                 "dca_other_supagg": "nnUNetTrainerDCA_other_supAgg_budget",
                 "dca_other_supagg_experts": "nnUNetTrainerDCA_other_supAgg_predExperts_budget",
-                "dca_supagg": "nnUNetTrainerDCA_supAgg_budget", "semimoe": "nnUNetTrainerSemiMoE_budget",
+                "dca_supagg": "nnUNetTrainerDCA_supAgg_budget",
+                "dca_g1_lambda0": "nnUNetTrainerDCA_g1_lambda0_budget", "dca_lambda0": "nnUNetTrainerDCA_lambda0_budget",
+                "dca_other_lambda0": "nnUNetTrainerDCA_other_lambda0_budget", "semimoe": "nnUNetTrainerSemiMoE_budget",
                 "pseudolabel": "nnUNetTrainer_budget", "full": "nnUNetTrainer_budget",
                 "baseline_wallclock": "nnUNetTrainer_budget", "dca_distill": "nnUNetTrainer_budget"}
-ARM_TITLES = {"baseline": "nnU-Net, labeled only", "dca": "DCA",
+ARM_TITLES = {"baseline": "nnU-Net, labeled only",
+              "dca": "DCA (default recipe: other-organ channel, supervised D_A, fused experts as the prediction)",
+              "dca_asbuilt": "DCA as first built (label-split, D_A as the prediction)",
               "dca_other": "DCA, experts with an other-organ channel",
               "dca_seed": "DCA, the seed's literal recipe",
               "dca_other_supagg": "DCA, other-organ channel + supervised D_A",
-              "dca_other_supagg_experts": "DCA, other-organ channel + supervised D_A, fused experts as the prediction", "dca_supagg": "DCA + supervised D_A",
+              "dca_other_supagg_experts": "DCA, other-organ channel + supervised D_A, fused experts as the prediction",
+              "dca_supagg": "DCA + supervised D_A",
+              "dca_g1_lambda0": "control: one group (one expert), no unlabeled loss, experts' prediction",
+              "dca_lambda0": "control: three experts with label-split, no unlabeled loss, experts' prediction",
+              "dca_other_lambda0": "control: three experts with the other-organ channel, no unlabeled loss",
               "semimoe": "Semi-MoE", "pseudolabel": "nnU-Net + offline pseudo-labels",
               "full": "nnU-Net, all labels (upper bound)",
               "baseline_wallclock": "nnU-Net, labeled only, trained as long as DCA took (equal wall-clock)",
@@ -27,7 +38,9 @@ ARM_TITLES = {"baseline": "nnU-Net, labeled only", "dca": "DCA",
 ARM_NEEDS = {"pseudolabel": ("baseline",), "dca_distill": ("dca",), "baseline_wallclock": ("baseline", "dca")}
 PLANS_DCA = "nnUNetPlansBenchDCA"
 PLANS_STOCK = "nnUNetPlansBenchStock"
-DCA_ARMS = ("dca", "dca_other", "dca_other_supagg", "dca_other_supagg_experts", "dca_seed", "dca_supagg")  # arms trained on the DCA plans; every other arm on the stock plans
+# arms trained on the DCA plans; every other arm on the stock plans
+DCA_ARMS = ("dca", "dca_asbuilt", "dca_other", "dca_other_supagg", "dca_other_supagg_experts", "dca_seed", "dca_supagg",
+            "dca_g1_lambda0", "dca_lambda0", "dca_other_lambda0")
 FOLD = "all"
 # arms whose models produce pseudo-labels: DCA's fused experts, and the baseline (the offline recipe's labels)
 PSEUDO_LABEL_SOURCES = ("baseline", *DCA_ARMS)
@@ -42,3 +55,25 @@ ID_FULL, ID_SEMI, ID_PSEUDO, ID_DISTILL = 951, 952, 960, 970
 # converged setting is --epochs 60; on a GPU, nnU-Net's own budget.
 DEFAULTS = {"epochs": 20, "iterations": 250, "val_iterations": 4, "batch_size": 8, "phantom_labeled": 4,
             "phantom_unlabeled": 16, "phantom_test": 6, "phantom_size": "small"}
+# --preset: a budget and arms under one name, so that every method change runs the same instrument (issue 26).
+# Explicit --epochs / --iterations / --val-iterations / --arms override a preset's values.
+PRESETS = {
+    "default": {"epochs": DEFAULTS["epochs"], "iterations": DEFAULTS["iterations"],
+                "val_iterations": DEFAULTS["val_iterations"], "arms": DEFAULT_ARMS,
+                "help": "screening: 5,000 iterations; ranks recipes quickly, not converged (the all-labels arm has "
+                        "not learned the tail)"},
+    "converged": {"epochs": 60, "iterations": 250, "val_iterations": DEFAULTS["val_iterations"],
+                  "arms": DEFAULT_ARMS,
+                  "help": "15,000 iterations, where the all-labels arm reaches the instrument's targets (mean 75, "
+                          "tail 50): the budget for claims about unlabeled images"},
+}
+
+
+def arm_recipe(arm: str):
+    """The DCA recipe of a DCA arm's trainer (part of its stored result's key), None for the other arms."""
+    if arm not in DCA_ARMS:
+        return None
+    from nnunetv2_dca.trainers import dca as trainers  # imports nnunetv2: only when a DCA arm is keyed
+    from nnunetv2_dca.training.dca import recipe
+
+    return recipe(getattr(trainers, ARM_TRAINERS[arm]))

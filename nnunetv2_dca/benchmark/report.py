@@ -200,8 +200,11 @@ def build_report(bench: BenchmarkResults, wall_seconds: float) -> Dict:
     summary = summarise_arms(bench.results, seeds)
     costs = {arm: dict(c) for arm, c in bench.network_costs.items()}
     timing = {arm: {k: mean_std([t[k] for t in bench.timings[arm].values() if t.get(k) is not None])
-                    for k in ("seconds_per_iteration", "inference_seconds_per_case", "training_seconds")}
+                    for k in ("seconds_per_iteration", "inference_seconds_per_case", "training_seconds",
+                              "train_wall_seconds")}
               for arm in bench.arms}
+    for arm in bench.arms:
+        timing[arm]["time_breakdown_seconds"] = mean_breakdown(bench.timings[arm].values())
     base_t = timing["baseline"]
     for arm in bench.arms:
         timing[arm]["iteration_ratio_to_baseline"] = _ratio(timing[arm]["seconds_per_iteration"]["mean"],
@@ -342,6 +345,34 @@ def gates_table(numbers: Mapping) -> str:
         cells = ["n/a" if entry["mean_gate"][e] is None else f"{entry['mean_gate'][e]:.2f}" for e in experts]
         rows.append(f"| {region} | {entry['voxels']} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
+
+
+def mean_breakdown(timings) -> Dict[str, float]:
+    """Mean over seeds of each phase of budget.PHASES (runs trained before the breakdown existed have none)."""
+    runs = [t["time_breakdown_seconds"] for t in timings if t.get("time_breakdown_seconds")]
+    return {k: statistics.mean(r.get(k, 0.0) for r in runs) for k in runs[0]} if runs else {}
+
+
+def time_breakdown_lines(report: Mapping, arms: Sequence[str]) -> List[str]:
+    """Where each arm's nnUNetv2_train process spends its minutes (mean over seeds), and the sum over arms."""
+    rows = [(arm, report["timing"][arm]) for arm in arms if report["timing"][arm].get("time_breakdown_seconds")]
+    if not rows:
+        return []
+    phases = list(rows[0][1]["time_breakdown_seconds"])
+    out = ["## Where the training time goes (minutes, mean over seeds)", "",
+           "| arm | process wall | " + " | ".join(p.replace("_", " ") for p in phases) + " |",
+           "|---|---|" + "---|" * len(phases)]
+    for arm, t in rows:
+        wall = t.get("train_wall_seconds") or {}
+        wall_cell = f"{wall['mean'] / 60:.1f}" if wall.get("mean") is not None else "n/a"
+        out.append(f"| {arm} | {wall_cell} | " + " | ".join(f"{t['time_breakdown_seconds'].get(p, 0.0) / 60:.1f}"
+                                                            for p in phases) + " |")
+    total = sum((t.get("train_wall_seconds") or {}).get("mean") or 0.0 for _, t in rows) / 60
+    out += ["", f"Sum of the process wall times over these arms: {total:.1f} min per seed. Data wait = waiting for "
+            "the labeled (and unlabeled) batches: loading and augmentation; step = forward, backward and optimiser; "
+            "process wall also holds Python start-up, imports and nnU-Net's set-up (nnunetv2_dca/training/budget.py).",
+            ""]
+    return out
 
 
 def _training_minutes(report: Mapping) -> float:
@@ -499,6 +530,7 @@ def markdown_report(report: Mapping, summary: Mapping, cfg) -> str:
         "patch; training step = forward + backward per labeled patch with its unlabeled share, as the trainer "
         "runs it (the iteration-time ratio should follow this ratio).")
     add("")
+    lines.extend(time_breakdown_lines(report, arms))
     pictures = [k for k in ("gates", "progress_dca", "progress_semimoe") if k in report["charts"]]
     if pictures:
         add("## Pictures")

@@ -26,7 +26,7 @@ from typing import Callable, Deque, Dict, List, Mapping, Optional, Sequence
 from nnunetv2_dca.atomic import write_json_atomic
 from nnunetv2_dca.benchmark.arms import (ARM_NEEDS, ARM_TITLES, ARM_TRAINERS, ARMS, DCA_ARMS, DEFAULT_ARMS, DEFAULTS,
                                          FOLD, ID_DISTILL, ID_FULL, ID_PSEUDO, ID_SEMI, PLANS_DCA, PLANS_STOCK,
-                                         PSEUDO_LABEL_SOURCES)
+                                         PSEUDO_LABEL_SOURCES, arm_recipe)
 from nnunetv2_dca.benchmark import state
 from nnunetv2_dca.benchmark.data import (find_dataset, labeled_phantom_cases, link_tree, make_pseudo_label_dataset,
                                          write_bench_plans)
@@ -353,6 +353,7 @@ class Benchmark:
         runner.run(["nnUNetv2_train", str(dataset_id), cfg.configuration, FOLD, "-tr", trainer, "-p", plans,
                     "-device", cfg.device], env, self.training_env_keys(),
                    on_line=runner.epoch_progress((arm, seed), epochs or cfg.epochs))
+        train_wall = time.time() - job_start  # the whole nnUNetv2_train process: imports and set-up included
         from nnunetv2_dca.training.budget import load_timing
 
         model = os.path.join(env["nnUNet_results"], os.path.basename(find_dataset(self.raw, dataset_id)),
@@ -373,6 +374,8 @@ class Benchmark:
             "seconds_per_iteration_per_epoch": per_iter,
             "training_seconds": sum(per_iter) * (timing["budget"]["iterations"]),
             "epochs": timing["budget"]["epochs"],
+            "train_wall_seconds": train_wall,
+            "time_breakdown_seconds": timing.get("time_breakdown_seconds", {}),
             "predict_wall_seconds": seconds, "predict_cases": n_cases,
             "inference_seconds_per_case": inference,
             "model_folder": model,
@@ -394,7 +397,7 @@ class Benchmark:
 
     # ---- stored results (nnunetv2_dca.benchmark.state)
     def arm_key(self, arm: str, epochs: Optional[int] = None) -> Dict:
-        return state.arm_key(self.cfg, arm, ARM_TRAINERS[arm], epochs)
+        return state.arm_key(self.cfg, arm, ARM_TRAINERS[arm], epochs, arm_recipe(arm))
 
     def record(self, arm: str, seed: int) -> Dict:
         rec = {"evaluation": self.results[arm][seed], "timing": self.timings[arm][seed],

@@ -5,7 +5,9 @@ Two keys decide what may be reused. The *data key* (phantom or user dataset, pla
 what the raw and preprocessed folders were built from: a run with another data key into the same ``--out`` is
 refused unless ``--fresh`` (its finished arms would be mixed with results on other data). The *arm key* (budget,
 device, test-time augmentation, the arm's trainer, plus the data key) names one training: a stored result with
-another arm key is trained again. Results live in ``OUT/seed_<s>/results/<arm>.json``, written atomically once the
+another arm key is trained again; a DCA arm's key also holds its trainer's recipe (the class attributes of
+``training.dca.RECIPE_ATTRIBUTES``), since a trainer name such as nnUNetTrainerDCA keeps its name when its default
+recipe changes. Results live in ``OUT/seed_<s>/results/<arm>.json``, written atomically once the
 arm's prediction, evaluation and timing are complete, so a run stopped mid-way loses at most the arm in progress.
 Seeds run in separate invocations (``--seeds 0``, later ``--seeds 1,2``) end in one report over all stored seeds.
 """
@@ -65,10 +67,15 @@ def data_key(cfg) -> Dict[str, object]:
     return key
 
 
-def arm_key(cfg, arm: str, trainer: str, epochs: Optional[int] = None) -> Dict[str, object]:
-    return {"data": data_key(cfg), "arm": arm, "trainer": trainer, "epochs": epochs or cfg.epochs,
-            "iterations": cfg.iterations, "val_iterations": cfg.val_iterations, "device": cfg.device,
-            "tta": cfg.tta}
+def arm_key(cfg, arm: str, trainer: str, epochs: Optional[int] = None,
+            recipe: Optional[Mapping] = None) -> Dict[str, object]:
+    """``recipe``: a DCA trainer's recipe (training.dca.recipe), so that a changed default of the same trainer name
+    is trained again; other trainers have none (their keys stay as they were)."""
+    key = {"data": data_key(cfg), "arm": arm, "trainer": trainer, "epochs": epochs or cfg.epochs,
+           "iterations": cfg.iterations, "val_iterations": cfg.val_iterations, "device": cfg.device, "tta": cfg.tta}
+    if recipe is not None:
+        key["recipe"] = dict(recipe)
+    return key
 
 
 def differences(old: Mapping, new: Mapping) -> List[str]:

@@ -101,7 +101,8 @@ def pseudo_label_quality(model_folder: str, images_folder: str, labels_folder: s
                          cases: Optional[Sequence[str]] = None) -> Dict[str, object]:
     """Score a trained model's pseudo-labels on ``images_folder`` against ``labels_folder`` (see the module text).
 
-    ``class_groups``/``group_names`` default to the DCA network's own groups (required for other networks);
+    ``class_groups``/``group_names`` (the groups the Dice is summarised by) default to the DCA network's own groups
+    (required for other networks); the experts are always fused by the network's own groups;
     ``fusion`` defaults to the model's trainer's (passed to the network as ``prediction_fusion``)."""
     import torch
 
@@ -139,7 +140,8 @@ def pseudo_label_quality(model_folder: str, images_folder: str, labels_folder: s
         out = net(x, return_all=True)
         first = (lambda t: t[0] if isinstance(t, (list, tuple)) else t)
         experts = [first(e) for e in out.experts]
-        return fuse_expert_logits(experts, class_groups, fusion), first(out.aggregate)
+        # fused by the experts' own groups (a one-group control's differ from the groups the score is summarised by)
+        return fuse_expert_logits(experts, net.class_groups, fusion), first(out.aggregate)
 
     chosen = _cases(images_folder, labels_folder, ending, cases)
     net.to(torch.device(device))

@@ -18,7 +18,12 @@ Nothing else of the trainers changes, except that with ``-f all`` the final vali
 themselves) is skipped. Prediction does not read the variables (the predictor only rebuilds the
 network). Timing: every arm records the wall time of its training iterations per epoch (data loading included, the
 validation iterations excluded) in ``budget_timing.json`` in its output folder, so seconds per iteration are measured
-the same way for all arms.
+the same way for all arms. The same file holds where a run's wall time goes (``time_breakdown_seconds``, summed over
+epochs): ``data_wait`` (waiting for the labeled and, in semi-supervised arms, unlabeled batches: loading and
+augmentation), ``step`` (the rest of the training iterations: forward, backward, optimiser, per-step logging),
+``validation`` (the validation iterations, their data included), ``checkpoint`` (``save_checkpoint``), ``epoch_end``
+(nnU-Net's epoch logging and progress plot, checkpoints excluded) and ``other`` (set-up and shut-down inside
+``run_training``: the whole run minus the phases above).
 """
 
 from __future__ import annotations
@@ -81,6 +86,33 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+class _TimedIterator:
+    """Wraps a batch generator and adds the seconds spent in ``next()`` to ``seconds``. Only the training loop
+    calls ``next``; everything else is delegated, and the original is put back before nnU-Net shuts it down
+    (it checks the augmenter's type)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.seconds = 0.0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        t0 = time.perf_counter()
+        try:
+            return next(self.inner)
+        finally:
+            self.seconds += time.perf_counter() - t0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+_LOADERS = ("dataloader_train", "dataloader_unlabeled")
+PHASES = ("data_wait", "step", "validation", "checkpoint", "epoch_end", "other")
+
+
 class BudgetMixin:
     """Put before a trainer class: ``class T(BudgetMixin, nnUNetTrainer)``. Reads the budget in ``__init__`` (which
     nnU-Net calls before building the network, so the seed also fixes the initial weights) and times the training
@@ -97,16 +129,56 @@ class BudgetMixin:
         self.budget = budget
         self._budget_epoch_start = 0.0
         self._budget_seconds: List[float] = []
+        self._phase = dict.fromkeys(PHASES, 0.0)
+        self._run_start = self._val_start = self._epoch_end_start = 0.0
+
+    def _data_wait(self) -> float:
+        return sum(g.seconds for g in (getattr(self, n, None) for n in _LOADERS) if isinstance(g, _TimedIterator))
+
+    def on_train_start(self):
+        self._run_start = time.perf_counter()
+        super().on_train_start()
+        for name in _LOADERS:
+            if getattr(self, name, None) is not None:
+                setattr(self, name, _TimedIterator(getattr(self, name)))
 
     def on_train_epoch_start(self):
         super().on_train_epoch_start()
         self._budget_epoch_start = time.perf_counter()
+        self._epoch_wait_start = self._data_wait()
 
     def on_train_epoch_end(self, train_outputs):
         # train_step of every iteration has run (loss.item()/numpy() synchronises on CUDA); logging not included
         seconds = time.perf_counter() - self._budget_epoch_start
+        wait = self._data_wait() - self._epoch_wait_start
+        self._phase["data_wait"] += wait
+        self._phase["step"] += seconds - wait
         self._budget_seconds.append(seconds / max(1, len(train_outputs)))
         super().on_train_epoch_end(train_outputs)
+
+    def on_validation_epoch_start(self):
+        self._val_start = time.perf_counter()
+        super().on_validation_epoch_start()
+
+    def on_validation_epoch_end(self, val_outputs):
+        super().on_validation_epoch_end(val_outputs)
+        self._phase["validation"] += time.perf_counter() - self._val_start
+
+    def on_epoch_end(self):
+        t0, before = time.perf_counter(), self._phase["checkpoint"]
+        super().on_epoch_end()
+        self._phase["epoch_end"] += time.perf_counter() - t0 - (self._phase["checkpoint"] - before)
+
+    def save_checkpoint(self, filename: str) -> None:
+        t0 = time.perf_counter()
+        super().save_checkpoint(filename)
+        self._phase["checkpoint"] += time.perf_counter() - t0
+
+    def time_breakdown(self) -> Dict[str, float]:
+        """Seconds per phase so far (module docstring); ``other`` is what the run's wall time leaves over."""
+        phases = dict(self._phase)
+        phases["other"] = max(0.0, time.perf_counter() - self._run_start - sum(phases.values()))
+        return {k: round(v, 3) for k, v in phases.items()}
 
     def perform_actual_validation(self, save_probabilities: bool = False):
         # fold 'all' validates on the training cases themselves: minutes of sliding-window inference on CPU for a
@@ -117,10 +189,14 @@ class BudgetMixin:
         super().perform_actual_validation(save_probabilities)
 
     def on_train_end(self):
-        super().on_train_end()
+        for name in _LOADERS:  # nnU-Net shuts the augmenters down by their type
+            if isinstance(getattr(self, name, None), _TimedIterator):
+                setattr(self, name, getattr(self, name).inner)
+        super().on_train_end()  # saves checkpoint_final (timed)
         if self.local_rank == 0:
             write_json_atomic({"trainer": self.__class__.__name__, "budget": self.budget,
                                "seconds_per_iteration_per_epoch": self._budget_seconds, "device": str(self.device),
+                               "time_breakdown_seconds": self.time_breakdown(),
                                **learning_curve(self.logger)},
                               os.path.join(self.output_folder, TIMING_FILE))
 

@@ -87,17 +87,32 @@ def planned_groups(plans: Mapping, configuration: str, dataset_json: Mapping, tr
     return groups, names
 
 
+# the class attributes that make a DCA recipe (what a trainer variant changes); the benchmark keys stored results by
+# them, so a result trained under another recipe of the same trainer name is never reused
+RECIPE_ATTRIBUTES = ("expert_other_channel", "prediction_output", "supervise_aggregation",
+                     "aggregation_supervision_weight", "fusion", "lambda_max", "rampup_fraction", "gate_balance_weight",
+                     "single_group")
+
+
+def recipe(trainer_class: type) -> Dict[str, object]:
+    """The DCA recipe of a trainer class (:data:`RECIPE_ATTRIBUTES`)."""
+    return {name: getattr(trainer_class, name) for name in RECIPE_ATTRIBUTES}
+
+
 class DCATrainer(nnUNetTrainerSemiSupervised):
+    # The default recipe (issue 25, docs/dca.md "The default recipe"): the only screened variant with no harm against
+    # nnU-Net on three seeds. The seed's literal recipe is nnUNetTrainerDCA_seed, the first build nnUNetTrainerDCA_asBuilt.
     # network (a class attribute: nnUNetv2_predict rebuilds the network through build_network_architecture on the
     # class). True: each expert also predicts "an organ of another group" instead of folding other groups' organs
     # into its background (docs/dca.md, "The other-organ channel"); False: the seed's label-split.
-    expert_other_channel = False
+    expert_other_channel = True
     # what nnUNetv2_predict (and nnU-Net's validation) get: "aggregate" = D_A (the seed), "experts" = the experts'
-    # fused scores with this class's fusion (D_A then only trains the shared encoder on the unlabeled images)
-    prediction_output = "aggregate"
+    # fused scores with this class's fusion (D_A then only trains the shared encoder and learns what it can)
+    prediction_output = "experts"
     lambda_max = 10.0
     rampup_fraction = 0.2
-    supervise_aggregation = False
+    # D_A also learns from the labeled images' ground truth (beyond the seed)
+    supervise_aggregation = True
     aggregation_supervision_weight = 1.0
     # "product": product of the experts' probabilities (scale-free, unbiased); "log_softmax" / "logits": the seed's
     # mean-background concatenation on log-probabilities / raw logits, both measured to starve the pseudo-labels of
@@ -111,12 +126,17 @@ class DCATrainer(nnUNetTrainerSemiSupervised):
     # once per epoch (first iteration), the gradient norm of each loss term at the shared encoder is logged
     # (dca_gradnorm_*): a few extra backward passes on 1 of nnU-Net's 250 iterations; off under DDP
     log_encoder_grad_norms = True
+    # control (issue 25): one group holding every class, so one expert with nnU-Net's decoder (no dilation); with
+    # lambda_max = 0 and prediction_output = "experts" the model is nnU-Net's U-Net with extra, unused parts
+    single_group = False
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
         # validated before nnU-Net's __init__ creates the output folder, naming the file a user would edit
         self.class_groups, self.group_names = planned_groups(plans, configuration, dataset_json,
                                                              self.__class__.__name__)
+        if self.single_group:
+            self.class_groups, self.group_names = [sorted(c for g in self.class_groups for c in g)], ["all"]
         super().__init__(plans, configuration, fold, dataset_json, device)
         self._lut = split_lookup(self.class_groups, self.label_manager.num_segmentation_heads,
                                  self.label_manager.ignore_label, self.expert_other_channel)
@@ -132,6 +152,9 @@ class DCATrainer(nnUNetTrainerSemiSupervised):
         if is_dca(configuration_manager.network_arch_class_name):
             kwargs.update(expert_other_channel=cls.expert_other_channel, prediction_output=cls.prediction_output,
                           prediction_fusion=cls.fusion)
+            if cls.single_group:
+                kwargs.update(class_groups=[sorted(c for g in kwargs["class_groups"] for c in g)],
+                              expert_n_conv_per_stage=[kwargs["n_conv_per_stage_decoder"]], expert_dilations=[1])
         return get_network_from_plans(configuration_manager.network_arch_class_name, kwargs,
                                       configuration_manager.network_arch_init_kwargs_req_import, num_input_channels,
                                       num_output_channels, allow_init=True, deep_supervision=enable_deep_supervision)

@@ -25,6 +25,22 @@ def test_stored_result_is_reused_only_with_the_same_key(tmp_path: Path):
     assert state.load_result(str(tmp_path), 4, "dca", key) is None
 
 
+def test_a_changed_dca_recipe_under_the_same_trainer_name_is_trained_again(tmp_path: Path, monkeypatch):
+    """nnUNetTrainerDCA keeps its name when its default recipe changes: the key holds the recipe."""
+    from nnunetv2_dca.benchmark.arms import arm_recipe
+    from nnunetv2_dca.training.dca import DCATrainer
+
+    cfg = BenchmarkConfig(out=str(tmp_path))
+    key = state.arm_key(cfg, "dca", "nnUNetTrainerDCA_budget", recipe=arm_recipe("dca"))
+    state.save_result(str(tmp_path), 0, "dca", key, {})
+    assert state.load_result(str(tmp_path), 0, "dca", state.arm_key(cfg, "dca", "nnUNetTrainerDCA_budget",
+                                                                     recipe=arm_recipe("dca"))) is not None
+    monkeypatch.setattr(DCATrainer, "lambda_max", DCATrainer.lambda_max + 1)  # the default recipe changes
+    assert state.load_result(str(tmp_path), 0, "dca", state.arm_key(cfg, "dca", "nnUNetTrainerDCA_budget",
+                                                                     recipe=arm_recipe("dca"))) is None
+    assert arm_recipe("baseline") is None and "recipe" not in state.arm_key(cfg, "baseline", "t")
+
+
 def test_data_settings_decide_reuse_and_mixing_is_refused(tmp_path: Path):
     cfg = BenchmarkConfig(out=str(tmp_path))
     assert state.check_state(str(tmp_path), cfg, fresh=False) is False  # nothing there yet

@@ -9,6 +9,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+
 from nnunetv2_dca.network.fusion import fuse_expert_logits
 from nnunetv2_dca.training.dca import DCATrainer, split_lookup, split_target
 from nnunetv2_dca.training.semi_supervised import sigmoid_rampup
@@ -154,6 +156,35 @@ def test_experts_as_the_prediction_return_their_fused_scores_without_running_the
         assert out.shape == (1, 6, 8, 16, 16) and torch.allclose(out, expected)
     with pytest.raises(ValueError, match="prediction_output"):
         _tiny_net(False, prediction_output="both")
+
+
+def test_one_group_control_is_nnunets_unet_under_another_name():
+    """nnUNetTrainerDCA_g1_lambda0 (issue 25's first control): one expert over every class with nnU-Net's decoder
+    (same parameter count as PlainConvUNet's decoder, no dilation), whose scores are the prediction; no unlabeled
+    loss, gate balance or D_A supervision, so D_A gets no gradient."""
+    from dynamic_network_architectures.architectures.unet import PlainConvUNet
+
+    from nnunetv2_dca.trainers.dca import nnUNetTrainerDCA_g1_lambda0
+
+    cm = SimpleNamespace(network_arch_class_name=DCA_CLASS, network_arch_init_kwargs=tiny_arch_kwargs(),
+                         network_arch_init_kwargs_req_import=REQUIRES_IMPORT)
+    net = nnUNetTrainerDCA_g1_lambda0.build_network_architecture(None, cm, 1, 6, True)
+    assert net.class_groups == [[1, 2, 3, 4, 5]] and len(net.decoder.experts) == 1
+    plain = get_network_from_plans("dynamic_network_architectures.architectures.unet.PlainConvUNet",
+                                   {k: v for k, v in tiny_arch_kwargs().items() if k != "class_groups"},
+                                   REQUIRES_IMPORT, 1, 6, deep_supervision=True)
+    assert isinstance(plain, PlainConvUNet)
+    count = (lambda m: sum(p.numel() for p in m.parameters()))
+    assert count(net.decoder.experts[0]) == count(plain.decoder) - count(plain.encoder)  # UNetDecoder holds the encoder
+    assert net.decoder.experts[0].dilation == 1 and net.prediction_output == "experts"
+    assert cm.network_arch_init_kwargs["class_groups"] == GROUPS  # plans untouched
+    t = nnUNetTrainerDCA_g1_lambda0
+    assert (t.lambda_max, t.gate_balance_weight, t.supervise_aggregation) == (0.0, 0.0, False)
+    net.eval()
+    x = torch.randn(1, 1, 8, 16, 16)
+    with torch.no_grad():
+        expert = net(x, return_all=True).experts[0][0]
+        assert torch.equal(net(x)[0].argmax(1), expert.argmax(1))  # one owner: fusion keeps its decision
 
 
 def test_sigmoid_rampup_curve():
