@@ -157,8 +157,23 @@ def _cmd_gpu_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cost_report(plans_file: str, configuration: str) -> dict:
-    """network.cost's report of a plans file, its input files checked first (one line naming the file)."""
+def _dca_trainer_class(name: str) -> type:
+    """A registered DCA trainer by its -tr name (our registry only: nnU-Net's recursive search is not run)."""
+    from nnunetv2_dca.discovery import find_registered_class
+    from nnunetv2_dca.trainers import dca as trainers
+    from nnunetv2_dca.training.dca import DCATrainer
+
+    cls = find_registered_class(name)
+    if not (isinstance(cls, type) and issubclass(cls, DCATrainer)):
+        known = sorted(n for n, c in vars(trainers).items() if isinstance(c, type) and issubclass(c, DCATrainer)
+                       and not n.startswith("_"))
+        raise ValueError(f"-tr {name!r} is not a DCA trainer of nnunetv2_dca; choose one of {', '.join(known)}")
+    return cls
+
+
+def _cost_report(plans_file: str, configuration: str, trainer: str = "nnUNetTrainerDCA") -> dict:
+    """network.cost's report of a plans file for a DCA trainer's recipe, its input files checked first (one line
+    naming the file)."""
     from nnunetv2_dca.errors import InputFileError, is_input_error, one_line, read_dataset_json, read_json
     from nnunetv2_dca.network.cost import cost_report
 
@@ -168,8 +183,11 @@ def _cost_report(plans_file: str, configuration: str) -> dict:
         raise InputFileError(f"plans file {plans_file} is not nnU-Net plans (no 'plans_name' and 'configurations'); "
                              f"{fix}", plans_file)
     dataset_json = read_dataset_json(os.path.join(os.path.dirname(plans_file), "dataset.json"))
+    t = _dca_trainer_class(trainer)
     try:
-        return cost_report(plans, configuration, dataset_json)
+        return {"trainer": trainer, **cost_report(plans, configuration, dataset_json,
+                                                  recipe_arch_kwargs=t.recipe_arch_kwargs,
+                                                  aggregate_labeled=t.supervise_aggregation)}
     except ValueError as e:  # the configuration, the class groups: name the plans file they came from
         if not is_input_error(e) or plans_file in str(e):
             raise
@@ -188,7 +206,7 @@ def _cmd_cost(args: argparse.Namespace) -> int:
             raise SystemExit("error: nnUNet_preprocessed is not set; export it or pass --plans-file")
         name = _dataset_name(args.d)
         plans_file = os.path.join(prep, name, f"{args.plans}.json")
-    report = _cost_report(plans_file, args.configuration)
+    report = _cost_report(plans_file, args.configuration, args.tr)
     print(json.dumps(report, indent=2) if args.json else format_cost_report(report))
     return 0
 
@@ -371,6 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--plans-file", default=None, help="path to a plans JSON (dataset.json next to it)")
     p.add_argument("-p", "--plans", default="nnUNetPlansDCA", help="plans identifier with -d (default nnUNetPlansDCA)")
     p.add_argument("-c", "--configuration", default="3d_fullres")
+    p.add_argument("-tr", default="nnUNetTrainerDCA",
+                   help="DCA trainer whose recipe is costed (expert heads, prediction output, D_A on the labeled "
+                        "samples; default nnUNetTrainerDCA)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=_cmd_cost)
 

@@ -2,11 +2,11 @@
 
 nnU-Net's own answer to unlabeled images is the offline recipe: predict them with a trained model, then retrain
 nnU-Net on labeled + pseudo-labeled images. Here the teacher is a trained DCA model: every unlabeled image of its
-dataset is predicted with the stock ``nnUNetPredictor`` (the DCA network's prediction, i.e. the aggregation
-decoder D_A), optionally keeping only voxels whose top softmax probability reaches ``--threshold`` (the rest become
-nnU-Net's ignore label, which its loss skips). The result is a new raw dataset (labeled cases + pseudo-labeled
-ones, :mod:`nnunetv2_dca.data.pseudo_dataset`), planned and preprocessed with a stock planner, ready for the stock
-``nnUNetv2_train``; the student predicts at nnU-Net's cost (no experts, no D_A). When to use which: README.
+dataset is predicted with the stock ``nnUNetPredictor`` (the DCA model's prediction: the experts' fused scores with
+the default recipe, D_A with ``prediction_output="aggregate"``), optionally keeping only voxels whose top softmax
+probability reaches ``--threshold`` (the rest become nnU-Net's ignore label, which its loss skips). The result is
+a new raw dataset (labeled cases + pseudo-labeled ones, :mod:`nnunetv2_dca.data.pseudo_dataset`), planned and
+preprocessed with a stock planner, ready for the stock ``nnUNetv2_train``; the student predicts at nnU-Net's cost (no experts, no D_A). When to use which: README.
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ def distill(cfg: DistillConfig) -> Dict:
                                      num_processes_preprocessing=cfg.num_processes,
                                      num_processes_segmentation_export=cfg.num_processes)
         common = {"model": model["folder"], "fold": cfg.fold, "checkpoint": cfg.checkpoint,
-                  "prediction": "the DCA model's output (aggregation decoder D_A), nnUNetPredictor",
+                  "prediction": "the DCA model's output (its trainer's prediction_output: fused experts or D_A), nnUNetPredictor",
                   "threshold": cfg.threshold}
         provenance: Dict[str, Dict] = {}
         if cfg.threshold is not None:

@@ -184,7 +184,9 @@ def measure(plans_file: str, steps: int, device: str, images: str) -> Dict:
 
     plans = harness.read_json(plans_file)
     dataset_json = harness.read_json(os.path.join(os.path.dirname(plans_file), "dataset.json"))
-    cost = cost_report(plans, CONFIGURATION, dataset_json)
+    dca_trainer = find_registered_class(dict(ARMS)["DCA"])  # its recipe decides heads, output and step
+    cost = cost_report(plans, CONFIGURATION, dataset_json, recipe_arch_kwargs=dca_trainer.recipe_arch_kwargs,
+                       aggregate_labeled=dca_trainer.supervise_aggregation)
     compiles = [0]
     torch.compile = _counting_compile(compiles)
     arms = {}

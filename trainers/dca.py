@@ -76,6 +76,12 @@ class nnUNetTrainerDCA_other_lambda0(_NoUnlabeledControl):
     expert_other_channel = True
 
 
+class nnUNetTrainerDCA_noUnlabeled(DCATrainer):
+    """The default recipe with lambda = 0: every supervised part as in nnUNetTrainerDCA (D_A on the labeled images,
+    gate balance), the unlabeled images' loss off. What the unlabeled images add is the default minus this."""
+    lambda_max = 0.0
+
+
 class nnUNetTrainerDCA_supAgg(nnUNetTrainerDCA_asBuilt):
     """The first build + the aggregation decoder also learns from the labeled batch's ground truth."""
     supervise_aggregation = True
@@ -137,6 +143,10 @@ class nnUNetTrainerDCA_lambda0_budget(BudgetMixin, nnUNetTrainerDCA_lambda0):
 
 class nnUNetTrainerDCA_other_lambda0_budget(BudgetMixin, nnUNetTrainerDCA_other_lambda0):
     """nnUNetTrainerDCA_other_lambda0 with the benchmark's schedule and seed from the environment."""
+
+
+class nnUNetTrainerDCA_noUnlabeled_budget(BudgetMixin, nnUNetTrainerDCA_noUnlabeled):
+    """nnUNetTrainerDCA_noUnlabeled with the benchmark's schedule and seed from the environment."""
 
 
 class nnUNetTrainerDCA_seed_budget(BudgetMixin, nnUNetTrainerDCA_seed):

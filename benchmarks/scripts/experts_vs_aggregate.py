@@ -22,20 +22,18 @@ from typing import Dict
 
 from nnunetv2_dca.atomic import write_json_atomic
 from nnunetv2_dca.benchmark.arms import ARM_TRAINERS, DCA_ARMS, FOLD, ID_SEMI
-from nnunetv2_dca.benchmark.data import find_dataset
-from nnunetv2_dca.benchmark.state import stored_results
+from nnunetv2_dca.benchmark.data import bench_class_groups, find_dataset
+from nnunetv2_dca.benchmark.state import STATE_FILE, stored_results
 from nnunetv2_dca.evaluation.pseudo_labels import pseudo_label_quality
 
 
-def _dca_groups(folder: str):
-    from nnunetv2_dca.benchmark.arms import PLANS_DCA
-    from nnunetv2_dca.planning.class_groups import plans_class_groups
-
-    plans_file = glob.glob(os.path.join(folder, "nnUNet_preprocessed", f"Dataset{ID_SEMI}_*", f"{PLANS_DCA}.json"))[0]
-    with open(plans_file, encoding="utf-8") as f:
-        plans = json.load(f)
-    counts = plans.get("dca", {}).get("class_voxel_counts") or {}
-    return plans_class_groups(plans, 1 + len(counts))[0]
+def _dca_groups(folder: str, semi: str):
+    """The run's DCA plans' groups (the baseline is not a DCA model): the benchmark's own lookup."""
+    prep = glob.glob(os.path.join(folder, "nnUNet_preprocessed", f"Dataset{ID_SEMI}_*"))[0]
+    with open(os.path.join(folder, STATE_FILE), encoding="utf-8") as f:
+        configuration = json.load(f)["data_key"]["configuration"]
+    with open(os.path.join(semi, "dataset.json"), encoding="utf-8") as f:
+        return bench_class_groups(prep, json.load(f), configuration)
 
 
 def score_models(folder: str) -> Dict[str, Dict[str, Dict]]:
@@ -49,7 +47,7 @@ def score_models(folder: str) -> Dict[str, Dict[str, Dict]]:
             if len(models) != 1:  # a fresh clone of a stored run has results but no models
                 continue
             # the baseline is not a DCA model: it gets the class groups of the run's DCA plans
-            groups = None if arm != "baseline" else _dca_groups(folder)
+            groups = None if arm != "baseline" else _dca_groups(folder, semi)
             r = pseudo_label_quality(models[0], os.path.join(semi, "imagesTs"), os.path.join(semi, "labelsTs"),
                                      fold=FOLD, class_groups=groups)
             names = {"pseudo_label": "experts", "aggregate": "aggregate", "prediction": "prediction"}

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 # run order: every arm after the arms it needs (pseudolabel after baseline, dca_distill after dca; baseline_wallclock
 # after baseline and dca, whose measured seconds per iteration set its epochs)
-ARMS = ("baseline", "dca", "dca_asbuilt", "dca_other", "dca_other_supagg", "dca_other_supagg_experts", "dca_seed", "dca_supagg",
-        "dca_g1_lambda0", "dca_lambda0", "dca_other_lambda0", "semimoe", "pseudolabel", "dca_distill", "full",
-        "baseline_wallclock")
+ARMS = ("baseline", "dca", "dca_asbuilt", "dca_other", "dca_other_supagg", "dca_other_supagg_experts", "dca_seed",
+        "dca_supagg", "dca_g1_lambda0", "dca_lambda0", "dca_other_lambda0", "dca_nounlabeled", "semimoe", "pseudolabel",
+        "dca_distill", "full", "baseline_wallclock")
 DEFAULT_ARMS = ("baseline", "dca", "full")
 ARM_TRAINERS = {"baseline": "nnUNetTrainer_budget", "dca": "nnUNetTrainerDCA_budget",
                 "dca_asbuilt": "nnUNetTrainerDCA_asBuilt_budget",
@@ -15,8 +15,11 @@ ARM_TRAINERS = {"baseline": "nnUNetTrainer_budget", "dca": "nnUNetTrainerDCA_bud
                 "dca_other_supagg": "nnUNetTrainerDCA_other_supAgg_budget",
                 "dca_other_supagg_experts": "nnUNetTrainerDCA_other_supAgg_predExperts_budget",
                 "dca_supagg": "nnUNetTrainerDCA_supAgg_budget",
-                "dca_g1_lambda0": "nnUNetTrainerDCA_g1_lambda0_budget", "dca_lambda0": "nnUNetTrainerDCA_lambda0_budget",
-                "dca_other_lambda0": "nnUNetTrainerDCA_other_lambda0_budget", "semimoe": "nnUNetTrainerSemiMoE_budget",
+                "dca_g1_lambda0": "nnUNetTrainerDCA_g1_lambda0_budget",
+                "dca_lambda0": "nnUNetTrainerDCA_lambda0_budget",
+                "dca_other_lambda0": "nnUNetTrainerDCA_other_lambda0_budget",
+                "dca_nounlabeled": "nnUNetTrainerDCA_noUnlabeled_budget",
+                "semimoe": "nnUNetTrainerSemiMoE_budget",
                 "pseudolabel": "nnUNetTrainer_budget", "full": "nnUNetTrainer_budget",
                 "baseline_wallclock": "nnUNetTrainer_budget", "dca_distill": "nnUNetTrainer_budget"}
 ARM_TITLES = {"baseline": "nnU-Net, labeled only",
@@ -30,6 +33,7 @@ ARM_TITLES = {"baseline": "nnU-Net, labeled only",
               "dca_g1_lambda0": "control: one group (one expert), no unlabeled loss, experts' prediction",
               "dca_lambda0": "control: three experts with label-split, no unlabeled loss, experts' prediction",
               "dca_other_lambda0": "control: three experts with the other-organ channel, no unlabeled loss",
+              "dca_nounlabeled": "control: the default recipe without the unlabeled images' loss (lambda = 0)",
               "semimoe": "Semi-MoE", "pseudolabel": "nnU-Net + offline pseudo-labels",
               "full": "nnU-Net, all labels (upper bound)",
               "baseline_wallclock": "nnU-Net, labeled only, trained as long as DCA took (equal wall-clock)",
@@ -40,7 +44,7 @@ PLANS_DCA = "nnUNetPlansBenchDCA"
 PLANS_STOCK = "nnUNetPlansBenchStock"
 # arms trained on the DCA plans; every other arm on the stock plans
 DCA_ARMS = ("dca", "dca_asbuilt", "dca_other", "dca_other_supagg", "dca_other_supagg_experts", "dca_seed", "dca_supagg",
-            "dca_g1_lambda0", "dca_lambda0", "dca_other_lambda0")
+            "dca_g1_lambda0", "dca_lambda0", "dca_other_lambda0", "dca_nounlabeled")
 FOLD = "all"
 # arms whose models produce pseudo-labels: DCA's fused experts, and the baseline (the offline recipe's labels)
 PSEUDO_LABEL_SOURCES = ("baseline", *DCA_ARMS)

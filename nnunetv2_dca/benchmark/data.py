@@ -27,6 +27,18 @@ def find_dataset(raw: str, dataset_id: int) -> str:
     return os.path.join(raw, found[0])
 
 
+def bench_class_groups(preprocessed_dataset: str, dataset_json: Dict, configuration: str) -> List[List[int]]:
+    """The class groups of a benchmark run's DCA plans (what every arm's pseudo-labels and test Dice are summarised
+    by, the baseline's included)."""
+    from nnunetv2_dca.planning.class_groups import plans_class_groups
+    from nnunetv2_dca.planning.labels import foreground_classes
+
+    plans_file = os.path.join(preprocessed_dataset, f"{PLANS_DCA}.json")
+    with open(plans_file, encoding="utf-8") as f:
+        plans = json.load(f)
+    return plans_class_groups(plans, 1 + len(foreground_classes(dataset_json)), configuration, plans_file)[0]
+
+
 def scale_width(arch_kwargs: dict, width: int) -> None:
     """Scale features_per_stage so the first stage has ``width`` features (the planned stage ratios, incl. the cap
     on the deepest stages, are kept)."""

@@ -28,8 +28,8 @@ from nnunetv2_dca.benchmark.arms import (ARM_NEEDS, ARM_TITLES, ARM_TRAINERS, AR
                                          FOLD, ID_DISTILL, ID_FULL, ID_PSEUDO, ID_SEMI, PLANS_DCA, PLANS_STOCK,
                                          PSEUDO_LABEL_SOURCES, arm_recipe)
 from nnunetv2_dca.benchmark import state
-from nnunetv2_dca.benchmark.data import (find_dataset, labeled_phantom_cases, link_tree, make_pseudo_label_dataset,
-                                         write_bench_plans)
+from nnunetv2_dca.benchmark.data import (bench_class_groups, find_dataset, labeled_phantom_cases, link_tree,
+                                         make_pseudo_label_dataset, write_bench_plans)
 from nnunetv2_dca.benchmark.eta import EtaModel, Job, format_minutes, parse_epoch_time
 from nnunetv2_dca.inference import time_network_inference
 
@@ -430,13 +430,9 @@ class Benchmark:
         """Pseudo-labels of a trained model on the unlabeled training images, scored against their true labels in
         the fully labeled dataset (:mod:`nnunetv2_dca.evaluation.pseudo_labels`); groups as planned for DCA."""
         from nnunetv2_dca.evaluation.pseudo_labels import PseudoLabelError, pseudo_label_quality
-        from nnunetv2_dca.planning.class_groups import plans_class_groups
-        from nnunetv2_dca.planning.labels import foreground_classes
 
-        plans_file = self.plans_files[PLANS_DCA]
-        with open(plans_file, encoding="utf-8") as f:
-            groups = plans_class_groups(json.load(f), 1 + len(foreground_classes(self.dataset_json)),
-                                        self.cfg.configuration, plans_file)[0]
+        groups = bench_class_groups(os.path.dirname(self.plans_files[PLANS_DCA]), self.dataset_json,
+                                    self.cfg.configuration)
         try:
             return pseudo_label_quality(model_dir, os.path.join(self.semi, "imagesTrUnlabeled"),
                                         os.path.join(find_dataset(self.raw, ID_FULL), "labelsTr"), fold=FOLD,
@@ -629,11 +625,18 @@ class Benchmark:
 
                 t = SemiMoETrainer
                 arch = semi_moe_architecture(arch, t.num_experts, t.gating, t.expert_scope)
+            aggregate_labeled = False
+            if arm in DCA_ARMS:  # the arm's own recipe: heads, prediction output, D_A on the labeled samples
+                from nnunetv2_dca.trainers import dca as trainers
+
+                t = getattr(trainers, ARM_TRAINERS[arm])
+                arch = {**arch, "arch_kwargs": t.recipe_arch_kwargs(arch["arch_kwargs"])}
+                aggregate_labeled = t.supervise_aggregation
             pm = PlansManager(plans)
             cm = pm.get_configuration(self.cfg.configuration)
             n_in = determine_num_input_channels(pm, cm, self.dataset_json)
             n_out = pm.get_label_manager(self.dataset_json).num_segmentation_heads
-            costs[arm] = network_cost(arch, cm.patch_size, n_in, n_out)
+            costs[arm] = network_cost(arch, cm.patch_size, n_in, n_out, aggregate_labeled=aggregate_labeled)
         return costs
 
     def report(self, wall_seconds: float, runner: Runner) -> Dict:

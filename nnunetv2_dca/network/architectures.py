@@ -28,6 +28,9 @@ MOE_ARCH_KEYS = ("num_experts", "gating", "expert_scope")
 # Unlabeled samples per labeled sample in a semi-supervised step (the seed's 2 + 2; the trainers' default
 # unlabeled_batch_size=None): what the planner's VRAM factor and the cost report's step FLOPs assume.
 UNLABELED_PER_LABELED = 1.0
+# The default DCA recipe also runs D_A on the labeled samples (DCATrainer.supervise_aggregation takes its default from
+# here): the planner's VRAM factor and the cost report's step budget for it.
+SUPERVISE_AGGREGATION = True
 
 
 class DCAPlanningError(ValueError):

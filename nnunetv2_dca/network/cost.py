@@ -18,8 +18,8 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from nnunetv2_dca.network.architectures import (UNLABELED_PER_LABELED, dca_architecture, is_dca, is_moe,
-                                                stock_architecture)
+from nnunetv2_dca.network.architectures import (SUPERVISE_AGGREGATION, UNLABELED_PER_LABELED, dca_architecture,
+                                                is_dca, is_moe, stock_architecture)
 
 
 def _build(architecture: Mapping, input_channels: int, num_classes: int) -> torch.nn.Module:
@@ -71,10 +71,11 @@ def saved_activation_bytes(step: Callable[[], None], parameters: Sequence[torch.
 
 
 def network_cost(architecture: Mapping, patch_size: Sequence[int], input_channels: int, num_classes: int,
-                 unlabeled_per_labeled: float = UNLABELED_PER_LABELED) -> Dict[str, float]:
+                 unlabeled_per_labeled: float = UNLABELED_PER_LABELED,
+                 aggregate_labeled: bool = SUPERVISE_AGGREGATION) -> Dict[str, float]:
     """Parameters, inference FLOPs (what nnUNetv2_predict runs per patch), training-forward FLOPs (deep supervision
     on; for DCA every expert head too), training-step FLOPs per labeled sample (forward + backward; DCA: the step of
-    ``nnUNetTrainerDCA`` with its unlabeled samples), feature maps of one patch (``compute_conv_feature_map_size``)
+    ``nnUNetTrainerDCA`` with its unlabeled samples; D_A on the labeled ones too with ``aggregate_labeled``), feature maps of one patch (``compute_conv_feature_map_size``)
     and of one labeled sample's training step (what the planner budgets)."""
     net = _build(architecture, input_channels, num_classes)
     dca = is_dca(architecture["network_class_name"])
@@ -87,8 +88,9 @@ def network_cost(architecture: Mapping, patch_size: Sequence[int], input_channel
     u = int(unlabeled_per_labeled)
     both = torch.empty((1 + u, input_channels, *shape), device="meta")
     if dca:
-        step = step_flops(net, both, num_labeled=1)
-        step_maps = net.compute_training_step_feature_map_size(list(patch_size), unlabeled_per_labeled)
+        step = step_flops(net, both, num_labeled=1, aggregate_labeled=aggregate_labeled)
+        step_maps = net.compute_training_step_feature_map_size(list(patch_size), unlabeled_per_labeled,
+                                                               aggregate_labeled)
     elif is_moe(architecture["network_class_name"]):
         # Semi-MoE's step needs every part on every sample (consistency without stop-gradient on the unlabeled
         # ones, gates of all in the balance loss): the whole network on labeled + unlabeled
@@ -106,9 +108,13 @@ def network_cost(architecture: Mapping, patch_size: Sequence[int], input_channel
 
 
 def cost_report(plans: Mapping, configuration: str, dataset_json: Mapping,
-                class_groups: Optional[List[List[int]]] = None) -> Dict:
+                class_groups: Optional[List[List[int]]] = None,
+                recipe_arch_kwargs: Optional[Callable[[Mapping], Dict]] = None,
+                aggregate_labeled: bool = SUPERVISE_AGGREGATION) -> Dict:
     """Cost of the DCA network vs nnU-Net's network for one configuration of a plans dict (DCA plans, or stock
-    plans + ``class_groups``)."""
+    plans + ``class_groups``). ``recipe_arch_kwargs`` (a DCA trainer's ``recipe_arch_kwargs``) and
+    ``aggregate_labeled`` (its ``supervise_aggregation``) make it the network and step that trainer runs; the
+    network package does not import the trainers, so the caller passes them."""
     from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
@@ -126,10 +132,13 @@ def cost_report(plans: Mapping, configuration: str, dataset_json: Mapping,
     else:
         raise ValueError(f"plans {pm.plans_name} are not DCA plans; plan with -pl nnUNetPlannerDCA or pass the "
                          f"class groups")
+    if recipe_arch_kwargs is not None:
+        dca = {**dca, "arch_kwargs": recipe_arch_kwargs(dca["arch_kwargs"])}
     n_in = determine_num_input_channels(pm, cm, dict(dataset_json))
     n_out = pm.get_label_manager(dict(dataset_json)).num_segmentation_heads
     patch = list(cm.patch_size)
-    rows = {"nnU-Net": network_cost(stock, patch, n_in, n_out), "DCA": network_cost(dca, patch, n_in, n_out)}
+    rows = {"nnU-Net": network_cost(stock, patch, n_in, n_out),
+            "DCA": network_cost(dca, patch, n_in, n_out, aggregate_labeled=aggregate_labeled)}
     ratios = {k: rows["DCA"][k] / rows["nnU-Net"][k] for k in rows["DCA"]}
     return {"plans": pm.plans_name, "configuration": configuration, "patch_size": patch,
             "batch_size": cm.batch_size, "input_channels": n_in, "num_classes": n_out,

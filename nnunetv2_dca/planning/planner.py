@@ -22,7 +22,8 @@ import os
 import warnings
 from typing import Mapping, Optional, Tuple
 
-from nnunetv2_dca.network.architectures import UNLABELED_PER_LABELED, DCAPlanningError, dca_architecture
+from nnunetv2_dca.network.architectures import (SUPERVISE_AGGREGATION, UNLABELED_PER_LABELED, DCAPlanningError,
+                                                dca_architecture)
 from nnunetv2_dca.planning.grouping import GROUPS_FILE, Grouping, explicit_grouping, log_gap_grouping
 from nnunetv2_dca.planning.labels import foreground_classes, load_class_voxel_counts
 
@@ -32,8 +33,9 @@ DEFAULT_PREPROCESSOR = "DCAPreprocessor"
 # reference value of its GPU memory target; the estimate is the network's feature-map count for one sample. A DCA
 # training step carries an unlabeled batch of the labeled batch's size (seed: 2 labeled + 2 unlabeled;
 # nnUNetTrainerDCA's default) and keeps, per labeled sample, what DCAUNet.compute_training_step_feature_map_size
-# counts: the encoder on both samples, the experts (with heads) on the labeled one, D_A + DFAM and the experts' stage
-# outputs on the unlabeled one (the experts' other work there runs without autograd). nnU-Net's search then shrinks
+# counts: the encoder on both samples, the experts (with heads) on the labeled one, D_A + DFAM on both (the default
+# recipe supervises D_A on the labeled one too: SUPERVISE_AGGREGATION) and the experts' stage outputs on the
+# unlabeled one (the experts' other work there runs without autograd). nnU-Net's search then shrinks
 # patch/batch until a DCA step fits the same -gpu_memory_target as a stock plan would; a test checks the factor
 # against the activation memory autograd keeps in a real step. The planned batch_size is the *labeled* batch size.
 # (UNLABELED_PER_LABELED and the plans <-> network mapping live in nnunetv2_dca/network/architectures.py.)
@@ -52,7 +54,8 @@ def dca_feature_map_estimate(patch_size, input_channels: int, num_classes: int, 
         net = get_network_from_plans(architecture["network_class_name"], architecture["arch_kwargs"],
                                      architecture["_kw_requires_import"], input_channels, num_classes,
                                      allow_init=False)  # deep supervision as nnU-Net's own estimate
-    return float(net.compute_training_step_feature_map_size(list(patch_size), unlabeled_per_labeled))
+    return float(net.compute_training_step_feature_map_size(list(patch_size), unlabeled_per_labeled,
+                                                            aggregate_labeled=SUPERVISE_AGGREGATION))
 
 
 def resolve_grouping(raw_dataset_folder: str, dataset_json: Mapping, preprocessed_dataset_folder: str

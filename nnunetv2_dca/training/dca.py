@@ -22,7 +22,7 @@ import torch
 
 from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 
-from nnunetv2_dca.network.architectures import is_dca
+from nnunetv2_dca.network.architectures import SUPERVISE_AGGREGATION, is_dca
 from nnunetv2_dca.network.dca_unet import DCAUNet, take_rows
 from nnunetv2_dca.network.fusion import fuse_expert_logits
 from nnunetv2_dca.planning.class_groups import plans_class_groups
@@ -111,8 +111,8 @@ class DCATrainer(nnUNetTrainerSemiSupervised):
     prediction_output = "experts"
     lambda_max = 10.0
     rampup_fraction = 0.2
-    # D_A also learns from the labeled images' ground truth (beyond the seed)
-    supervise_aggregation = True
+    # D_A also learns from the labeled images' ground truth (beyond the seed; the planner budgets its memory)
+    supervise_aggregation = SUPERVISE_AGGREGATION
     aggregation_supervision_weight = 1.0
     # "product": product of the experts' probabilities (scale-free, unbiased); "log_softmax" / "logits": the seed's
     # mean-background concatenation on log-probabilities / raw logits, both measured to starve the pseudo-labels of
@@ -150,14 +150,22 @@ class DCATrainer(nnUNetTrainerSemiSupervised):
         plans serves every DCA variant."""
         kwargs = dict(configuration_manager.network_arch_init_kwargs)
         if is_dca(configuration_manager.network_arch_class_name):
-            kwargs.update(expert_other_channel=cls.expert_other_channel, prediction_output=cls.prediction_output,
-                          prediction_fusion=cls.fusion)
-            if cls.single_group:
-                kwargs.update(class_groups=[sorted(c for g in kwargs["class_groups"] for c in g)],
-                              expert_n_conv_per_stage=[kwargs["n_conv_per_stage_decoder"]], expert_dilations=[1])
+            kwargs = cls.recipe_arch_kwargs(kwargs)
         return get_network_from_plans(configuration_manager.network_arch_class_name, kwargs,
                                       configuration_manager.network_arch_init_kwargs_req_import, num_input_channels,
                                       num_output_channels, allow_init=True, deep_supervision=enable_deep_supervision)
+
+    @classmethod
+    def recipe_arch_kwargs(cls, arch_kwargs: Mapping) -> Dict:
+        """The plans' DCA ``arch_kwargs`` with this class's recipe applied (what build_network_architecture builds;
+        the benchmark's cost report builds the same)."""
+        kwargs = dict(arch_kwargs)
+        kwargs.update(expert_other_channel=cls.expert_other_channel, prediction_output=cls.prediction_output,
+                      prediction_fusion=cls.fusion)
+        if cls.single_group:
+            kwargs.update(class_groups=[sorted(c for g in kwargs["class_groups"] for c in g)],
+                          expert_n_conv_per_stage=[kwargs["n_conv_per_stage_decoder"]], expert_dilations=[1])
+        return kwargs
 
     def extra_log_keys(self) -> List[str]:
         names = self.group_names

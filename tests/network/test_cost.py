@@ -70,9 +70,11 @@ def test_report_matches_the_real_networks():
     params, flops = _real(stock_arch, False)
     assert report["networks"]["nnU-Net"]["parameters"] == params
     assert report["networks"]["nnU-Net"]["inference_gflops"] == pytest.approx(flops / 1e9)
-    # three experts + D_A + DFAM on one encoder: more than the stock net, less than 5 stock nets
+    # three experts + D_A + DFAM on one encoder: more than the stock net, less than 5 stock nets per sample (the
+    # training step's DCA side runs a labeled and an unlabeled sample against the stock step's one)
     for key, ratio in report["ratios"].items():
-        assert 1.0 < ratio < 5.0, key
+        samples = 2 if key.startswith("training_step") else 1
+        assert 1.0 < ratio < 5.0 * samples, key
     assert report["ratios"]["parameters"] == pytest.approx(
         report["networks"]["DCA"]["parameters"] / report["networks"]["nnU-Net"]["parameters"])
     # DCA's training forward evaluates the expert heads on top of inference
@@ -99,3 +101,28 @@ def test_cli(tmp_path, capsys):
     assert report["dca_network"].endswith("DCAPlainConvUNet") and report["ratios"]["parameters"] > 1
     assert main(["cost", "--plans-file", str(tmp_path / "missing.json")]) == 2
     assert "plans file not found" in capsys.readouterr().err
+
+
+def test_report_follows_the_trainers_recipe():
+    """The cost of what a DCA trainer runs: its heads and prediction output (nnUNetTrainerDCA predicts with the
+    fused experts: no D_A at inference) and D_A on the labeled samples of its step (supervise_aggregation)."""
+    from types import SimpleNamespace
+
+    from nnunetv2_dca.trainers.dca import nnUNetTrainerDCA, nnUNetTrainerDCA_asBuilt
+
+    reports = {t: cost_report(dca_plans(), "3d_fullres", DATASET_JSON, recipe_arch_kwargs=t.recipe_arch_kwargs,
+                              aggregate_labeled=t.supervise_aggregation)["networks"]["DCA"]
+               for t in (nnUNetTrainerDCA, nnUNetTrainerDCA_asBuilt)}
+    arch = dca_plans()["configurations"]["3d_fullres"]["architecture"]
+    cm = SimpleNamespace(network_arch_class_name=arch["network_class_name"],
+                         network_arch_init_kwargs=arch["arch_kwargs"],
+                         network_arch_init_kwargs_req_import=arch["_kw_requires_import"])
+    for trainer, report in reports.items():
+        net = trainer.build_network_architecture(None, cm, 1, 5, False)
+        with FlopCounterMode(display=False) as fc:
+            net(torch.zeros(1, 1, 8, 16, 16))
+        assert report["inference_gflops"] == pytest.approx(fc.get_total_flops() / 1e9), trainer.__name__
+        assert report["parameters"] == sum(p.numel() for p in net.parameters())
+    new, built = reports[nnUNetTrainerDCA], reports[nnUNetTrainerDCA_asBuilt]
+    assert new["training_step_gflops"] > built["training_step_gflops"]  # D_A also runs on the labeled sample
+    assert new["training_step_feature_maps_millions"] > built["training_step_feature_maps_millions"]
