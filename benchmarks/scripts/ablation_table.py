@@ -88,15 +88,19 @@ def plot(rows: List[Mapping], path: str) -> None:
     done = [r for r in rows if r["status"] == "measured"]
     if not done:
         return
-    fig, ax = plt.subplots(figsize=(1.6 + 1.5 * len(done), 3.6))
-    x, width = np.arange(len(done)), 0.2
+    # one horizontal group of bars per row, labelled by its arm (the table names the variant); rows top-down
+    fig, ax = plt.subplots(figsize=(7.5, 0.9 + 0.55 * len(done)))
+    y, height = np.arange(len(done))[::-1], 0.2
     for i, g in enumerate((*GROUPS, "mean")):
-        ax.bar(x + (i - 1.5) * width, [r["test"][g] or 0.0 for r in done], width, label=g)
-    ax.set_xticks(x, [r["variant"] for r in done], rotation=20, ha="right", fontsize=8)
-    ax.set_ylabel("test Dice (%)")
-    ax.set_ylim(0, 100)
-    ax.legend(ncol=4, fontsize=8, loc="upper right")
-    ax.set_title("DCA screening, seed 0, default budget: test Dice per group", fontsize=9)
+        ax.barh(y + (1.5 - i) * height, [r["test"][g] or 0.0 for r in done], height, label=g)
+    labels = [f"{r['arm']} ({r['run'].strip('./')})" if r["arm"] in ("baseline", "dca") else r["arm"] for r in done]
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.set_xlabel("test Dice (%)")
+    ax.set_xlim(0, 100)
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(ncol=4, fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
+    ax.set_title("DCA screening, seed 0, default budget: test Dice per group (rows: arms of the table)",
+                 fontsize=9, pad=22)
     fig.tight_layout()
     save_figure_atomic(fig, path, dpi=110)
     plt.close(fig)

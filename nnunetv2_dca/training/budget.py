@@ -130,7 +130,8 @@ class BudgetMixin:
         self._budget_epoch_start = 0.0
         self._budget_seconds: List[float] = []
         self._phase = dict.fromkeys(PHASES, 0.0)
-        self._run_start = self._val_start = self._epoch_end_start = 0.0
+        # a run resumed with --c times its own part only
+        self._run_start = self._val_start = self._epoch_wait_start = 0.0
 
     def _data_wait(self) -> float:
         return sum(g.seconds for g in (getattr(self, n, None) for n in _LOADERS) if isinstance(g, _TimedIterator))
