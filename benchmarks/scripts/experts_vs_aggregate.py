@@ -46,8 +46,9 @@ def score_models(folder: str) -> Dict[str, Dict[str, Dict]]:
                                             f"{ARM_TRAINERS[arm]}__*"))
             if len(models) != 1:  # a fresh clone of a stored run has results but no models
                 continue
-            # the baseline is not a DCA model: it gets the class groups of the run's DCA plans
-            groups = None if arm != "baseline" else _dca_groups(folder, semi)
+            # every arm is summarised by the run's planned groups (the baseline is not a DCA model; a one-group
+            # control's own groups are not head/medium/tail)
+            groups = _dca_groups(folder, semi)
             r = pseudo_label_quality(models[0], os.path.join(semi, "imagesTs"), os.path.join(semi, "labelsTs"),
                                      fold=FOLD, class_groups=groups)
             names = {"pseudo_label": "experts", "aggregate": "aggregate", "prediction": "prediction"}

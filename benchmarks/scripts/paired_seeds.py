@@ -29,7 +29,10 @@ def paired_values(report: Dict, arm: str, baseline: str = "baseline") -> Dict[st
         raise ValueError(f"{arm!r} and {baseline!r} share no seed")
 
     def value(ev: Dict, panel: str) -> float:
-        return 100.0 * (ev["foreground_mean"]["Dice"] if panel == "mean" else ev["group_mean"][panel]["Dice"])
+        v = ev["foreground_mean"]["Dice"] if panel == "mean" else ev["group_mean"][panel]["Dice"]
+        if v is None:
+            raise ValueError(f"no {panel} Dice in a stored evaluation (a group without reference voxels?)")
+        return 100.0 * v
 
     return {panel: {"seeds": [int(s) for s in seeds],
                     baseline: [value(per_seed[baseline][s], panel) for s in seeds],
@@ -37,19 +40,21 @@ def paired_values(report: Dict, arm: str, baseline: str = "baseline") -> Dict[st
             for panel in (*GROUPS, "mean")}
 
 
-def plot(values: Dict, arm: str, out: str, title: str, baseline: str = "baseline") -> None:
+def plot(values: Dict, arm: str, out: str, title: str, baseline: str = "baseline",
+         arm_label: Optional[str] = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    arm_label = arm_label or arm
     fig, axes = plt.subplots(1, len(values), figsize=(2.6 * len(values), 3.2), sharey=True)
     for ax, (panel, v) in zip(axes, values.items()):
         for i, seed in enumerate(v["seeds"]):
             a, b = v[baseline][i], v[arm][i]
             # solid: the arm at least as good as the baseline on this seed; dashed: worse
             ax.plot([0, 1], [a, b], "-o" if b >= a else "--x", color=f"C{i}", alpha=0.85, label=f"seed {seed}")
-        ax.set_xticks([0, 1], ["nnU-Net", "DCA"])
+        ax.set_xticks([0, 1], ["nnU-Net" if baseline == "baseline" else baseline, arm_label])
         ax.set_xlim(-0.3, 1.3)
         ax.set_title(panel)
         ax.grid(axis="y", alpha=0.3)
@@ -70,6 +75,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("arm")
     p.add_argument("--out", default=None, help="picture (default RUN/paired_<arm>.png)")
     p.add_argument("--title", default=None)
+    p.add_argument("--label", default=None, help="x label of the arm (default: its name)")
     args = p.parse_args(argv)
     path = os.path.join(args.run, "benchmark.json")
     try:
@@ -79,7 +85,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"paired_seeds: {path}: {e}", file=sys.stderr)
         return 2
     out = args.out or os.path.join(args.run, f"paired_{args.arm}.png")
-    plot(values, args.arm, out, args.title or f"{args.arm} vs nnU-Net, test Dice per seed")
+    plot(values, args.arm, out, args.title or f"{args.arm} vs baseline, test Dice per seed", arm_label=args.label)
     print(f"wrote {out}")
     return 0
 

@@ -98,10 +98,10 @@ def _dice(entry: Mapping) -> float:
 
 # rows of the pseudo-label table: (arm, source in pseudo_label_quality's result, caption)
 PSEUDO_LABEL_ROWS = (("baseline", "prediction", "baseline prediction = the offline pseudo-labels"),
-                     ("dca", "pseudo_label", "dca: fused expert pseudo-label (D_A's target)"),
-                     ("dca", "aggregate", "dca: D_A prediction"),
+                     ("dca", "pseudo_label", "dca: fused expert pseudo-label (D_A's target; the default's prediction)"),
+                     ("dca", "aggregate", "dca: D_A output"),
                      ("dca_supagg", "pseudo_label", "dca_supagg: fused expert pseudo-label"),
-                     ("dca_supagg", "aggregate", "dca_supagg: D_A prediction"))
+                     ("dca_supagg", "aggregate", "dca_supagg: D_A output (its prediction)"))
 
 
 def summarise_pseudo_labels(quality: Mapping[str, Mapping[int, Mapping]], seeds: Sequence[int]) -> Optional[Dict]:
@@ -363,11 +363,12 @@ def time_breakdown_lines(report: Mapping, arms: Sequence[str]) -> List[str]:
            "| arm | process wall | " + " | ".join(p.replace("_", " ") for p in phases) + " |",
            "|---|---|" + "---|" * len(phases)]
     for arm, t in rows:
-        wall = t.get("train_wall_seconds") or {}
-        wall_cell = f"{wall['mean'] / 60:.1f}" if wall.get("mean") is not None else "n/a"
+        wall = (t.get("train_wall_seconds") or {}).get("mean")
+        wall_cell = "n/a" if wall is None or math.isnan(wall) else f"{wall / 60:.1f}"
         out.append(f"| {arm} | {wall_cell} | " + " | ".join(f"{t['time_breakdown_seconds'].get(p, 0.0) / 60:.1f}"
                                                             for p in phases) + " |")
-    total = sum((t.get("train_wall_seconds") or {}).get("mean") or 0.0 for _, t in rows) / 60
+    walls = [(t.get("train_wall_seconds") or {}).get("mean") for _, t in rows]
+    total = sum(w for w in walls if w is not None and not math.isnan(w)) / 60
     out += ["", f"Sum of the process wall times over these arms: {total:.1f} min per seed. Data wait = waiting for "
             "the labeled (and unlabeled) batches: loading and augmentation; step = forward, backward and optimiser; "
             "process wall also holds Python start-up, imports and nnU-Net's set-up (nnunetv2_dca/training/budget.py).",

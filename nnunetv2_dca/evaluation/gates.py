@@ -19,7 +19,8 @@ How the maps are computed
   with the predictor's tile step, the image padded to at least the patch size with ``pad_nd_image`` as nnU-Net does;
   2D configurations tile each slice). Tiles are combined with nnU-Net's Gaussian importance weights
   (``compute_gaussian``), for the aggregate logits and the gate maps alike; a weighted mean of softmax weights still
-  lies in [0, 1] and sums to 1 over the experts. The gate map is that of the full-resolution DFAM stage
+  lies in [0, 1] and sums to 1 over the experts. The prediction is the model's own output: the experts' fused scores
+  for the default recipe (``prediction_output="experts"``), D_A's logits otherwise. The gate map is that of the full-resolution DFAM stage
   (``gates[0]``). No test-time mirroring: the prediction can differ slightly from ``nnUNetv2_predict``'s. The
   stitched maps are float32 on the CPU: about (classes + experts + 1) x 4 bytes per preprocessed voxel.
 * The padding is cropped off again, and the arrays are transposed back to the axis order of the image files
@@ -92,17 +93,25 @@ def resolve_model_folder(model_folder: Optional[str] = None, dataset: Optional[s
 
 def sliding_window_gates(network, data, patch_size: Sequence[int], tile_step_size: float = 0.5,
                          use_gaussian: bool = True, device=None):
-    """Aggregate logits (K x spatial) and full-resolution gate maps (G x spatial) of ``data`` (C x spatial), stitched
-    from nnU-Net's sliding-window tiles (:func:`nnunetv2_dca.inference.stitch_tiles`)."""
+    """The model's prediction logits (K x spatial: D_A's, or the experts' fused scores when the network's
+    ``prediction_output`` is "experts", as nnUNetv2_predict returns them) and full-resolution gate maps
+    (G x spatial) of ``data`` (C x spatial), stitched from nnU-Net's sliding-window tiles
+    (:func:`nnunetv2_dca.inference.stitch_tiles`)."""
     import torch
+
+    from nnunetv2_dca.network.fusion import fuse_expert_logits
 
     net = require_dca(network, "gates")
     device = torch.device("cpu") if device is None else torch.device(device)
 
+    first = (lambda t: t[0] if isinstance(t, (list, tuple)) else t)
+
     def forward(x):
         out = net(x, return_all=True)
-        agg = out.aggregate[0] if isinstance(out.aggregate, (list, tuple)) else out.aggregate
-        return agg, out.gates[0]
+        if net.prediction_output == "experts":  # the model's prediction, not D_A's (a training aid then)
+            return fuse_expert_logits([first(e) for e in out.experts], net.class_groups,
+                                      net.prediction_fusion), out.gates[0]
+        return first(out.aggregate), out.gates[0]
 
     net.to(device)
     was_training = net.training
@@ -240,7 +249,7 @@ def plot_gates(path: str, image: np.ndarray, gates: np.ndarray, prediction: np.n
             ax.contour(own.astype(float), levels=[0.5], colors="cyan", linewidths=0.9)
         m = result["slice_prediction"][name]["mean_gate"][name]
         ax.set_xlabel(f"mean in its predicted classes\n(this slice): {_fmt(m)}", fontsize=8)
-    base(axes[1 + g_count], "prediction\n(aggregation decoder D_A)")
+    base(axes[1 + g_count], "prediction\n" + result.get("prediction_source", "(aggregation decoder D_A)"))
     axes[1 + g_count].imshow(_label_rgba(prediction), **kw)
     if reference is not None:
         base(axes[2 + g_count], "reference\n")
@@ -297,6 +306,8 @@ def compute_gates(predictor, image_files: Sequence[str], reference_file: Optiona
         "reference": None if reference is None else reference.transpose(back),
         "spacing": [spacing_t[b] for b in back],
         "class_groups": [list(g) for g in net.class_groups],
+        "prediction_source": ("(fused experts, the model's output)" if net.prediction_output == "experts"
+                              else "(aggregation decoder D_A)"),
     }
 
 
@@ -358,6 +369,7 @@ def run_gates(image_files: Sequence[str], output: str, model_folder: Optional[st
         "experts": names,
         "class_groups": {n: g for n, g in zip(names, groups)},
         "channel": str(channel_names.get("0", channel_names.get(0, "channel 0"))),
+        "prediction_source": maps["prediction_source"],
         "prediction": gate_statistics(gates, pred, groups, names),
         "reference": None if ref is None else gate_statistics(gates, ref, groups, names, ignore),
         "slice_prediction": gate_statistics(gates[:, slice_index], pred[slice_index], groups, names),

@@ -10,7 +10,9 @@ What is scored, per trained model, on nnU-Net's preprocessed grid (what training
 sliding-window tiles (:func:`nnunetv2_dca.inference.stitch_tiles`) without mirroring:
 
 * DCA model: ``pseudo_label`` = argmax of the experts' fused scores (``fuse_expert_logits`` with the trainer's
-  fusion), exactly the target of D_A's unsupervised loss; ``aggregate`` = D_A's own prediction (the model's output).
+  fusion), exactly the target of D_A's unsupervised loss; ``aggregate`` = D_A's own output (the model's prediction
+  only with ``prediction_output="aggregate"``; the default recipe predicts with the fused experts, i.e.
+  ``pseudo_label``).
   Training computes the fused pseudo-label per patch, here per stitched image: a good approximation at patch size.
 * any other model: ``prediction`` (its argmax).
 

@@ -18,8 +18,8 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from nnunetv2_dca.network.architectures import (SUPERVISE_AGGREGATION, UNLABELED_PER_LABELED, dca_architecture,
-                                                is_dca, is_moe, stock_architecture)
+from nnunetv2_dca.network.architectures import (UNLABELED_PER_LABELED, dca_architecture, is_dca, is_moe,
+                                                stock_architecture)
 
 
 def _build(architecture: Mapping, input_channels: int, num_classes: int) -> torch.nn.Module:
@@ -72,7 +72,7 @@ def saved_activation_bytes(step: Callable[[], None], parameters: Sequence[torch.
 
 def network_cost(architecture: Mapping, patch_size: Sequence[int], input_channels: int, num_classes: int,
                  unlabeled_per_labeled: float = UNLABELED_PER_LABELED,
-                 aggregate_labeled: bool = SUPERVISE_AGGREGATION) -> Dict[str, float]:
+                 aggregate_labeled: bool = False) -> Dict[str, float]:
     """Parameters, inference FLOPs (what nnUNetv2_predict runs per patch), training-forward FLOPs (deep supervision
     on; for DCA every expert head too), training-step FLOPs per labeled sample (forward + backward; DCA: the step of
     ``nnUNetTrainerDCA`` with its unlabeled samples; D_A on the labeled ones too with ``aggregate_labeled``), feature maps of one patch (``compute_conv_feature_map_size``)
@@ -110,11 +110,12 @@ def network_cost(architecture: Mapping, patch_size: Sequence[int], input_channel
 def cost_report(plans: Mapping, configuration: str, dataset_json: Mapping,
                 class_groups: Optional[List[List[int]]] = None,
                 recipe_arch_kwargs: Optional[Callable[[Mapping], Dict]] = None,
-                aggregate_labeled: bool = SUPERVISE_AGGREGATION) -> Dict:
+                aggregate_labeled: bool = False) -> Dict:
     """Cost of the DCA network vs nnU-Net's network for one configuration of a plans dict (DCA plans, or stock
     plans + ``class_groups``). ``recipe_arch_kwargs`` (a DCA trainer's ``recipe_arch_kwargs``) and
-    ``aggregate_labeled`` (its ``supervise_aggregation``) make it the network and step that trainer runs; the
-    network package does not import the trainers, so the caller passes them."""
+    ``aggregate_labeled`` (its ``supervise_aggregation``) make it the network and step that trainer runs (the
+    network package does not import the trainers, so the caller passes them); without them: the plans' network as
+    built, D_A on the unlabeled samples only."""
     from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
@@ -166,16 +167,3 @@ def format_cost_report(report: Mapping) -> str:
                  f"{report['unlabeled_per_labeled']:g} unlabeled patch(es) each; its feature maps "
                  f"({report['training_step_feature_map_ratio']:.2f}x nnU-Net's) are the planner's VRAM factor")
     return "\n".join(lines)
-
-
-def cost_report_from_files(plans_file: str, configuration: str, dataset_json_file: Optional[str] = None) -> Dict:
-    if not os.path.isfile(plans_file):
-        raise FileNotFoundError(f"plans file not found: {plans_file}")
-    dataset_json_file = dataset_json_file or os.path.join(os.path.dirname(plans_file), "dataset.json")
-    if not os.path.isfile(dataset_json_file):
-        raise FileNotFoundError(f"dataset.json not found next to the plans: {dataset_json_file}")
-    with open(plans_file, encoding="utf-8") as f:
-        plans = json.load(f)
-    with open(dataset_json_file, encoding="utf-8") as f:
-        dataset_json = json.load(f)
-    return cost_report(plans, configuration, dataset_json)

@@ -20,7 +20,8 @@ network). Timing: every arm records the wall time of its training iterations per
 validation iterations excluded) in ``budget_timing.json`` in its output folder, so seconds per iteration are measured
 the same way for all arms. The same file holds where a run's wall time goes (``time_breakdown_seconds``, summed over
 epochs): ``data_wait`` (waiting for the labeled and, in semi-supervised arms, unlabeled batches: loading and
-augmentation), ``step`` (the rest of the training iterations: forward, backward, optimiser, per-step logging),
+augmentation), ``step`` (the rest of the training iterations: forward, backward, optimiser, per-step logging; nnU-Net's
+loss collation at the epoch's end falls under ``other``),
 ``validation`` (the validation iterations, their data included), ``checkpoint`` (``save_checkpoint``), ``epoch_end``
 (nnU-Net's epoch logging and progress plot, checkpoints excluded) and ``other`` (set-up and shut-down inside
 ``run_training``: the whole run minus the phases above).
@@ -106,6 +107,8 @@ class _TimedIterator:
             self.seconds += time.perf_counter() - t0
 
     def __getattr__(self, name):
+        if name == "inner":  # not set yet (copy/unpickling): no recursion
+            raise AttributeError(name)
         return getattr(self.inner, name)
 
 

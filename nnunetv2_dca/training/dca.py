@@ -91,7 +91,7 @@ def planned_groups(plans: Mapping, configuration: str, dataset_json: Mapping, tr
 # them, so a result trained under another recipe of the same trainer name is never reused
 RECIPE_ATTRIBUTES = ("expert_other_channel", "prediction_output", "supervise_aggregation",
                      "aggregation_supervision_weight", "fusion", "lambda_max", "rampup_fraction", "gate_balance_weight",
-                     "single_group")
+                     "single_group", "unlabeled_batch_size")
 
 
 def recipe(trainer_class: type) -> Dict[str, object]:

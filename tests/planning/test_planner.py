@@ -74,7 +74,6 @@ def test_plans_carry_groups_network_and_own_folders(planned):
 def test_network_from_plans_runs_in_the_stock_predictor(planned):
     """What nnUNetv2_predict does with a checkpoint of these plans: rebuild from plans, load, sliding window."""
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
-    from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
     from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
@@ -84,14 +83,14 @@ def test_network_from_plans_runs_in_the_stock_predictor(planned):
     dataset_json = json.loads((base / "nnUNet_preprocessed" / NAME / "dataset.json").read_text())
     lm = pm.get_label_manager(dataset_json)
     n_in = determine_num_input_channels(pm, cm, dataset_json)
+    from nnunetv2_dca.trainers.dca import nnUNetTrainerDCA
+
     torch.manual_seed(0)
-    trained = get_network_from_plans(cm.network_arch_class_name, cm.network_arch_init_kwargs,
-                                     cm.network_arch_init_kwargs_req_import, n_in, lm.num_segmentation_heads,
-                                     deep_supervision=True)
+    # nnU-Net builds through the trainer class (its recipe: expert heads, prediction output), for training and predict
+    trained = nnUNetTrainerDCA.build_network_architecture(pm, cm, n_in, lm.num_segmentation_heads, True)
     assert isinstance(trained, DCAPlainConvUNet) and trained.class_groups == plans_class_groups(_plans(base), 14)[0]
-    inference_net = get_network_from_plans(cm.network_arch_class_name, cm.network_arch_init_kwargs,
-                                           cm.network_arch_init_kwargs_req_import, n_in, lm.num_segmentation_heads,
-                                           deep_supervision=False)
+    assert trained.prediction_output == nnUNetTrainerDCA.prediction_output
+    inference_net = nnUNetTrainerDCA.build_network_architecture(pm, cm, n_in, lm.num_segmentation_heads, False)
     predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=False,
                                 perform_everything_on_device=False, device=torch.device("cpu"), allow_tqdm=False)
     predictor.manual_initialization(inference_net, pm, cm, [trained.state_dict()], dataset_json, "nnUNetTrainerDCA",

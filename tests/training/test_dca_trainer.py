@@ -58,7 +58,7 @@ def test_crash_and_resume_continue_the_same_schedule(trained):
         assert len(log[key]) == 3 and all(math.isfinite(v) for v in log[key]), key
     assert len(log["train_losses"]) == 3
     assert (out / "progress_semi_supervised.png").stat().st_size > 10_000
-    assert (out / "validation" / "summary.json").is_file()  # final validation ran on D_A
+    assert (out / "validation" / "summary.json").is_file()  # final validation ran (on the model's prediction)
 
 
 def test_checkpoint_predicts_with_the_stock_command_and_val_reruns(trained):
