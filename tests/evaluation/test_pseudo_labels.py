@@ -140,3 +140,26 @@ def test_explicit_case_that_is_a_path_is_refused(tmp_path):
     images, labels = _folders(tmp_path, ["a"])
     with pytest.raises(CaseIdError, match=r"'\.\./labels/a' in the cases to score contains a path separator"):
         P._cases(images, labels, ".nii.gz", ["a", "../labels/a"])
+
+
+def test_experts_are_fused_by_their_own_groups_and_summarised_by_the_given_ones(tmp_path, monkeypatch):
+    """A one-group control (one expert over every class) scored by the run's three planned groups: the fusion uses
+    the network's own group, the summary the given ones."""
+    torch.manual_seed(0)
+    kw = tiny_arch_kwargs(2, "plain", class_groups=[[1, 2, 3, 4]], expert_n_conv_per_stage=[2],
+                          expert_dilations=[1])
+    net = get_network_from_plans("nnunetv2_dca.network.dca_unet.DCAPlainConvUNet", kw, REQ_IMPORT, 1, 5,
+                                 allow_init=True, deep_supervision=False)
+    data = np.random.default_rng(0).normal(size=(1, 1, 16, 16)).astype(np.float32)
+    reference = np.random.default_rng(1).integers(0, 5, size=(1, 16, 16))
+    monkeypatch.setattr(inference, "load_model", lambda *a, **k: _fake_predictor(net, [16, 16]))
+    monkeypatch.setattr(inference, "preprocess_case", lambda predictor, files, ref: (data, reference, {}))
+    images, labels = _folders(tmp_path, ["a"])
+    result = P.pseudo_label_quality("model", images, labels, class_groups=GROUPS)
+    net.eval()
+    with torch.no_grad():
+        expert = net(torch.from_numpy(data).permute(1, 0, 2, 3), return_all=True).experts[0]
+    fused = fuse_expert_logits([expert], [[1, 2, 3, 4]], "product").argmax(1).numpy()
+    assert result["class_groups"] == GROUPS and set(result["sources"]["pseudo_label"]["groups"]) == set(NAMES)
+    assert result["sources"]["pseudo_label"] == P.summarise_counts(P.confusion_counts(fused, reference, 5), GROUPS,
+                                                                   NAMES)
