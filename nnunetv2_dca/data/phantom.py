@@ -27,6 +27,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from nnunetv2_dca.atomic import write_json_atomic
 from nnunetv2_dca.folders import building, clean_interrupted_dataset
 
 # The 13 Synapse/BTCV organs, ids as in the Synapse benchmark (and shared/data/.../synapse13_map.json).
@@ -113,7 +114,7 @@ def make_sites(k: int, seed: int) -> List[Site]:
 # ----------------------------------------------------------------------------------------------------------- 3D CT
 
 
-def _smooth(a: np.ndarray, passes: int = 1) -> np.ndarray:
+def smooth(a: np.ndarray, passes: int = 1) -> np.ndarray:
     """Cheap separable [1,2,1]/4 smoothing along every axis (correlated noise, partial-volume edges)."""
     for _ in range(passes):
         for ax in range(a.ndim):
@@ -121,7 +122,7 @@ def _smooth(a: np.ndarray, passes: int = 1) -> np.ndarray:
     return a
 
 
-def _smooth_field(rng: np.random.Generator, coords: Sequence[np.ndarray], amplitude: float,
+def smooth_field(rng: np.random.Generator, coords: Sequence[np.ndarray], amplitude: float,
                   wavelength: Tuple[float, float], n: int = 3) -> np.ndarray:
     """Sum of ``n`` random low-frequency plane waves: a smooth, cheap random field over the grid (in mm)."""
     field = np.zeros(np.broadcast_shapes(*[c.shape for c in coords]), dtype=np.float32)
@@ -152,9 +153,9 @@ def generate_ct_case(seed: int, index: int, size: str = "small", site: Optional[
     # patient-level variation: body size, a smooth deformation of space, a shift of the whole abdomen in z
     body_scale = rng.uniform(0.9, 1.06)
     z_shift = rng.uniform(-10, 10)
-    dx = _smooth_field(rng, (x, y, z), 7.0, (160, 320))
-    dy = _smooth_field(rng, (x, y, z), 7.0, (160, 320))
-    dz = _smooth_field(rng, (x, y, z), 7.0, (160, 320))
+    dx = smooth_field(rng, (x, y, z), 7.0, (160, 320))
+    dy = smooth_field(rng, (x, y, z), 7.0, (160, 320))
+    dz = smooth_field(rng, (x, y, z), 7.0, (160, 320))
     xd, yd, zd = x + dx, y + dy, z + dz + z_shift
 
     bx, by = 148 * body_scale, 108 * body_scale
@@ -162,7 +163,7 @@ def generate_ct_case(seed: int, index: int, size: str = "small", site: Optional[
     image = np.full((nz, ny, nx), -1000.0, dtype=np.float32)
     inside = rbody <= 1.0
     # bowel/mesenteric fat texture fills the abdomen: -110 (fat) .. +40 (bowel wall), smooth blobs
-    texture = _smooth_field(rng, (x, y, z), 1.0, (25, 60), n=6)
+    texture = smooth_field(rng, (x, y, z), 1.0, (25, 60), n=6)
     visceral = np.where(texture > 0.15, 30.0, -105.0)
     image = np.where(inside, visceral, image)
     image = np.where(inside & (rbody > 0.80), 55.0, image)  # abdominal wall muscle
@@ -187,8 +188,8 @@ def generate_ct_case(seed: int, index: int, size: str = "small", site: Optional[
         top = np.quantile(np.broadcast_to(yd, labels.shape)[stomach], 0.3)
         image = np.where(stomach & (yd < top) & (rng.uniform() < 0.7), -600.0, image)
 
-    image = _smooth(image, 1 + site.blur)  # partial volume, reconstruction kernel
-    noise = _smooth(rng.normal(0, 1, image.shape).astype(np.float32), 1)
+    image = smooth(image, 1 + site.blur)  # partial volume, reconstruction kernel
+    noise = smooth(rng.normal(0, 1, image.shape).astype(np.float32), 1)
     image = image + noise * (22.0 * site.noise)
     image = image * site.gain + site.offset * inside
     image = np.clip(np.rint(image), -1024, 3071).astype(np.int16)
@@ -228,8 +229,8 @@ def generate_gland_case(seed: int, index: int, size: str = "small", site: Option
     yy = np.arange(n, dtype=np.float32)[:, None]
     xx = np.arange(n, dtype=np.float32)[None, :]
     labels = np.zeros((n, n), dtype=np.uint8)
-    conc_h = 0.15 + 0.08 * _smooth_field(rng, (xx, yy), 1.0, (10 * s, 30 * s), n=4)  # stroma
-    conc_e = 0.75 + 0.15 * _smooth_field(rng, (xx, yy), 1.0, (15 * s, 60 * s), n=4)
+    conc_h = 0.15 + 0.08 * smooth_field(rng, (xx, yy), 1.0, (10 * s, 30 * s), n=4)  # stroma
+    conc_e = 0.75 + 0.15 * smooth_field(rng, (xx, yy), 1.0, (15 * s, 60 * s), n=4)
 
     for _ in range(int(rng.integers(3, 7))):
         cx, cy = rng.uniform(0.15 * n, 0.85 * n, 2)
@@ -247,7 +248,7 @@ def generate_gland_case(seed: int, index: int, size: str = "small", site: Option
     epi = labels == GLAND_LABELS["gland"]
     lum = labels == GLAND_LABELS["lumen"]
     # epithelium: purple cytoplasm with a dotted band of nuclei; lumen: nearly empty
-    nuclei = _smooth_field(rng, (xx, yy), 1.0, (3 * s, 5 * s), n=8) > 0.35
+    nuclei = smooth_field(rng, (xx, yy), 1.0, (3 * s, 5 * s), n=8) > 0.35
     conc_h = np.where(epi, 0.45 + 0.6 * nuclei, conc_h)
     conc_e = np.where(epi, 0.45, conc_e)
     conc_h = np.where(lum, 0.04, conc_h)
@@ -265,8 +266,8 @@ def generate_gland_case(seed: int, index: int, size: str = "small", site: Option
     stains = np.clip(stains, 0.01, None)
     stains /= np.linalg.norm(stains, axis=1, keepdims=True)
     h_gain, e_gain = (site.stain[6], site.stain[7]) if any(site.stain) else (1.0, 1.0)
-    conc_h = _smooth(conc_h, 1 + site.blur) * h_gain
-    conc_e = _smooth(conc_e, 1 + site.blur) * e_gain
+    conc_h = smooth(conc_h, 1 + site.blur) * h_gain
+    conc_e = smooth(conc_e, 1 + site.blur) * e_gain
     od = conc_h[..., None] * stains[0] + conc_e[..., None] * stains[1]
     rgb = 255.0 * np.exp(-od) * site.gain + rng.normal(0, 3.0 * site.noise, (n, n, 3))
     return np.clip(np.rint(rgb), 0, 255).astype(np.uint8), labels
@@ -341,9 +342,9 @@ def write_phantom_dataset(raw_dir: str, dataset_id: int, name: Optional[str] = N
                 site_id = index % sites
                 if dim == 3:
                     img, lab, spacing = generate_ct_case(seed, index, size, site_list[site_id])
-                    _write_nifti(img, spacing, os.path.join(tmp, img_dir, f"{case}_0000{ending}"))
+                    write_nifti(img, spacing, os.path.join(tmp, img_dir, f"{case}_0000{ending}"))
                     if lab_dir:
-                        _write_nifti(lab, spacing, os.path.join(tmp, lab_dir, case + ending))
+                        write_nifti(lab, spacing, os.path.join(tmp, lab_dir, case + ending))
                 else:
                     img, lab = generate_gland_case(seed, index, size, site_list[site_id])
                     _write_png(img, os.path.join(tmp, img_dir, f"{case}_0000{ending}"))
@@ -365,14 +366,14 @@ def write_phantom_dataset(raw_dir: str, dataset_id: int, name: Optional[str] = N
             "numUnlabeled": unlabeled,
             "numTest": test,
         }
-        _write_json(dataset_json, os.path.join(tmp, "dataset.json"))
-        _write_json({"generator": "nnunetv2-dca phantom", "generator_version": GENERATOR_VERSION, "seed": seed,
+        write_json_atomic(dataset_json, os.path.join(tmp, "dataset.json"))
+        write_json_atomic({"generator": "nnunetv2-dca phantom", "generator_version": GENERATOR_VERSION, "seed": seed,
                      "size": size, "dim": dim, "sites": [s.__dict__ for s in site_list], "cases": meta_cases},
                     os.path.join(tmp, "phantom.json"))
     return target
 
 
-def _write_nifti(arr: np.ndarray, spacing_zyx: Tuple[float, float, float], path: str) -> None:
+def write_nifti(arr: np.ndarray, spacing_zyx: Tuple[float, float, float], path: str) -> None:
     import SimpleITK as sitk
 
     img = sitk.GetImageFromArray(arr)
@@ -384,8 +385,3 @@ def _write_png(arr: np.ndarray, path: str) -> None:
     import SimpleITK as sitk
 
     sitk.WriteImage(sitk.GetImageFromArray(arr, isVector=arr.ndim == 3), path)
-
-
-def _write_json(obj: object, path: str) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2)

@@ -229,11 +229,6 @@ def _default_name(source_name: str, mode: str, fraction: Optional[float], seed: 
     return f"{source_name}_L{n_cases}c"
 
 
-def _write_json(obj: object, path: str) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2)
-        f.write("\n")
-
 
 def make_semi_supervised_split(raw_dir: str, source_id: int, out_id: int, *,
                                labeled_fraction: Optional[float] = None,
@@ -448,8 +443,8 @@ def make_semi_supervised_split(raw_dir: str, source_id: int, out_id: int, *,
             new_json["numUnlabeled"] = len(record["unlabeled"])
             new_json["numTest"] = len(test_ids)
             new_json["semi_supervised_split"] = RECORD_FILE
-            _write_json(new_json, os.path.join(tmp, "dataset.json"))
-            _write_json(record, os.path.join(tmp, RECORD_FILE))
+            write_json_atomic(new_json, os.path.join(tmp, "dataset.json"))
+            write_json_atomic(record, os.path.join(tmp, RECORD_FILE))
 
             if splits_file and (splits or old_splits is not None):
                 os.makedirs(os.path.dirname(splits_file), exist_ok=True)

@@ -170,25 +170,25 @@ def _fmt(v: Optional[float]) -> str:
     return "n/a" if v is None else f"{v:.2f}"
 
 
-def _window(img: np.ndarray) -> np.ndarray:
+def window_ct(img: np.ndarray) -> np.ndarray:
     lo, hi = np.percentile(img, [1, 99]) if img.size else (0.0, 1.0)
     if hi <= lo:
         lo, hi = float(img.min()), float(img.max()) if img.size else 1.0
     return np.clip((img - lo) / (hi - lo if hi > lo else 1.0), 0, 1)
 
 
-def _class_colour(c: int):
+def class_colour(c: int):
     import matplotlib
 
     cmap = matplotlib.colormaps["tab20"]
     return cmap(((c - 1) * 2 % 20 + (c - 1) // 10 % 2) / 20.0)  # distinct neighbours: 0, 2, 4, ... then 1, 3, ...
 
 
-def _label_rgba(labels: np.ndarray, alpha: float = 0.85) -> np.ndarray:
+def label_rgba(labels: np.ndarray, alpha: float = 0.85) -> np.ndarray:
     rgba = np.zeros((*labels.shape, 4), dtype=np.float32)
     for c in np.unique(labels):
         if c > 0:
-            rgba[labels == c] = (*_class_colour(int(c))[:3], alpha)
+            rgba[labels == c] = (*class_colour(int(c))[:3], alpha)
     return rgba
 
 
@@ -227,7 +227,7 @@ def plot_gates(path: str, image: np.ndarray, gates: np.ndarray, prediction: np.n
     cax = fig.add_subplot(grid[0, 1 + g_count])
     fig.add_subplot(grid[0, 2 + g_count]).axis("off")
     axes += [fig.add_subplot(grid[0, 3 + g_count + i]) for i in range(n_after)]
-    shown = image if rgb else _window(image)
+    shown = image if rgb else window_ct(image)
     kw = dict(aspect=aspect, interpolation="nearest")
 
     def base(ax, title):
@@ -250,10 +250,10 @@ def plot_gates(path: str, image: np.ndarray, gates: np.ndarray, prediction: np.n
         m = result["slice_prediction"][name]["mean_gate"][name]
         ax.set_xlabel(f"mean in its predicted classes\n(this slice): {_fmt(m)}", fontsize=8)
     base(axes[1 + g_count], "prediction\n" + result.get("prediction_source", "(aggregation decoder D_A)"))
-    axes[1 + g_count].imshow(_label_rgba(prediction), **kw)
+    axes[1 + g_count].imshow(label_rgba(prediction), **kw)
     if reference is not None:
         base(axes[2 + g_count], "reference\n")
-        axes[2 + g_count].imshow(_label_rgba(reference), **kw)
+        axes[2 + g_count].imshow(label_rgba(reference), **kw)
     cbar = fig.colorbar(gate_im, cax=cax)
     cbar.set_ticks(sorted({0.0, 0.25, 0.5, 0.75, 1.0, round(1.0 / g_count, 3)}))
     cbar.ax.tick_params(labelsize=7)
@@ -263,7 +263,7 @@ def plot_gates(path: str, image: np.ndarray, gates: np.ndarray, prediction: np.n
     present = sorted(set(np.unique(prediction).tolist()) | (set(np.unique(reference).tolist())
                                                            if reference is not None else set()))
     group_of = {c: n for n, members in groups.items() for c in members}
-    handles = [Patch(color=_class_colour(c), label=f"{c} {class_names.get(c, '')} ({group_of.get(c, '?')})")
+    handles = [Patch(color=class_colour(c), label=f"{c} {class_names.get(c, '')} ({group_of.get(c, '?')})")
                for c in present if c > 0]
     ncol = min(len(handles), 6) if handles else 1
     rows = math.ceil(len(handles) / ncol) if handles else 0
@@ -377,7 +377,7 @@ def run_gates(image_files: Sequence[str], output: str, model_folder: Optional[st
     }
     rgb = n_ch == 3 and _is_rgb(channel_names)
     if rgb:
-        image = np.stack([_window(maps["data"][c, slice_index]) for c in range(3)], -1)
+        image = np.stack([window_ct(maps["data"][c, slice_index]) for c in range(3)], -1)
     else:
         image = maps["data"][0, slice_index]
     sp = maps["spacing"]

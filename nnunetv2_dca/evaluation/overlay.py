@@ -12,7 +12,7 @@ from typing import Dict, Mapping, Optional
 import numpy as np
 
 from nnunetv2_dca.atomic import save_figure_atomic
-from nnunetv2_dca.evaluation.gates import _class_colour, _label_rgba, _window
+from nnunetv2_dca.evaluation.gates import class_colour, label_rgba, window_ct
 
 
 def _read(path: str) -> np.ndarray:
@@ -44,17 +44,17 @@ def plot_overlay(image_file: str, reference_file: str, prediction_file: str, pat
         raise ValueError(f"overlay: shapes differ: image {image.shape} ({image_file}), reference {ref.shape}, "
                          f"prediction {pred.shape} ({prediction_file})")
     k = best_slice(ref)
-    shown = _window(image[k].astype(np.float32))
+    shown = window_ct(image[k].astype(np.float32))
     fig, axes = plt.subplots(1, 3, figsize=(10.5, 4.0))
     for ax, (name, seg) in zip(axes, (("image", None), ("reference", ref[k]), ("prediction", pred[k]))):
         ax.imshow(shown, cmap="gray")  # row 0 (anterior) at the top, patient left on the right: radiological view
         if seg is not None:
-            ax.imshow(_label_rgba(seg, 0.6))
+            ax.imshow(label_rgba(seg, 0.6))
         ax.set_title(name, fontsize=9)
         ax.axis("off")
     names = {int(v): n for n, v in labels.items() if isinstance(v, int) and v > 0}
     present = sorted((set(np.unique(ref[k]).tolist()) | set(np.unique(pred[k]).tolist())) - {0})
-    handles = [Patch(color=_class_colour(c), label=names.get(c, str(c)) + (
+    handles = [Patch(color=class_colour(c), label=names.get(c, str(c)) + (
         f" {dice[names[c]] * 100:.0f}" if dice and names.get(c) in dice and dice[names[c]] is not None else ""))
         for c in present if c in names]
     fig.legend(handles=handles, loc="lower center", ncol=min(7, max(1, len(handles))), fontsize=7, frameon=False)

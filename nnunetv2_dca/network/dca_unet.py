@@ -162,7 +162,7 @@ def _dilate(blocks: StackedConvBlocks, dilation: int) -> None:
         conv.padding = tuple(d * (k - 1) // 2 for d, k in zip(conv.dilation, conv.kernel_size))
 
 
-def _skip_sizes(encoder: Encoder, input_size: Sequence[int]) -> List[List[int]]:
+def skip_sizes(encoder: Encoder, input_size: Sequence[int]) -> List[List[int]]:
     sizes, size = [], list(input_size)
     for stride in encoder.strides[:-1]:  # the bottleneck is not a decoder resolution
         size = [i // s for i, s in zip(size, stride)]
@@ -211,7 +211,7 @@ class _DecoderBase(nn.Module):
     def _stage_maps(self, input_size: Sequence[int], encoder: Encoder) -> np.int64:
         """Feature maps of the upsampling path (transpconv + stage convs + heads), DNA's counting convention."""
         total = np.int64(0)
-        sizes = _skip_sizes(encoder, input_size)[::-1]
+        sizes = skip_sizes(encoder, input_size)[::-1]
         for s, size in enumerate(sizes):
             total += self.stages[s].compute_conv_feature_map_size(size)
             total += np.prod([self.stage_channels[s], *size], dtype=np.int64)
@@ -236,7 +236,7 @@ class ExpertDecoder(_DecoderBase):
         their backward. One kept tensor counts half a map in DNA's convention (a counted map stands for about two
         kept tensors, see DFAM)."""
         return np.int64(sum(np.prod([c, *size], dtype=np.int64)
-                            for c, size in zip(self.stage_channels, _skip_sizes(encoder, input_size)[::-1])) // 2)
+                            for c, size in zip(self.stage_channels, skip_sizes(encoder, input_size)[::-1])) // 2)
 
 
 class AggregationDecoder(_DecoderBase):
@@ -385,7 +385,7 @@ class DCAUNet(AbstractDynamicNetworkArchitectures):
         expert_outputs = float(sum(e.stage_maps_kept(input_size, self.encoder) for e in self.decoder.experts))
         aggregation = float(self.decoder.aggregation._stage_maps(input_size, self.encoder))
         aggregation += float(sum(dfam.compute_conv_feature_map_size(size) for dfam, size in
-                                 zip(self.decoder.aggregation.dfam, _skip_sizes(self.encoder, input_size)[::-1])))
+                                 zip(self.decoder.aggregation.dfam, skip_sizes(self.encoder, input_size)[::-1])))
         if not self.detach_expert_features:  # the experts then keep autograd on the unlabeled samples too
             expert_outputs = experts
         agg_samples = u + (1.0 if aggregate_labeled else 0.0)
@@ -399,7 +399,7 @@ class DCAUNet(AbstractDynamicNetworkArchitectures):
         total = self.encoder.compute_conv_feature_map_size(input_size)
         for decoder in [*self.decoder.experts, self.decoder.aggregation]:
             total += decoder._stage_maps(input_size, self.encoder)
-        for dfam, size in zip(self.decoder.aggregation.dfam, _skip_sizes(self.encoder, input_size)[::-1]):
+        for dfam, size in zip(self.decoder.aggregation.dfam, skip_sizes(self.encoder, input_size)[::-1]):
             total += dfam.compute_conv_feature_map_size(size)
         return total
 

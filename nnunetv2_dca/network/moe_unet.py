@@ -54,7 +54,7 @@ from dynamic_network_architectures.building_blocks.helper import convert_conv_op
 from dynamic_network_architectures.building_blocks.residual import BasicBlockD, BottleneckD
 from dynamic_network_architectures.initialization.weight_init import InitWeights_He, init_last_bn_before_add_to_0
 
-from nnunetv2_dca.network.dca_unet import Encoder, ExpertDecoder, IntOrSeq, _skip_sizes, take_rows
+from nnunetv2_dca.network.dca_unet import Encoder, ExpertDecoder, IntOrSeq, skip_sizes, take_rows
 from nnunetv2_dca.network.encoders import plain_encoder_factory, residual_encoder_factory
 
 GATINGS = ("image", "voxel")
@@ -263,7 +263,7 @@ class MoEUNet(AbstractDynamicNetworkArchitectures):
         total = np.int64(self.encoder.compute_conv_feature_map_size(input_size))
         for expert in self.decoder.experts:
             total += expert._stage_maps(input_size, self.encoder)
-        sizes = _skip_sizes(self.encoder, input_size)  # highest resolution first
+        sizes = skip_sizes(self.encoder, input_size)  # highest resolution first
         outputs = sizes if self.decoder.deep_supervision else sizes[:1]
         per_voxel = self.num_classes + (2 * self.num_experts if self.gating == "voxel" else 0)  # mixture (+ gate)
         for size in outputs:
