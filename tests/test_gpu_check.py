@@ -30,7 +30,9 @@ def test_gpu_check_runs_on_cpu_at_the_tiny_size(tmp_path):
     # the cost report's meta-device count is the FLOPs of the real train_step
     assert ratios["step_gflops_counted"] == pytest.approx(ratios["step_gflops_meta"], rel=0.01)
     assert dca["step_gflops_counted"] == pytest.approx(dca["step_gflops_meta"], rel=0.01)
-    assert ratios["step_gflops_meta"] <= 5.0  # issue 15's bound for the DCA step on the same plans
+    # issue 15's bound for the lean DCA step was 5x (first build); the default recipe also runs D_A on the labeled
+    # samples (~6.2x on these plans, docs/dca.md "The default recipe")
+    assert ratios["step_gflops_meta"] <= 6.5
     # the planner's VRAM factor against what autograd kept in the real steps
     assert ratios["planner_estimate_gb"] == pytest.approx(ratios["activation_gb"], rel=0.2)
     assert "DCA / nnU-Net" in md and "s / train_step on fetched batches" in md

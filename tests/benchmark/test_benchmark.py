@@ -186,8 +186,8 @@ def test_pseudo_label_summary_rows_seeds_and_table():
     assert rows["baseline:prediction"]["groups"]["tail"]["n"] == 2
     assert rows["dca:pseudo_label"]["groups"]["tail"] == {"mean": 0.4, "std": 0.0, "n": 1}  # seed 1 failed: left out
     table = pseudo_label_table(rows)
-    assert "| dca: fused expert pseudo-label (D_A's target) | 80.0 | 40.0 | 60.0 | 10.00 (10.00) | 0.80 (1.00) |" \
-        in table
+    assert "| dca: fused expert pseudo-label (D_A's target; the default's prediction) | 80.0 | 40.0 | 60.0 | " \
+        "10.00 (10.00) | 0.80 (1.00) |" in table
     assert "| baseline prediction = the offline pseudo-labels | 80.0 ± 14.1 | 10.0 ± 14.1 |" in table
     assert summarise_pseudo_labels({"baseline": {}}, [0]) is None
 
@@ -237,8 +237,9 @@ def test_tiny_benchmark_writes_complete_report(tmp_path: Path):
     assert report["network_cost"]["dca"]["parameters_ratio_to_baseline"] > 1
     assert report["network_cost"]["full"]["parameters_ratio_to_baseline"] == 1
     assert report["network_cost"]["semimoe"]["parameters_ratio_to_baseline"] > 1
-    # issue 15: the cost table carries the training step's FLOPs (DCA's lean step <= 5x a stock step)
-    assert 1 < report["network_cost"]["dca"]["training_step_gflops_ratio_to_baseline"] <= 5.0
+    # issue 15: the cost table carries the training step's FLOPs (DCA's lean step <= 5x a stock step for the first
+    # build; the default recipe also runs D_A on the labeled samples: ~6x, docs/dca.md "The default recipe")
+    assert 1 < report["network_cost"]["dca"]["training_step_gflops_ratio_to_baseline"] <= 6.5
     assert report["network_cost"]["semimoe"]["training_step_gflops_ratio_to_baseline"] > 1
     assert "GFLOPs / training step per labeled patch" in (out / "README.md").read_text()
     assert "nnUNetv2_train 952 2d all -tr nnUNetTrainerSemiMoE_budget -p nnUNetPlansBenchStock" in \

@@ -132,6 +132,11 @@ def test_trainer_refuses_hand_edited_groups_before_writing_anything(trainer_path
 def test_trainer_takes_valid_hand_edited_groups(trainer_paths):
     from nnunetv2_dca.trainers.dca import nnUNetTrainerDCA
 
+    from nnunetv2_dca.trainers.dca import nnUNetTrainerDCA_asBuilt
+
     t = nnUNetTrainerDCA(_trainer_plans([[3], [1, 2]]), "2d", 0, DATASET_JSON, device=torch.device("cpu"))
     assert t.class_groups == [[3], [1, 2]] and t.group_names == ["head", "tail"]
-    assert t._lut.tolist() == [[0, 0, 0, 1], [0, 1, 2, 0]]
+    # the default's other-organ channel (last channel of each expert) takes the other group's classes
+    assert t._lut.tolist() == [[0, 2, 2, 1], [0, 1, 2, 3]]
+    t = nnUNetTrainerDCA_asBuilt(_trainer_plans([[3], [1, 2]]), "2d", 0, DATASET_JSON, device=torch.device("cpu"))
+    assert t._lut.tolist() == [[0, 0, 0, 1], [0, 1, 2, 0]]  # the seed's label-split: other groups are background
