@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# commands run by `nnunetv2-dca benchmark` (nnUNet_raw/_preprocessed under this folder, nnUNet_results under seed_<s>/)
+set -euo pipefail
+nnUNetv2_plan_and_preprocess -d 952 -pl nnUNetPlannerDCA_CPU -c 2d -np 1 -npfp 1 --verify_dataset_integrity
+# nnUNetPlansBenchDCA.json and nnUNetPlansBenchStock.json: copies of nnUNetPlansDCA_CPU.json with the DCA network and nnU-Net's network of the same encoder (width as planned, batch size 8); see nnunetv2_dca/benchmark/run.py
+nnUNet_def_n_proc=1 nnUNet_n_proc_DA=0 nnUNet_results=/work/main/benchmarks/results/cohort_cpu/seed_0/nnUNet_results nnUNetDCA_budget_epochs=20 nnUNetDCA_budget_iterations=250 nnUNetDCA_budget_val_iterations=4 nnUNetDCA_budget_seed=0 nnUNetv2_train 952 2d all -tr nnUNetTrainer_budget -p nnUNetPlansBenchStock -device cpu
+nnUNet_results=/work/main/benchmarks/results/cohort_cpu/seed_0/nnUNet_results nnUNetv2_predict -i /work/main/benchmarks/results/cohort_cpu/nnUNet_raw/Dataset952_CohortP1_L4c/imagesTs -o /work/main/benchmarks/results/cohort_cpu/seed_0/predictions/baseline -d 952 -c 2d -f all -tr nnUNetTrainer_budget -p nnUNetPlansBenchStock -device cpu -npp 0 -nps 0 --disable_tta
+nnUNet_def_n_proc=1 nnUNet_n_proc_DA=0 nnUNet_results=/work/main/benchmarks/results/cohort_cpu/seed_0/nnUNet_results nnUNetDCA_budget_epochs=20 nnUNetDCA_budget_iterations=250 nnUNetDCA_budget_val_iterations=4 nnUNetDCA_budget_seed=0 nnUNetv2_train 952 2d all -tr nnUNetTrainerDCA_budget -p nnUNetPlansBenchDCA -device cpu
+nnUNet_results=/work/main/benchmarks/results/cohort_cpu/seed_0/nnUNet_results nnUNetv2_predict -i /work/main/benchmarks/results/cohort_cpu/nnUNet_raw/Dataset952_CohortP1_L4c/imagesTs -o /work/main/benchmarks/results/cohort_cpu/seed_0/predictions/dca -d 952 -c 2d -f all -tr nnUNetTrainerDCA_budget -p nnUNetPlansBenchDCA -device cpu -npp 0 -nps 0 --disable_tta
