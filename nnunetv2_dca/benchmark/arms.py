@@ -73,11 +73,17 @@ PRESETS = {
 }
 
 
+def dca_arm_trainer(arm: str) -> type:
+    """The trainer class of a DCA arm (imports nnunetv2: only called when a DCA arm is keyed or costed)."""
+    from nnunetv2_dca.trainers import dca as trainers
+
+    return getattr(trainers, ARM_TRAINERS[arm])
+
+
 def arm_recipe(arm: str):
     """The DCA recipe of a DCA arm's trainer (part of its stored result's key), None for the other arms."""
     if arm not in DCA_ARMS:
         return None
-    from nnunetv2_dca.trainers import dca as trainers  # imports nnunetv2: only when a DCA arm is keyed
     from nnunetv2_dca.training.dca import recipe
 
-    return recipe(getattr(trainers, ARM_TRAINERS[arm]))
+    return recipe(dca_arm_trainer(arm))

@@ -26,7 +26,7 @@ from typing import Callable, Deque, Dict, List, Mapping, Optional, Sequence
 from nnunetv2_dca.atomic import write_json_atomic
 from nnunetv2_dca.benchmark.arms import (ARM_NEEDS, ARM_TITLES, ARM_TRAINERS, ARMS, DCA_ARMS, DEFAULT_ARMS, DEFAULTS,
                                          FOLD, ID_DISTILL, ID_FULL, ID_PSEUDO, ID_SEMI, PLANS_DCA, PLANS_STOCK,
-                                         PSEUDO_LABEL_SOURCES, arm_recipe)
+                                         PSEUDO_LABEL_SOURCES, arm_recipe, dca_arm_trainer)
 from nnunetv2_dca.benchmark import state
 from nnunetv2_dca.benchmark.data import (bench_class_groups, find_dataset, labeled_phantom_cases, link_tree,
                                          make_pseudo_label_dataset, write_bench_plans)
@@ -627,9 +627,7 @@ class Benchmark:
                 arch = semi_moe_architecture(arch, t.num_experts, t.gating, t.expert_scope)
             aggregate_labeled = False
             if arm in DCA_ARMS:  # the arm's own recipe: heads, prediction output, D_A on the labeled samples
-                from nnunetv2_dca.trainers import dca as trainers
-
-                t = getattr(trainers, ARM_TRAINERS[arm])
+                t = dca_arm_trainer(arm)
                 arch = {**arch, "arch_kwargs": t.recipe_arch_kwargs(arch["arch_kwargs"])}
                 aggregate_labeled = t.supervise_aggregation
             pm = PlansManager(plans)

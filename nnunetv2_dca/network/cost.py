@@ -75,8 +75,9 @@ def network_cost(architecture: Mapping, patch_size: Sequence[int], input_channel
                  aggregate_labeled: bool = False) -> Dict[str, float]:
     """Parameters, inference FLOPs (what nnUNetv2_predict runs per patch), training-forward FLOPs (deep supervision
     on; for DCA every expert head too), training-step FLOPs per labeled sample (forward + backward; DCA: the step of
-    ``nnUNetTrainerDCA`` with its unlabeled samples; D_A on the labeled ones too with ``aggregate_labeled``), feature maps of one patch (``compute_conv_feature_map_size``)
-    and of one labeled sample's training step (what the planner budgets)."""
+    ``nnUNetTrainerDCA`` with its unlabeled samples; D_A on the labeled ones too with ``aggregate_labeled``), feature
+    maps of one patch (``compute_conv_feature_map_size``) and of one labeled sample's training step (what the planner
+    budgets)."""
     net = _build(architecture, input_channels, num_classes)
     dca = is_dca(architecture["network_class_name"])
     shape = [int(p) for p in patch_size]
