@@ -11,7 +11,7 @@ from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
 from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 
-from nnunetv2_dca.training.dca import DCATrainer, split_lookup
+from nnunetv2_dca.training.dca import DCATrainer, split_lookup, with_ignore_label
 
 GROUPS = [[3], [1, 4], [2, 5]]
 
@@ -43,7 +43,8 @@ def nnunet_loss(deep_supervision: bool, scale_weights=(2 / 3, 1 / 3)):
 
 
 def _fake_trainer(net, deep_supervision: bool, weight: float = 10.0, supervise_aggregation: bool = False,
-                  groups=GROUPS, scale_weights=(2 / 3, 1 / 3), other_channel: bool = False):
+                  groups=GROUPS, scale_weights=(2 / 3, 1 / 3), other_channel: bool = False,
+                  confidence=None, teacher=None):
     """What DCATrainer.semi_supervised_losses reads of a trainer, with nnU-Net's loss."""
     num_labels = 1 + sum(len(g) for g in groups)
     names = ["head", "medium", "tail"] if len(groups) == 3 else [f"group{i}" for i in range(len(groups))]
@@ -52,7 +53,10 @@ def _fake_trainer(net, deep_supervision: bool, weight: float = 10.0, supervise_a
                            label_manager=SimpleNamespace(num_segmentation_heads=num_labels),
                            unsupervised_weight=lambda: weight, supervise_aggregation=supervise_aggregation,
                            aggregation_supervision_weight=1.0, fusion=DCATrainer.fusion,
-                           gate_balance_weight=DCATrainer.gate_balance_weight)
+                           gate_balance_weight=DCATrainer.gate_balance_weight, pseudo_label_confidence=confidence,
+                           _teacher=teacher, _pseudo_ignore=num_labels)
+    if confidence is not None:
+        fake._pseudo_label_loss = with_ignore_label(fake.loss, num_labels)
     fake.step_forward = lambda data, unlabeled, **kw: DCATrainer.step_forward(fake, data, unlabeled, **kw)
     # off: the measurement's extra backward passes (first iteration of an epoch only) would enter the FLOP counts of
     # a step; tests that check it switch it on

@@ -82,6 +82,30 @@ class nnUNetTrainerDCA_noUnlabeled(DCATrainer):
     lambda_max = 0.0
 
 
+class nnUNetTrainerDCA_lambda01(DCATrainer):
+    """Candidate (issue 25): the default recipe with a small unlabeled weight, lambda = 0.1 (what published
+    semi-supervised code uses with SGD steps of nnU-Net's size: the pseudo-label term as a regulariser)."""
+    lambda_max = 0.1
+
+
+class nnUNetTrainerDCA_confidence(DCATrainer):
+    """Candidate (issue 25): the default recipe whose aggregation decoder learns only from pseudo-label voxels with
+    fused probability >= 0.9 (FixMatch-style confidence threshold; the share kept is logged as dca_pseudo_kept)."""
+    pseudo_label_confidence = 0.9
+
+
+class nnUNetTrainerDCA_equalExperts(DCATrainer):
+    """Candidate (issue 25): the default recipe with experts of equal capacity (every expert the planned decoder,
+    no dilation) instead of the seed's asymmetric experts."""
+    equal_capacity_experts = True
+
+
+class nnUNetTrainerDCA_ema(DCATrainer):
+    """Candidate (issue 25): the default recipe whose pseudo-labels come from a mean teacher (EMA of the network,
+    momentum 0.99) instead of the network itself."""
+    ema_teacher_momentum = 0.99
+
+
 class nnUNetTrainerDCA_supAgg(nnUNetTrainerDCA_asBuilt):
     """The first build + the aggregation decoder also learns from the labeled batch's ground truth."""
     supervise_aggregation = True
@@ -151,3 +175,19 @@ class nnUNetTrainerDCA_noUnlabeled_budget(BudgetMixin, nnUNetTrainerDCA_noUnlabe
 
 class nnUNetTrainerDCA_seed_budget(BudgetMixin, nnUNetTrainerDCA_seed):
     """nnUNetTrainerDCA_seed with the benchmark's schedule and seed from the environment."""
+
+
+class nnUNetTrainerDCA_lambda01_budget(BudgetMixin, nnUNetTrainerDCA_lambda01):
+    """nnUNetTrainerDCA_lambda01 with the benchmark's schedule and seed from the environment."""
+
+
+class nnUNetTrainerDCA_confidence_budget(BudgetMixin, nnUNetTrainerDCA_confidence):
+    """nnUNetTrainerDCA_confidence with the benchmark's schedule and seed from the environment."""
+
+
+class nnUNetTrainerDCA_equalExperts_budget(BudgetMixin, nnUNetTrainerDCA_equalExperts):
+    """nnUNetTrainerDCA_equalExperts with the benchmark's schedule and seed from the environment."""
+
+
+class nnUNetTrainerDCA_ema_budget(BudgetMixin, nnUNetTrainerDCA_ema):
+    """nnUNetTrainerDCA_ema with the benchmark's schedule and seed from the environment."""

@@ -6,8 +6,8 @@ from __future__ import annotations
 # run order: every arm after the arms it needs (pseudolabel after baseline, dca_distill after dca; baseline_wallclock
 # after baseline and dca, whose measured seconds per iteration set its epochs)
 ARMS = ("baseline", "dca", "dca_asbuilt", "dca_other", "dca_other_supagg", "dca_other_supagg_experts", "dca_seed",
-        "dca_supagg", "dca_g1_lambda0", "dca_lambda0", "dca_other_lambda0", "dca_nounlabeled", "semimoe", "pseudolabel",
-        "dca_distill", "full", "baseline_wallclock")
+        "dca_supagg", "dca_g1_lambda0", "dca_lambda0", "dca_other_lambda0", "dca_nounlabeled", "dca_lambda01",
+        "dca_confidence", "dca_equal", "dca_ema", "semimoe", "pseudolabel", "dca_distill", "full", "baseline_wallclock")
 DEFAULT_ARMS = ("baseline", "dca", "full")
 ARM_TRAINERS = {"baseline": "nnUNetTrainer_budget", "dca": "nnUNetTrainerDCA_budget",
                 "dca_asbuilt": "nnUNetTrainerDCA_asBuilt_budget",
@@ -19,6 +19,10 @@ ARM_TRAINERS = {"baseline": "nnUNetTrainer_budget", "dca": "nnUNetTrainerDCA_bud
                 "dca_lambda0": "nnUNetTrainerDCA_lambda0_budget",
                 "dca_other_lambda0": "nnUNetTrainerDCA_other_lambda0_budget",
                 "dca_nounlabeled": "nnUNetTrainerDCA_noUnlabeled_budget",
+                "dca_lambda01": "nnUNetTrainerDCA_lambda01_budget",
+                "dca_confidence": "nnUNetTrainerDCA_confidence_budget",
+                "dca_equal": "nnUNetTrainerDCA_equalExperts_budget",
+                "dca_ema": "nnUNetTrainerDCA_ema_budget",
                 "semimoe": "nnUNetTrainerSemiMoE_budget",
                 "pseudolabel": "nnUNetTrainer_budget", "full": "nnUNetTrainer_budget",
                 "baseline_wallclock": "nnUNetTrainer_budget", "dca_distill": "nnUNetTrainer_budget"}
@@ -34,6 +38,10 @@ ARM_TITLES = {"baseline": "nnU-Net, labeled only",
               "dca_lambda0": "control: three experts with label-split, no unlabeled loss, experts' prediction",
               "dca_other_lambda0": "control: three experts with the other-organ channel, no unlabeled loss",
               "dca_nounlabeled": "control: the default recipe without the unlabeled images' loss (lambda = 0)",
+              "dca_lambda01": "DCA default recipe with a small unlabeled weight (lambda = 0.1)",
+              "dca_confidence": "DCA default recipe, pseudo-label voxels below fused probability 0.9 ignored",
+              "dca_equal": "DCA default recipe with experts of equal capacity (no asymmetry)",
+              "dca_ema": "DCA default recipe, pseudo-labels from a mean teacher (EMA 0.99)",
               "semimoe": "Semi-MoE", "pseudolabel": "nnU-Net + offline pseudo-labels",
               "full": "nnU-Net, all labels (upper bound)",
               "baseline_wallclock": "nnU-Net, labeled only, trained as long as DCA took (equal wall-clock)",
@@ -44,7 +52,8 @@ PLANS_DCA = "nnUNetPlansBenchDCA"
 PLANS_STOCK = "nnUNetPlansBenchStock"
 # arms trained on the DCA plans; every other arm on the stock plans
 DCA_ARMS = ("dca", "dca_asbuilt", "dca_other", "dca_other_supagg", "dca_other_supagg_experts", "dca_seed", "dca_supagg",
-            "dca_g1_lambda0", "dca_lambda0", "dca_other_lambda0", "dca_nounlabeled")
+            "dca_g1_lambda0", "dca_lambda0", "dca_other_lambda0", "dca_nounlabeled", "dca_lambda01", "dca_confidence",
+            "dca_equal", "dca_ema")
 FOLD = "all"
 # arms whose models produce pseudo-labels: DCA's fused experts, and the baseline (the offline recipe's labels)
 PSEUDO_LABEL_SOURCES = ("baseline", *DCA_ARMS)

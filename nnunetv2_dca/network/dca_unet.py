@@ -334,11 +334,15 @@ class DCAUNet(AbstractDynamicNetworkArchitectures):
             return DCAOutput(aggregate, expert_heads, gates)
         return aggregate
 
+    def expert_logits(self, x: torch.Tensor) -> List[Union[torch.Tensor, List[torch.Tensor]]]:
+        """Each expert's logits (nnU-Net's format: a tensor, or the deep-supervision list), D_A not run."""
+        skips = self.encoder(x)
+        return [expert(skips)[0] for expert in self.decoder.experts]
+
     def _fused_experts(self, x: torch.Tensor) -> Union[torch.Tensor, List[torch.Tensor]]:
         """The experts' fused scores (``fuse_expert_logits``) in nnU-Net's output format, D_A not run: the model's
         output with ``prediction_output="experts"``."""
-        skips = self.encoder(x)
-        heads = [expert(skips)[0] for expert in self.decoder.experts]
+        heads = self.expert_logits(x)
         if not isinstance(heads[0], list):
             return fuse_expert_logits(heads, self.class_groups, self.prediction_fusion)
         return [fuse_expert_logits([h[s] for h in heads], self.class_groups, self.prediction_fusion)

@@ -15,11 +15,13 @@ iteration.
 
 from __future__ import annotations
 
+import copy
 import os
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 
+from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 
 from nnunetv2_dca.network.architectures import SUPERVISE_AGGREGATION, is_dca
@@ -94,9 +96,39 @@ RECIPE_ATTRIBUTES = ("expert_other_channel", "prediction_output", "supervise_agg
                      "single_group", "unlabeled_batch_size")
 
 
+# recipe attributes added after results were stored (issue 25's screen), keyed only when they differ from their
+# "off" value: a recipe that leaves them off keeps the key it was stored under
+RECIPE_OPTIONS = {"pseudo_label_confidence": None, "equal_capacity_experts": False, "ema_teacher_momentum": None}
+
+
 def recipe(trainer_class: type) -> Dict[str, object]:
-    """The DCA recipe of a trainer class (:data:`RECIPE_ATTRIBUTES`)."""
-    return {name: getattr(trainer_class, name) for name in RECIPE_ATTRIBUTES}
+    """The DCA recipe of a trainer class (:data:`RECIPE_ATTRIBUTES`, and :data:`RECIPE_OPTIONS` where on)."""
+    out = {name: getattr(trainer_class, name) for name in RECIPE_ATTRIBUTES}
+    out.update({name: getattr(trainer_class, name) for name, off in RECIPE_OPTIONS.items()
+                if getattr(trainer_class, name) != off})
+    return out
+
+
+def with_ignore_label(loss: torch.nn.Module, ignore_label: int) -> torch.nn.Module:
+    """A copy of nnU-Net's DC_and_CE loss object (deep-supervision wrapper kept) that ignores ``ignore_label`` in
+    its target: the Dice and the cross-entropy skip those voxels, as nnU-Net does for a dataset's ignore label."""
+    loss = copy.deepcopy(loss)
+    inner = loss.loss if isinstance(loss, DeepSupervisionWrapper) else loss
+    inner.ignore_label = ignore_label
+    inner.ce.ignore_index = ignore_label
+    return loss
+
+
+def ema_update(teacher: torch.nn.Module, student: torch.nn.Module, momentum: float) -> None:
+    """Mean-teacher update: teacher = momentum * teacher + (1 - momentum) * student, parameters and float buffers."""
+    with torch.no_grad():
+        for t, s in zip(teacher.parameters(), student.parameters()):
+            t.lerp_(s.detach(), 1.0 - momentum)
+        for t, s in zip(teacher.buffers(), student.buffers()):
+            if t.is_floating_point():
+                t.lerp_(s.detach(), 1.0 - momentum)
+            else:
+                t.copy_(s)
 
 
 class DCATrainer(nnUNetTrainerSemiSupervised):
@@ -129,6 +161,16 @@ class DCATrainer(nnUNetTrainerSemiSupervised):
     # control (issue 25): one group holding every class, so one expert with nnU-Net's decoder (no dilation); with
     # lambda_max = 0 and prediction_output = "experts" the model is nnU-Net's U-Net with extra, unused parts
     single_group = False
+    # candidates of issue 25's screen, off in the default (docs/dca.md, "Screened candidates"; keyed by
+    # RECIPE_OPTIONS): pseudo-label voxels whose fused probability (softmax of the fused scores) is below this are
+    # ignored by D_A's unlabeled loss (None: every voxel counts)
+    pseudo_label_confidence: Optional[float] = None
+    # every expert gets the planned decoder (depth and dilation), instead of the seed's asymmetric experts
+    equal_capacity_experts = False
+    # pseudo-labels from an exponential moving average of the network's encoder and experts (a mean teacher,
+    # momentum e.g. 0.99) instead of the network itself (None). The teacher starts as a copy of the network when
+    # training starts (also after a resume: it is not checkpointed)
+    ema_teacher_momentum: Optional[float] = None
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
@@ -140,6 +182,10 @@ class DCATrainer(nnUNetTrainerSemiSupervised):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self._lut = split_lookup(self.class_groups, self.label_manager.num_segmentation_heads,
                                  self.label_manager.ignore_label, self.expert_other_channel)
+        # pseudo-labels never hold the dataset's ignore label, so it (or the first unused value) marks dropped voxels
+        self._pseudo_ignore = (self.label_manager.ignore_label if self.label_manager.ignore_label is not None
+                               else self.label_manager.num_segmentation_heads)
+        self._teacher: Optional[torch.nn.Module] = None
 
     @classmethod
     def build_network_architecture(cls, plans_manager, configuration_manager, num_input_channels: int,
@@ -165,6 +211,9 @@ class DCATrainer(nnUNetTrainerSemiSupervised):
         if cls.single_group:
             kwargs.update(class_groups=[sorted(c for g in kwargs["class_groups"] for c in g)],
                           expert_n_conv_per_stage=[kwargs["n_conv_per_stage_decoder"]], expert_dilations=[1])
+        elif cls.equal_capacity_experts:
+            n = len(kwargs["class_groups"])
+            kwargs.update(expert_n_conv_per_stage=[kwargs["n_conv_per_stage_decoder"]] * n, expert_dilations=[1] * n)
         return kwargs
 
     def extra_log_keys(self) -> List[str]:
@@ -174,13 +223,27 @@ class DCATrainer(nnUNetTrainerSemiSupervised):
                 + (["dca_loss_sup_aggregation"] if self.supervise_aggregation else [])
                 + ["dca_share_background"] + [f"dca_share_{n}" for n in names] + [f"dca_gate_{n}" for n in names]
                 + ([f"dca_gradnorm_{n}" for n in (*names, "unsup", "gate_balance", "sup_aggregation")]
-                   if self.log_encoder_grad_norms else []))
+                   if self.log_encoder_grad_norms else [])
+                + (["dca_pseudo_kept"] if self.pseudo_label_confidence is not None else []))
 
     def initialize(self):
         super().initialize()
         if not isinstance(self._plain_network(), DCAUNet):
             raise RuntimeError(f"{self.__class__.__name__} needs the DCA network; the plans build "
                                f"{type(self._plain_network()).__name__}. Plan with -pl nnUNetPlannerDCA.")
+        if self.pseudo_label_confidence is not None:
+            self._pseudo_label_loss = with_ignore_label(self.loss, self._pseudo_ignore)
+
+    def on_train_start(self):
+        super().on_train_start()
+        if self.ema_teacher_momentum is not None:
+            self._teacher = copy.deepcopy(self._plain_network()).requires_grad_(False)
+
+    def train_step(self, batch: dict) -> dict:
+        out = super().train_step(batch)
+        if self._teacher is not None and not out["ssl_skipped_steps"]:
+            ema_update(self._teacher, self._plain_network(), self.ema_teacher_momentum)
+        return out
 
     def semi_supervised_losses(self, data: torch.Tensor, target: TensorOrList, unlabeled: torch.Tensor
                                ) -> Dict[str, torch.Tensor]:
@@ -204,14 +267,21 @@ class DCATrainer(nnUNetTrainerSemiSupervised):
 
         with torch.no_grad():
             scales = len(out.aggregate) if ds else 1
-            per_scale = [[(e[s] if ds else e) for e in out.experts_unlabeled] for s in range(scales)]
-            pseudo = [fuse_expert_logits(experts, self.class_groups, self.fusion).argmax(1, keepdim=True)
-                      .to(targets[0].dtype)
-                      for experts in per_scale]
+            source = (out.experts_unlabeled if self._teacher is None
+                      else self._teacher.expert_logits(unlabeled))
+            per_scale = [[(e[s] if ds else e) for e in source] for s in range(scales)]
+            fused = [fuse_expert_logits(experts, self.class_groups, self.fusion) for experts in per_scale]
+            pseudo = [f.argmax(1, keepdim=True).to(targets[0].dtype) for f in fused]
+            if self.pseudo_label_confidence is not None:
+                kept = [torch.softmax(f.float(), 1).amax(1, keepdim=True) >= self.pseudo_label_confidence
+                        for f in fused]
+                logs["dca_pseudo_kept"] = kept[0].float().mean()
+                pseudo = [torch.where(k, p, torch.full_like(p, self._pseudo_ignore)) for k, p in zip(kept, pseudo)]
         # D_A ran on the unlabeled samples, preceded by the labeled ones with supervise_aggregation
         aggregate_unlabeled = (take_rows(out.aggregate, slice(n, None)) if self.supervise_aggregation
                                else out.aggregate)
-        unsup = self.loss(aggregate_unlabeled, as_target(pseudo))
+        unsup_loss = self.loss if self.pseudo_label_confidence is None else self._pseudo_label_loss
+        unsup = unsup_loss(aggregate_unlabeled, as_target(pseudo))
         terms["unsup"] = self.unsupervised_weight() * unsup
         total = sup + terms["unsup"]
         logs["dca_loss_unsup"] = unsup
@@ -229,7 +299,9 @@ class DCATrainer(nnUNetTrainerSemiSupervised):
         logs.update(self._encoder_grad_norm_logs(terms, total))
 
         with torch.no_grad():
-            counts = torch.bincount(pseudo[0].long().flatten(), minlength=self.label_manager.num_segmentation_heads)
+            heads = self.label_manager.num_segmentation_heads
+            # shares among the pseudo-label voxels D_A learns from (dropped ones, with a confidence threshold, not)
+            counts = torch.bincount(pseudo[0].long().flatten(), minlength=heads)[:heads]
             counts = counts.float() / counts.sum().clamp_min(1)
             logs["dca_share_background"] = counts[0]
             for name, members in zip(self.group_names, self.class_groups):
