@@ -4,6 +4,7 @@ pseudo-labels, a mean teacher, experts of equal capacity, and how their recipes 
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -11,7 +12,10 @@ import torch
 from nnunetv2_dca.training.dca import RECIPE_ATTRIBUTES, DCATrainer, ema_update, recipe, with_ignore_label
 from nnunetv2_dca.training.semi_supervised import nnUNetTrainerSemiSupervised
 
+from conftest import BIN, fresh_env, run_cmd
 from dcanets import DCA_CLASS, GROUPS, REQUIRES_IMPORT, _batch, _fake_trainer, _tiny_net, nnunet_loss, tiny_arch_kwargs
+
+DS, NAME, PLANS = 989, "Dataset989_AbdomenPhantom", "nnUNetPlansDCA_CPU"
 
 
 def test_options_enter_the_recipe_only_when_on():
@@ -127,3 +131,34 @@ def test_equal_capacity_experts_get_the_planned_decoder():
     assert [e.n_conv_per_stage for e in equal] == [[2, 2]] * len(GROUPS) and {e.dilation for e in equal} == {1}
     default = nets[nnUNetTrainerDCA].decoder.experts
     assert [e.n_conv_per_stage for e in default] == [[1, 1], [2, 2], [3, 3]] and default[0].dilation == 2
+
+
+@pytest.fixture(scope="module")
+def planned_2d(tmp_path_factory):
+    from nnunetv2_dca.data.phantom import write_phantom_dataset
+
+    base = tmp_path_factory.mktemp("candidates")
+    write_phantom_dataset(str(base / "nnUNet_raw"), DS, labeled=4, unlabeled=2, test=1, seed=5)
+    run_cmd([str(BIN / "nnUNetv2_plan_and_preprocess"), "-d", str(DS), "-pl", "nnUNetPlannerDCA_CPU", "-c", "2d",
+             "-np", "1", "-npfp", "1"], fresh_env(base))
+    return base
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("trainer", ["nnUNetTrainerDCA_confidence_budget", "nnUNetTrainerDCA_ema_budget",
+                                     "nnUNetTrainerDCA_equalExperts_budget"])
+def test_candidates_train_and_predict_with_the_stock_commands(planned_2d, tmp_path, trainer):
+    """Each candidate through nnUNetv2_train (1 epoch x 3 iterations) and nnUNetv2_predict: its hooks run in a real
+    trainer, and predict rebuilds the network the checkpoint was trained with."""
+    env = {**fresh_env(planned_2d, training=True), "nnUNetDCA_budget_epochs": "1", "nnUNetDCA_budget_iterations": "3",
+           "nnUNetDCA_budget_val_iterations": "1", "nnUNetDCA_budget_seed": "0"}
+    run_cmd([str(BIN / "nnUNetv2_train"), str(DS), "2d", "all", "-tr", trainer, "-p", PLANS, "-device", "cpu"], env)
+    out = planned_2d / "nnUNet_results" / NAME / f"{trainer}__{PLANS}__2d" / "fold_all"
+    logging = torch.load(out / "checkpoint_final.pth", map_location="cpu", weights_only=False)["logging"]
+    assert all(math.isfinite(v) for v in logging["train_losses"])
+    if trainer == "nnUNetTrainerDCA_confidence_budget":
+        assert 0.0 <= logging["dca_pseudo_kept"][0] <= 1.0
+    run_cmd([str(BIN / "nnUNetv2_predict"), "-i", str(planned_2d / "nnUNet_raw" / NAME / "imagesTs"), "-o",
+             str(tmp_path / "pred"), "-d", str(DS), "-c", "2d", "-f", "all", "-tr", trainer, "-p", PLANS, "-device",
+             "cpu", "-npp", "0", "-nps", "0", "--disable_tta"], fresh_env(planned_2d))
+    assert len(list((tmp_path / "pred").glob("*.nii.gz"))) == 1
