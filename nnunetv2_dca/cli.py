@@ -147,7 +147,7 @@ def _cmd_groups(args: argparse.Namespace) -> int:
 
 
 def _cmd_gpu_check(args: argparse.Namespace) -> int:
-    from nnunetv2_dca.gpu_check import run_gpu_check
+    from nnunetv2_dca.lab.gpu_check import run_gpu_check
 
     try:
         run_gpu_check(args.out, args.size, args.steps, args.device)
@@ -231,7 +231,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from nnunetv2_dca.demo import run_demo
+    from nnunetv2_dca.lab.demo import run_demo
 
     return run_demo(args.out, dataset_id=args.d, seed=args.seed)
 
@@ -244,8 +244,8 @@ def _int_list(text: str) -> List[int]:
 
 
 def _cmd_benchmark(args: argparse.Namespace) -> int:
-    from nnunetv2_dca.benchmark.arms import PRESETS
-    from nnunetv2_dca.benchmark.run import BenchmarkConfig, BenchmarkError, run_benchmark
+    from nnunetv2_dca.lab.benchmark.arms import PRESETS
+    from nnunetv2_dca.lab.benchmark.run import BenchmarkConfig, BenchmarkError, run_benchmark
 
     preset = PRESETS[args.preset]  # explicit flags win over the preset's values
     arms = args.arms if args.arms is not None else ",".join(preset["arms"])
@@ -451,8 +451,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_gates_parser(sub)
 
-    from nnunetv2_dca.benchmark.arms import ARMS, DEFAULT_ARMS, DEFAULTS  # light: stdlib imports only
-    from nnunetv2_dca.benchmark.arms import PRESETS as BENCH_PRESETS
+    from nnunetv2_dca.lab.benchmark.arms import ARMS, DEFAULT_ARMS, DEFAULTS  # light: stdlib imports only
+    from nnunetv2_dca.lab.benchmark.arms import PRESETS as BENCH_PRESETS
 
     p = sub.add_parser("distill", help="a trained DCA model's predictions of the unlabeled images as labels of a new "
                                        "dataset, planned for the stock nnUNetv2_train (a plain nnU-Net student)",

@@ -15,12 +15,12 @@ import os
 import re
 import shlex
 import shutil
-import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
+from nnunetv2_dca.commands import run_command
 from nnunetv2_dca.data.phantom import find_existing_dataset
 from nnunetv2_dca.data.pseudo_dataset import (PROVENANCE_FILE, PseudoDatasetError, is_pseudo_label_dataset,
                                               read_source, write_pseudo_label_dataset)
@@ -263,7 +263,4 @@ def _run(cmd: List[str], planning: bool = False) -> None:
     if planning:  # nnU-Net's planner calls torch.set_num_threads(nnUNet_n_proc_DA): the CPU training knobs break it
         for key in ("nnUNet_n_proc_DA", "nnUNet_def_n_proc"):
             env.pop(key, None)
-    print("$ " + shlex.join(cmd), flush=True)
-    proc = subprocess.run(cmd, stdout=sys.stdout, stderr=sys.stderr, env=env)
-    if proc.returncode != 0:
-        raise DistillError(f"command failed with exit code {proc.returncode}: {shlex.join(cmd)}")
+    run_command(cmd, env, show_output=True, error=DistillError)

@@ -11,7 +11,7 @@ from typing import Dict, List, Optional
 
 import pytest
 
-from nnunetv2_dca.demo import nnunet_env
+from nnunetv2_dca.lab.demo import nnunet_env
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

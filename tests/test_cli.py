@@ -93,7 +93,7 @@ def test_groups_command_unknown_dataset(tmp_path):
     (["--iterations", "10", "--val-iterations", "2"], (20, 10, 2, ["baseline", "dca", "full"])),
 ])
 def test_benchmark_preset_sets_the_budget_and_flags_win(monkeypatch, argv, expected):
-    import nnunetv2_dca.benchmark.run as run
+    import nnunetv2_dca.lab.benchmark.run as run
 
     seen = []
     monkeypatch.setattr(run, "run_benchmark", seen.append)

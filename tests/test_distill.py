@@ -83,7 +83,7 @@ def test_distill_end_to_end_through_stock_commands(tmp_path: Path):
     for trainer in ("nnUNetTrainerDCA_budget", "nnUNetTrainer_budget"):
         plans = "nnUNetPlansDCA_CPU"
         if trainer == "nnUNetTrainer_budget":  # a stock network on the same data: the teacher that is refused
-            from nnunetv2_dca.benchmark.data import write_bench_plans
+            from nnunetv2_dca.lab.benchmark.data import write_bench_plans
 
             write_bench_plans(str(base / "nnUNet_preprocessed" / "Dataset901_AbdomenPhantom"), plans, "2d", None)
             plans = "nnUNetPlansBenchStock"

@@ -20,8 +20,8 @@ import torch
 from batchgenerators.utilities.file_and_folder_operations import join, load_json
 from nnunetv2.paths import nnUNet_preprocessed
 
-from nnunetv2_dca.benchmark.arms import FOLD, ID_SEMI, PLANS_STOCK
-from nnunetv2_dca.benchmark.data import find_dataset
+from nnunetv2_dca.lab.benchmark.arms import FOLD, ID_SEMI, PLANS_STOCK
+from nnunetv2_dca.lab.benchmark.data import find_dataset
 from nnunetv2_dca.trainers.smoke import nnUNetTrainer_budget as _Budget
 
 LR = float(sys.argv[1]) if len(sys.argv) > 1 else 0.02

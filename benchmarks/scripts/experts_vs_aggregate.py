@@ -5,7 +5,7 @@ The labeled-only baseline of the same seed is scored the same way, so all three 
 Why: ``nnUNetv2_predict`` returns D_A, which learns only from the fused pseudo-labels (and, with ``_supAgg``, the
 labeled ground truth). Where D_A drops a class the experts find (the tail at short budgets), the fused experts may
 be the better prediction; this scores both on the same trained weights, so the comparison costs no training.
-Scored like the pseudo-labels (nnunetv2_dca.evaluation.pseudo_labels: preprocessed grid, no mirroring, Dice pooled
+Scored like the pseudo-labels (nnunetv2_dca.lab.pseudo_labels: preprocessed grid, no mirroring, Dice pooled
 over the test images), so the numbers are comparable with each other, not with the benchmark's per-case means.
 Usage:
 
@@ -21,10 +21,10 @@ import sys
 from typing import Dict
 
 from nnunetv2_dca.atomic import write_json_atomic
-from nnunetv2_dca.benchmark.arms import ARM_TRAINERS, DCA_ARMS, FOLD, ID_SEMI
-from nnunetv2_dca.benchmark.data import bench_class_groups, find_dataset
-from nnunetv2_dca.benchmark.state import STATE_FILE, stored_results
-from nnunetv2_dca.evaluation.pseudo_labels import pseudo_label_quality
+from nnunetv2_dca.lab.benchmark.arms import ARM_TRAINERS, DCA_ARMS, FOLD, ID_SEMI
+from nnunetv2_dca.lab.benchmark.data import bench_class_groups, find_dataset
+from nnunetv2_dca.lab.benchmark.state import STATE_FILE, stored_results
+from nnunetv2_dca.lab.pseudo_labels import pseudo_label_quality
 
 
 def _dca_groups(folder: str, semi: str):

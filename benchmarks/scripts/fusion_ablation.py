@@ -2,7 +2,7 @@
 
 The model is trained once (with the default fusion); only the rule that fuses its experts' logits into pseudo-labels
 changes, so the table isolates the fusion: which groups each rule starves on the unlabeled training images, scored
-against their true labels (nnunetv2_dca.evaluation.pseudo_labels). Usage:
+against their true labels (nnunetv2_dca.lab.pseudo_labels). Usage:
 
     python benchmarks/scripts/fusion_ablation.py BENCHMARK_FOLDER [--arm dca] [--seed 0] [--out FILE.json]
 """
@@ -12,9 +12,9 @@ import os
 import sys
 
 from nnunetv2_dca.atomic import write_json_atomic
-from nnunetv2_dca.benchmark.arms import ARM_TRAINERS, FOLD, ID_FULL, ID_SEMI
-from nnunetv2_dca.benchmark.data import find_dataset
-from nnunetv2_dca.evaluation.pseudo_labels import pseudo_label_quality
+from nnunetv2_dca.lab.benchmark.arms import ARM_TRAINERS, FOLD, ID_FULL, ID_SEMI
+from nnunetv2_dca.lab.benchmark.data import find_dataset
+from nnunetv2_dca.lab.pseudo_labels import pseudo_label_quality
 from nnunetv2_dca.network.fusion import FUSIONS
 
 

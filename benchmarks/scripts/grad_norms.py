@@ -18,10 +18,10 @@ import torch
 from batchgenerators.utilities.file_and_folder_operations import join, load_json
 from nnunetv2.paths import nnUNet_preprocessed
 
-from nnunetv2_dca.benchmark.arms import ID_SEMI, PLANS_DCA
-from nnunetv2_dca.benchmark.data import find_dataset
+from nnunetv2_dca.lab.benchmark.arms import ID_SEMI, PLANS_DCA
+from nnunetv2_dca.lab.benchmark.data import find_dataset
 from nnunetv2_dca.trainers.dca import nnUNetTrainerDCA_budget
-from nnunetv2_dca.training import harness
+from nnunetv2_dca.lab import harness
 
 
 def module_of(name: str) -> str:

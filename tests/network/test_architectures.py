@@ -80,5 +80,5 @@ def test_no_import_circle_between_modules_or_stages():
         stages[_stage(src)].update(_stage(d) for d in dsts if _stage(d) != _stage(src))
     assert _cycles(stages) == []
     assert "planning" not in stages["network"] and "training" not in stages["network"]  # networks stand alone
-    assert "nnunetv2_dca.benchmark.run" not in modules["nnunetv2_dca.benchmark.report"]  # report takes results
-    assert "nnunetv2_dca.benchmark.report" not in modules["nnunetv2_dca.benchmark.charts"]
+    assert "nnunetv2_dca.lab.benchmark.run" not in modules["nnunetv2_dca.lab.benchmark.report"]  # report takes results
+    assert "nnunetv2_dca.lab.benchmark.report" not in modules["nnunetv2_dca.lab.benchmark.charts"]

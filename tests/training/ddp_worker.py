@@ -22,7 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 import nnunetv2.training.nnUNetTrainer.nnUNetTrainer as nnunet_trainer_module
 from nnunetv2_dca.discovery import find_registered_class
-from nnunetv2_dca.training import harness
+from nnunetv2_dca.lab import harness
 
 
 def main() -> None:

@@ -113,7 +113,7 @@ def test_time_breakdown_puts_each_phase_in_its_bucket(tmp_path, monkeypatch):
 
 
 def test_breakdown_reaches_the_report():
-    from nnunetv2_dca.benchmark.report import mean_breakdown, time_breakdown_lines
+    from nnunetv2_dca.lab.benchmark.report import mean_breakdown, time_breakdown_lines
 
     runs = [{"time_breakdown_seconds": {"data_wait": 60.0, "step": 120.0}},
             {"time_breakdown_seconds": {"data_wait": 180.0, "step": 240.0}}, {}]

@@ -12,12 +12,11 @@ small ones need the full schedule (see the benchmark in the README).
 from __future__ import annotations
 
 import os
-import shlex
-import subprocess
 import sys
 import time
 from typing import Dict, List, Mapping, Optional
 
+from nnunetv2_dca.commands import run_command
 from nnunetv2_dca.data.phantom import write_phantom_dataset
 
 DEMO_TRAINER = "nnUNetTrainerDCA_demo"
@@ -48,17 +47,9 @@ def nnunet_env(out: str, training: bool = False, base: Optional[Mapping[str, str
 
 
 def run_step(cmd: List[str], env: Dict[str, str], log: Optional[str] = None) -> None:
-    """Run one console script; on failure raise with the command and the tail of its output."""
-    print(f"$ {shlex.join(cmd)}", flush=True)
-    if log is not None:
-        with open(log, "a", encoding="utf-8") as f:
-            f.write(shlex.join(cmd) + "\n")
-    t0 = time.time()
-    proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"command failed with exit code {proc.returncode}: {shlex.join(cmd)}\n"
-                           f"--- last output ---\n{proc.stdout[-4000:]}")
-    print(f"  ok ({time.time() - t0:.0f} s)", flush=True)
+    """Run one console script (commands.run_command); on failure raise with the command and its output's tail."""
+    seconds = run_command(cmd, env, log=log)
+    print(f"  ok ({seconds:.0f} s)", flush=True)
 
 
 def run_demo(out: str, dataset_id: int = 901, seed: int = 0) -> int:

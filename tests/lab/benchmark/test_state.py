@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from nnunetv2_dca.benchmark import state
-from nnunetv2_dca.benchmark.run import BenchmarkConfig
+from nnunetv2_dca.lab.benchmark import state
+from nnunetv2_dca.lab.benchmark.run import BenchmarkConfig
 
 
 def test_stored_result_is_reused_only_with_the_same_key(tmp_path: Path):
@@ -27,7 +27,7 @@ def test_stored_result_is_reused_only_with_the_same_key(tmp_path: Path):
 
 def test_a_changed_dca_recipe_under_the_same_trainer_name_is_trained_again(tmp_path: Path, monkeypatch):
     """nnUNetTrainerDCA keeps its name when its default recipe changes: the key holds the recipe."""
-    from nnunetv2_dca.benchmark.arms import arm_recipe
+    from nnunetv2_dca.lab.benchmark.arms import arm_recipe
     from nnunetv2_dca.training.dca import DCATrainer
 
     cfg = BenchmarkConfig(out=str(tmp_path))

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from conftest import BIN, fresh_env, run_cmd
-from nnunetv2_dca.benchmark.arms import PLANS_DCA, PLANS_STOCK
-from nnunetv2_dca.benchmark.report import (fmt, mean_std, pseudo_label_table, summarise_arms, summarise_pseudo_labels,
+from nnunetv2_dca.lab.benchmark.arms import PLANS_DCA, PLANS_STOCK
+from nnunetv2_dca.lab.benchmark.report import (fmt, mean_std, pseudo_label_table, summarise_arms, summarise_pseudo_labels,
                                            summarise_sites, verdict)
-from nnunetv2_dca.benchmark.data import labeled_phantom_cases, make_pseudo_label_dataset, scale_width, write_bench_plans
-from nnunetv2_dca.benchmark.run import BenchmarkConfig
+from nnunetv2_dca.lab.benchmark.data import labeled_phantom_cases, make_pseudo_label_dataset, scale_width, write_bench_plans
+from nnunetv2_dca.lab.benchmark.run import BenchmarkConfig
 from nnunetv2_dca.network.architectures import DCA_ARCH_KEYS
 from nnunetv2_dca.training import budget
 
@@ -391,7 +391,7 @@ def test_report_means_leave_out_absent_and_not_scored_classes(tmp_path: Path):
 
 # ------------------------------------------------------------------------------------ curves and instrument check
 def test_learning_curve_means_skip_undefined_epochs_and_seeds_of_other_length():
-    from nnunetv2_dca.benchmark.charts import curve_series
+    from nnunetv2_dca.lab.benchmark.charts import curve_series
 
     nan = float("nan")
     curves = {0: {"validation_dice_per_class_per_epoch": [[0.2, 0.4], [nan, 0.6]], "iterations_per_epoch": 10},
@@ -405,7 +405,7 @@ def test_learning_curve_means_skip_undefined_epochs_and_seeds_of_other_length():
 
 
 def test_instrument_check_needs_a_converged_full_arm_and_room_on_the_tail():
-    from nnunetv2_dca.benchmark.report import instrument_check
+    from nnunetv2_dca.lab.benchmark.report import instrument_check
 
     groups = {"head": [1], "tail": [2]}
 

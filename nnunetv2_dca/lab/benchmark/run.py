@@ -2,7 +2,7 @@
 
 Every training and prediction is a stock nnU-Net console script run in a subprocess exactly as a user would type
 it (all commands land in ``commands.sh``); the arms differ only in the trainer and, for two arms, the training data
-(:mod:`nnunetv2_dca.benchmark.arms`). Same plans, budget and seed for every arm; evaluation on the held-out test set
+(:mod:`nnunetv2_dca.lab.benchmark.arms`). Same plans, budget and seed for every arm; evaluation on the held-out test set
 with :func:`nnunetv2_dca.evaluation.evaluate.evaluate_folders`. Arms, folders, budget and report: docs/benchmark.md.
 
 Size: one class runs the benchmark's steps in their order (data, plans, each arm's train / predict / evaluate /
@@ -12,25 +12,23 @@ timing, the pseudo-label arm, the report); its helpers live in ``data.py``, ``re
 
 from __future__ import annotations
 
-import collections
 import json
 import os
-import shlex
 import shutil
 import statistics
-import subprocess
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Deque, Dict, List, Mapping, Optional, Sequence
+from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
 from nnunetv2_dca.atomic import write_json_atomic
-from nnunetv2_dca.benchmark.arms import (ARM_NEEDS, ARM_TITLES, ARM_TRAINERS, ARMS, DCA_ARMS, DEFAULT_ARMS, DEFAULTS,
+from nnunetv2_dca.commands import run_command
+from nnunetv2_dca.lab.benchmark.arms import (ARM_NEEDS, ARM_TITLES, ARM_TRAINERS, ARMS, DCA_ARMS, DEFAULT_ARMS, DEFAULTS,
                                          FOLD, ID_DISTILL, ID_FULL, ID_PSEUDO, ID_SEMI, PLANS_DCA, PLANS_STOCK,
                                          PSEUDO_LABEL_SOURCES, arm_recipe, dca_arm_trainer)
-from nnunetv2_dca.benchmark import state
-from nnunetv2_dca.benchmark.data import (bench_class_groups, find_dataset, labeled_phantom_cases, link_tree,
+from nnunetv2_dca.lab.benchmark import state
+from nnunetv2_dca.lab.benchmark.data import (bench_class_groups, find_dataset, labeled_phantom_cases, link_tree,
                                          make_pseudo_label_dataset, write_bench_plans)
-from nnunetv2_dca.benchmark.eta import EtaModel, Job, format_minutes, parse_epoch_time
+from nnunetv2_dca.lab.benchmark.eta import EtaModel, Job, format_minutes, parse_epoch_time
 from nnunetv2_dca.inference import time_network_inference
 
 class BenchmarkError(RuntimeError):
@@ -139,25 +137,10 @@ class Runner:
 
     def run(self, cmd: List[str], env: Mapping[str, str], env_shown: Sequence[str] = (),
             on_line: Optional[Callable[[str], None]] = None) -> float:
-        """Run one command, its output streamed line by line to ``on_line`` (and kept for the error message)."""
-        prefix = " ".join(f"{k}={shlex.quote(str(env[k]))}" for k in env_shown)
-        line = (prefix + " " if prefix else "") + shlex.join(cmd)
-        with open(self.log, "a", encoding="utf-8") as f:
-            f.write(line + "\n")
-        print(f"  $ {line}", flush=True)
-        t0 = time.perf_counter()
-        tail: Deque[str] = collections.deque(maxlen=200)
-        with subprocess.Popen(cmd, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              bufsize=1) as proc:
-            for out_line in proc.stdout:
-                tail.append(out_line)
-                if on_line is not None:
-                    on_line(out_line)
-        seconds = time.perf_counter() - t0
-        if proc.returncode != 0:
-            raise BenchmarkError(f"command failed with exit code {proc.returncode}: {line}\n--- last output ---\n"
-                                 f"{''.join(tail)[-4000:]}")
-        return seconds
+        """Run one command into the run's command log (commands.run_command), its output streamed line by line to
+        ``on_line``."""
+        return run_command(cmd, env, log=self.log, env_shown=env_shown, echo="  $ ", on_line=on_line,
+                           error=BenchmarkError)
 
     def epoch_progress(self, job: Job, epochs: int) -> Callable[[str], None]:
         """Line handler for a training: feeds nnU-Net's epoch times to the ETA, prints elapsed/remaining per arm
@@ -209,7 +192,7 @@ class Benchmark:
     # environment of every command
     def env(self, seed: Optional[int] = None, training: bool = False, epochs: Optional[int] = None,
             results: str = "nnUNet_results") -> Dict[str, str]:
-        from nnunetv2_dca.demo import nnunet_env
+        from nnunetv2_dca.lab.demo import nnunet_env
         from nnunetv2_dca.training.budget import ENV_EPOCHS, ENV_ITERATIONS, ENV_SEED, ENV_VAL_ITERATIONS
 
         # the demo's environment (PATH, the three folders under OUT; on CPU one process for nnU-Net's pools and data
@@ -323,7 +306,7 @@ class Benchmark:
             f.write(f"# {PLANS_DCA}.json and {PLANS_STOCK}.json: copies of {plans_name}.json with the DCA network and "
                     f"nnU-Net's network of the same encoder (width {cfg.width or 'as planned'}, batch size "
                     f"{cfg.batch_size or 'as planned'}); see "
-                    f"nnunetv2_dca/benchmark/run.py\n")
+                    f"nnunetv2_dca/lab/benchmark/run.py\n")
         if self.has_full and "full" in self.arms:
             runner.step("plans for the fully labeled dataset (nnU-Net's plan transfer)")
             self.transfer_plans(runner, ID_FULL)
@@ -395,7 +378,7 @@ class Benchmark:
             runner.eta.job_done((arm, seed), time.time() - job_start)
             runner.log_eta("done", (arm, seed), time.time() - job_start)
 
-    # ---- stored results (nnunetv2_dca.benchmark.state)
+    # ---- stored results (nnunetv2_dca.lab.benchmark.state)
     def arm_key(self, arm: str, epochs: Optional[int] = None) -> Dict:
         return state.arm_key(self.cfg, arm, ARM_TRAINERS[arm], epochs, arm_recipe(arm))
 
@@ -428,8 +411,8 @@ class Benchmark:
 
     def score_pseudo_labels(self, model_dir: str) -> Dict:
         """Pseudo-labels of a trained model on the unlabeled training images, scored against their true labels in
-        the fully labeled dataset (:mod:`nnunetv2_dca.evaluation.pseudo_labels`); groups as planned for DCA."""
-        from nnunetv2_dca.evaluation.pseudo_labels import PseudoLabelError, pseudo_label_quality
+        the fully labeled dataset (:mod:`nnunetv2_dca.lab.pseudo_labels`); groups as planned for DCA."""
+        from nnunetv2_dca.lab.pseudo_labels import PseudoLabelError, pseudo_label_quality
 
         groups = bench_class_groups(os.path.dirname(self.plans_files[PLANS_DCA]), self.dataset_json,
                                     self.cfg.configuration)
@@ -495,7 +478,7 @@ class Benchmark:
 
     def run(self) -> Dict:
         # the report code is loaded now, so an hour-long run never ends on an import error of its last step
-        from nnunetv2_dca.benchmark import report as _report  # noqa: F401
+        from nnunetv2_dca.lab.benchmark import report as _report  # noqa: F401
         from nnunetv2_dca.evaluation import gates as _gates  # noqa: F401
 
         cfg = self.cfg
@@ -638,7 +621,7 @@ class Benchmark:
         return costs
 
     def report(self, wall_seconds: float, runner: Runner) -> Dict:
-        from nnunetv2_dca.benchmark.report import BenchmarkResults, build_report
+        from nnunetv2_dca.lab.benchmark.report import BenchmarkResults, build_report
 
         results = BenchmarkResults(
             cfg=self.cfg, out=self.out, arms=list(self.arms), semi=self.semi, dataset_json=self.dataset_json,

@@ -1,10 +1,10 @@
-"""nnunetv2_dca.benchmark.verdicts: the no-harm rule of a DCA arm (issue 25) holds on every seed or fails, naming
+"""nnunetv2_dca.lab.benchmark.verdicts: the no-harm rule of a DCA arm (issue 25) holds on every seed or fails, naming
 the seed and the group that lost."""
 import numpy as np
 import pytest
 
-from nnunetv2_dca.benchmark.report import summarise_arms
-from nnunetv2_dca.benchmark.verdicts import no_harm_check, no_harm_line
+from nnunetv2_dca.lab.benchmark.report import summarise_arms
+from nnunetv2_dca.lab.benchmark.verdicts import no_harm_check, no_harm_line
 
 GROUPS = {"head": [1], "medium": [2, 3], "tail": [4]}
 
@@ -62,7 +62,7 @@ def _arm(mean, tail):
     ((0.60, 0.45), (0.75, 0.52), ["on the tail group (< 15)"]),            # no room on the tail
     ((0.60, 0.20), (0.75, 0.40), ["on the tail group (< 50)"])])            # tail not learned by the upper bound
 def test_instrument_validity_names_every_failed_rule(baseline, full, failing):
-    from nnunetv2_dca.benchmark.verdicts import instrument_check, instrument_line
+    from nnunetv2_dca.lab.benchmark.verdicts import instrument_check, instrument_line
 
     res = instrument_check({"groups": {"head": [1], "tail": [2]},
                             "arms": {"baseline": _arm(*baseline), "full": _arm(*full)}})

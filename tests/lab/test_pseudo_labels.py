@@ -1,6 +1,6 @@
 """Pseudo-label scoring: confusion counts and Dice by hand, group means and voxel shares, which network output each
 source is (fused experts vs. D_A vs. a stock network), clear errors. The trained-model path runs in the tiny
-end-to-end benchmark (tests/benchmark/test_benchmark.py)."""
+end-to-end benchmark (tests/lab/benchmark/test_benchmark.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 
 from netspec import REQ_IMPORT, tiny_arch_kwargs
 from nnunetv2_dca import inference  # pseudo-label scoring loads its model and cases with these helpers
-from nnunetv2_dca.evaluation import pseudo_labels as P
+from nnunetv2_dca.lab import pseudo_labels as P
 from nnunetv2_dca.network.fusion import fuse_expert_logits
 
 GROUPS = [[1], [2, 3], [4]]

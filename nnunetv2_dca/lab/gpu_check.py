@@ -44,7 +44,7 @@ class GpuCheckError(RuntimeError):
 
 def run_gpu_check(out: str, size: str = "full", steps: int = 50, device: str = "cuda") -> Dict:
     """Prepare the phantom and plans with the stock commands, measure in a fresh process, write JSON + Markdown."""
-    from nnunetv2_dca.demo import nnunet_env, run_step
+    from nnunetv2_dca.lab.demo import nnunet_env, run_step
 
     if size not in SIZES:
         raise GpuCheckError(f"--size must be one of {sorted(SIZES)}, got {size!r}")
@@ -73,7 +73,7 @@ def run_gpu_check(out: str, size: str = "full", steps: int = 50, device: str = "
     plans_file = os.path.join(env["nnUNet_preprocessed"], DATASET_NAME, f"{spec['plans']}.json")
     measured_json = os.path.join(out, "measure.json")
     worker_env = nnunet_env(out, training=device == "cpu")  # CPU: loaders in the main process (2-core machines)
-    cmd = [sys.executable, "-m", "nnunetv2_dca.gpu_check", "--plans-file", plans_file, "--steps", str(steps),
+    cmd = [sys.executable, "-m", "nnunetv2_dca.lab.gpu_check", "--plans-file", plans_file, "--steps", str(steps),
            "--device", device, "--images", os.path.join(env["nnUNet_raw"], DATASET_NAME, "imagesTs"), "--json",
            measured_json]
     run_step(cmd, worker_env)
@@ -124,7 +124,7 @@ def measure_arm(trainer, steps: int, device: str, compiles: List[int]) -> Dict:
     from torch.utils.flop_counter import FlopCounterMode
 
     from nnunetv2_dca.network.cost import saved_activation_bytes
-    from nnunetv2_dca.training import harness
+    from nnunetv2_dca.lab import harness
 
     harness.start(trainer)
     compiled = trainer._do_i_compile()
@@ -180,7 +180,7 @@ def measure(plans_file: str, steps: int, device: str, images: str) -> Dict:
     from nnunetv2_dca.discovery import find_registered_class
     from nnunetv2_dca.inference import time_network_inference
     from nnunetv2_dca.network.cost import cost_report
-    from nnunetv2_dca.training import harness
+    from nnunetv2_dca.lab import harness
 
     plans = harness.read_json(plans_file)
     dataset_json = harness.read_json(os.path.join(os.path.dirname(plans_file), "dataset.json"))

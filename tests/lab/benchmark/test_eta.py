@@ -1,4 +1,4 @@
-"""nnunetv2_dca.benchmark.eta: remaining time from the run's own epoch times (fake and recorded timelines)."""
+"""nnunetv2_dca.lab.benchmark.eta: remaining time from the run's own epoch times (fake and recorded timelines)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from nnunetv2_dca.benchmark.eta import EtaModel, parse_epoch_time
+from nnunetv2_dca.lab.benchmark.eta import EtaModel, parse_epoch_time
 
 RECORDED = Path(__file__).parent / "data" / "eta_log_recorded.json"
 

@@ -9,7 +9,7 @@ import shutil
 from typing import Dict, List, Optional
 
 from nnunetv2_dca.atomic import write_json_atomic
-from nnunetv2_dca.benchmark.arms import PLANS_DCA, PLANS_STOCK
+from nnunetv2_dca.lab.benchmark.arms import PLANS_DCA, PLANS_STOCK
 from nnunetv2_dca.folders import link_or_copy
 
 

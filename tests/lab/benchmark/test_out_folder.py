@@ -12,8 +12,8 @@ from typing import List
 
 import pytest
 
-from nnunetv2_dca.benchmark import state
-from nnunetv2_dca.benchmark.run import Benchmark, BenchmarkConfig
+from nnunetv2_dca.lab.benchmark import state
+from nnunetv2_dca.lab.benchmark.run import Benchmark, BenchmarkConfig
 from nnunetv2_dca.cli import main
 from treesnap import changed, snapshot
 

@@ -1,5 +1,5 @@
 """The benchmark's report: ``benchmark.json``, ``README.md`` (tables), ``dice_per_class.png`` and the class-groups
-chart, all from the measured results of one :class:`nnunetv2_dca.benchmark.run.Benchmark` run.
+chart, all from the measured results of one :class:`nnunetv2_dca.lab.benchmark.run.Benchmark` run.
 
 Aggregation: per arm and seed, a class's Dice is the mean over the test cases that score it (``evaluate_folders``'
 default protocol: a case where the class is absent from reference and prediction is left out); a group's Dice is
@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from nnunetv2_dca.atomic import write_json_atomic, write_text_atomic
-from nnunetv2_dca.benchmark.arms import ARM_TITLES, ARM_TRAINERS, DCA_ARMS, PLANS_DCA
-from nnunetv2_dca.benchmark.charts import curve_series, plot_dice_per_class, plot_learning_curves, plot_sites
-from nnunetv2_dca.benchmark.verdicts import (instrument_check, instrument_line, no_harm_check,  # noqa: F401
+from nnunetv2_dca.lab.benchmark.arms import ARM_TITLES, ARM_TRAINERS, DCA_ARMS, PLANS_DCA
+from nnunetv2_dca.lab.benchmark.charts import curve_series, plot_dice_per_class, plot_learning_curves, plot_sites
+from nnunetv2_dca.lab.benchmark.verdicts import (instrument_check, instrument_line, no_harm_check,  # noqa: F401
                                              no_harm_line, verdict)
 from nnunetv2_dca.evaluation.evaluate import json_ready
 from nnunetv2_dca.planning.class_groups import plans_class_groups
@@ -477,7 +477,7 @@ def markdown_report(report: Mapping, summary: Mapping, cfg) -> str:
         add("")
         add("The unlabeled images' true labels are known here (phantom / `--full-dataset`), so the pseudo-labels are "
             "scored directly on nnU-Net's preprocessed grid, pooled over all voxels "
-            "(`nnunetv2_dca.evaluation.pseudo_labels`). Voxel share: % of all voxels labeled with the group's "
+            "(`nnunetv2_dca.lab.pseudo_labels`). Voxel share: % of all voxels labeled with the group's "
             "classes, in parentheses the truth; a group starved by the pseudo-labels shows as a share far below it.")
         add("")
         add(pseudo_label_table(report["pseudo_labels"]))
