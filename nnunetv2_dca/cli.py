@@ -88,7 +88,7 @@ def _cmd_groups(args: argparse.Namespace) -> int:
     import warnings
 
     from nnunetv2_dca.errors import read_dataset_json, read_json
-    from nnunetv2_dca.planning.grouping import GroupingError, explicit_grouping, log_gap_grouping
+    from nnunetv2_dca.planning.grouping import DEFAULT_NUM_GROUPS, GroupingError, explicit_grouping, log_gap_grouping
     from nnunetv2_dca.planning.labels import foreground_classes, load_class_voxel_counts
     from nnunetv2_dca.planning.report import grouping_json, grouping_table, plot_grouping
 
@@ -126,7 +126,7 @@ def _cmd_groups(args: argparse.Namespace) -> int:
                                     f"--groups") from None
             grouping.source = f"plans {args.plans}"
         else:
-            grouping = log_gap_grouping(counts, args.num_groups or 3, names)
+            grouping = log_gap_grouping(counts, args.num_groups or DEFAULT_NUM_GROUPS, names)
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     if args.save:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Dict, List, Mapping
 
 from nnunetv2_dca.network.dca_unet import default_expert_settings
-from nnunetv2_dca.network.moe_unet import EXPERT_SCOPES, GATINGS
+from nnunetv2_dca.network.moe_unet import validate_moe_settings
 
 _DNA = "dynamic_network_architectures.architectures.unet."
 # Stock network (DNA class path, as nnU-Net's plans spell it) -> our network on the same encoder.
@@ -81,12 +81,7 @@ def semi_moe_architecture(architecture: Mapping, num_experts: int = 3, gating: s
     Accepts DNA's ``PlainConvUNet`` / ``ResidualEncoderUNet`` (stock and ResEnc plans), the DCA networks (mapped back
     to the stock network of the same plans, DCA-only keys dropped) and the MoE networks themselves (idempotent; the
     arguments replace their MoE keys). Everything else raises :class:`SemiMoEArchitectureError` naming the class."""
-    if isinstance(num_experts, bool) or not isinstance(num_experts, int) or num_experts < 1:
-        raise SemiMoEArchitectureError(f"num_experts must be an integer >= 1, got {num_experts!r}")
-    if gating not in GATINGS:
-        raise SemiMoEArchitectureError(f"gating must be one of {GATINGS}, got {gating!r}")
-    if expert_scope not in EXPERT_SCOPES:
-        raise SemiMoEArchitectureError(f"expert_scope must be one of {EXPERT_SCOPES}, got {expert_scope!r}")
+    validate_moe_settings(num_experts, gating, expert_scope, SemiMoEArchitectureError)
     stock = stock_architecture(architecture)  # DCA or MoE network -> its stock network; others unchanged
     name = stock["network_class_name"]
     if name not in MOE_NETWORKS:

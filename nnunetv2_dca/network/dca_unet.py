@@ -61,7 +61,7 @@ from dynamic_network_architectures.building_blocks.simple_conv_blocks import Sta
 from dynamic_network_architectures.initialization.weight_init import InitWeights_He, init_last_bn_before_add_to_0
 
 from nnunetv2_dca.network.dfam import DFAM
-from nnunetv2_dca.network.fusion import fuse_expert_logits
+from nnunetv2_dca.network.fusion import DEFAULT_FUSION, fuse_expert_logits
 from nnunetv2_dca.network.encoders import plain_encoder_factory, residual_encoder_factory
 
 Encoder = Union[PlainConvEncoder, ResidualEncoder]
@@ -287,7 +287,7 @@ class DCAUNet(AbstractDynamicNetworkArchitectures):
                  expert_dilations: Optional[Sequence[int]] = None, deep_supervision: bool = False,
                  detach_expert_features: bool = True, detach_encoder_for_aggregation: bool = False,
                  nonlin_first: bool = False, expert_other_channel: bool = False,
-                 prediction_output: str = "aggregate", prediction_fusion: str = "product"):
+                 prediction_output: str = "aggregate", prediction_fusion: str = DEFAULT_FUSION):
         super().__init__()
         if prediction_output not in PREDICTION_OUTPUTS:
             raise ValueError(f"prediction_output must be one of {PREDICTION_OUTPUTS}, got {prediction_output!r}")
@@ -422,7 +422,7 @@ class DCAPlainConvUNet(DCAUNet):
                  expert_n_conv_per_stage: Optional[Sequence] = None, expert_dilations: Optional[Sequence[int]] = None,
                  detach_expert_features: bool = True, detach_encoder_for_aggregation: bool = False,
                  expert_other_channel: bool = False, prediction_output: str = "aggregate",
-                 prediction_fusion: str = "product"):
+                 prediction_fusion: str = DEFAULT_FUSION):
         encoder = plain_encoder_factory(input_channels, n_stages, features_per_stage, conv_op, kernel_sizes, strides,
                                         n_conv_per_stage, conv_bias, norm_op, norm_op_kwargs, dropout_op,
                                         dropout_op_kwargs, nonlin, nonlin_kwargs, nonlin_first)()
@@ -455,7 +455,7 @@ class DCAResidualEncoderUNet(DCAUNet):
                  expert_n_conv_per_stage: Optional[Sequence] = None, expert_dilations: Optional[Sequence[int]] = None,
                  detach_expert_features: bool = True, detach_encoder_for_aggregation: bool = False,
                  expert_other_channel: bool = False, prediction_output: str = "aggregate",
-                 prediction_fusion: str = "product"):
+                 prediction_fusion: str = DEFAULT_FUSION):
         encoder = residual_encoder_factory(input_channels, n_stages, features_per_stage, conv_op, kernel_sizes,
                                            strides, n_blocks_per_stage, conv_bias, norm_op, norm_op_kwargs,
                                            dropout_op, dropout_op_kwargs, nonlin, nonlin_kwargs, block,

@@ -10,10 +10,12 @@ import numpy as np
 import torch
 
 FUSIONS = ("product", "log_softmax", "logits")
+# the one home of the default (the network's prediction_fusion, DCATrainer.fusion): measured, see fuse_expert_logits
+DEFAULT_FUSION = "product"
 
 
 def fuse_expert_logits(expert_logits: Sequence[torch.Tensor], class_groups: Sequence[Sequence[int]],
-                       fusion: str = "product") -> torch.Tensor:
+                       fusion: str = DEFAULT_FUSION) -> torch.Tensor:
     """Fused pseudo-label scores from the label-split experts (seed Key Design 3: class c from the expert that owns
     c, background from all experts). Inputs (B, 1 + |S_g|, ...) per expert; output (B, num_classes, ...) whose
     argmax is the pseudo-label.

@@ -86,6 +86,17 @@ class MoEStepOutput(NamedTuple):
     gates: Union[torch.Tensor, List[torch.Tensor]]
 
 
+def validate_moe_settings(num_experts: int, gating: str, expert_scope: str,
+                          error: Type[Exception] = ValueError) -> None:
+    """The one check of Semi-MoE's settings (the network's, and the plans mapping's with its own error type)."""
+    if isinstance(num_experts, bool) or not isinstance(num_experts, (int, np.integer)) or num_experts < 1:
+        raise error(f"num_experts must be an integer >= 1, got {num_experts!r}")
+    if gating not in GATINGS:
+        raise error(f"gating must be one of {GATINGS}, got {gating!r}")
+    if expert_scope not in EXPERT_SCOPES:
+        raise error(f"expert_scope must be one of {EXPERT_SCOPES}, got {expert_scope!r}")
+
+
 def mix_logits(expert_logits: Sequence[torch.Tensor], gates: torch.Tensor) -> torch.Tensor:
     """``sum_k gates[:, k] * expert_logits[k]`` for one scale. ``gates``: (B, K) per image, or (B, K, *spatial) per
     voxel with the logits' spatial size; logits (B, C, *spatial)."""
@@ -200,12 +211,7 @@ class MoEUNet(AbstractDynamicNetworkArchitectures):
                  num_experts: int = 3, gating: str = "image", expert_scope: str = "decoder",
                  deep_supervision: bool = False, nonlin_first: bool = False):
         super().__init__()
-        if int(num_experts) < 1:
-            raise ValueError(f"num_experts must be >= 1, got {num_experts}")
-        if gating not in GATINGS:
-            raise ValueError(f"gating must be one of {GATINGS}, got {gating!r}")
-        if expert_scope not in EXPERT_SCOPES:
-            raise ValueError(f"expert_scope must be one of {EXPERT_SCOPES}, got {expert_scope!r}")
+        validate_moe_settings(num_experts, gating, expert_scope)
         self.num_experts, self.gating, self.expert_scope = int(num_experts), gating, expert_scope
         self.num_classes = num_classes
         if expert_scope == "decoder":

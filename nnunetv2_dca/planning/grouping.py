@@ -35,6 +35,10 @@ class GroupingError(ValueError):
     """The classes cannot be grouped as asked (too few classes, invalid explicit groups)."""
 
 
+# head / medium / tail, the seed's grouping; the planner, `nnunetv2-dca groups` and this module's default read it here
+DEFAULT_NUM_GROUPS = 3
+
+
 def group_names(num_groups: int) -> List[str]:
     """head/medium/tail for 3 groups; head, medium_1.., tail otherwise (head/tail for 2)."""
     if num_groups == 1:
@@ -66,7 +70,7 @@ class Grouping:
         raise KeyError(class_id)
 
 
-def log_gap_grouping(voxel_counts: Mapping[int, int], num_groups: int = 3,
+def log_gap_grouping(voxel_counts: Mapping[int, int], num_groups: int = DEFAULT_NUM_GROUPS,
                      class_names: Optional[Mapping[int, str]] = None) -> Grouping:
     """Split the foreground classes in ``voxel_counts`` (id -> labeled voxels; no background, no ignore label)."""
     names = dict(class_names or {})

@@ -24,7 +24,8 @@ from typing import Mapping, Optional, Tuple
 
 from nnunetv2_dca.network.architectures import (SUPERVISE_AGGREGATION, UNLABELED_PER_LABELED, DCAPlanningError,
                                                 dca_architecture)
-from nnunetv2_dca.planning.grouping import GROUPS_FILE, Grouping, explicit_grouping, log_gap_grouping
+from nnunetv2_dca.planning.grouping import (DEFAULT_NUM_GROUPS, GROUPS_FILE, Grouping, explicit_grouping,
+                                            log_gap_grouping)
 from nnunetv2_dca.planning.labels import foreground_classes, load_class_voxel_counts
 
 DEFAULT_PREPROCESSOR = "DCAPreprocessor"
@@ -88,7 +89,7 @@ def resolve_grouping(raw_dataset_folder: str, dataset_json: Mapping, preprocesse
         except GroupingError as e:
             raise DCAPlanningError(f"{groups_file}: {e}; {fix}") from None
         raise DCAPlanningError(f"{groups_file} needs a 'groups' or a 'num_groups' key, found {sorted(spec)}; {fix}")
-    return log_gap_grouping(counts, 3, names), "log-gap (3 groups)"
+    return log_gap_grouping(counts, DEFAULT_NUM_GROUPS, names), f"log-gap ({DEFAULT_NUM_GROUPS} groups)"
 
 
 class DCAPlannerMixin:

@@ -26,7 +26,7 @@ from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 
 from nnunetv2_dca.network.architectures import SUPERVISE_AGGREGATION, is_dca
 from nnunetv2_dca.network.dca_unet import DCAUNet, take_rows
-from nnunetv2_dca.network.fusion import fuse_expert_logits
+from nnunetv2_dca.network.fusion import DEFAULT_FUSION, fuse_expert_logits
 from nnunetv2_dca.planning.class_groups import plans_class_groups
 from nnunetv2_dca.planning.labels import foreground_classes
 from nnunetv2_dca.training.moe_losses import balance_loss
@@ -149,7 +149,7 @@ class DCATrainer(nnUNetTrainerSemiSupervised):
     # "product": product of the experts' probabilities (scale-free, unbiased); "log_softmax" / "logits": the seed's
     # mean-background concatenation on log-probabilities / raw logits, both measured to starve the pseudo-labels of
     # the rarer groups (see fuse_expert_logits)
-    fusion = "product"
+    fusion = DEFAULT_FUSION
     # Beyond the paper: load balancing of the DFAM gates (Semi-MoE's balance loss, KL(mean gate || uniform) per
     # stage). Without it the benchmark saw the per-voxel softmax gates saturate onto one expert within a few hundred
     # iterations (others at ~1e-40, where the softmax passes no gradient back), so D_A used a single expert. It
