@@ -41,7 +41,7 @@ def grad_sum(module: nn.Module) -> float:
 
 
 def conv_output_elements(net: nn.Module, x: torch.Tensor) -> int:
-    """Elements of every 3D (transposed) conv output in one ``net(x, return_all=True)`` call, batch 1: what DNA's
+    """Elements of every 3D (transposed) conv output in one ``net.all_outputs(x)`` call, batch 1: what DNA's
     ``compute_conv_feature_map_size`` convention counts."""
     total = 0
 
@@ -51,7 +51,7 @@ def conv_output_elements(net: nn.Module, x: torch.Tensor) -> int:
 
     handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, (nn.Conv3d, nn.ConvTranspose3d))]
     with torch.no_grad():
-        net(x, return_all=True)
+        net.all_outputs(x)
     for h in handles:
         h.remove()
     return total

@@ -15,7 +15,7 @@ How the maps are computed
   ``run_case_npy``): transpose, crop to the nonzero region, normalise, resample to the target spacing. A reference
   goes through the same call as a segmentation (nnU-Net's segmentation resampling), so it lies voxel for voxel on the
   image.
-* The network runs with ``return_all=True`` on nnU-Net's sliding-window tiles (``compute_steps_for_sliding_window``
+* The network's ``all_outputs`` runs on nnU-Net's sliding-window tiles (``compute_steps_for_sliding_window``
   with the predictor's tile step, the image padded to at least the patch size with ``pad_nd_image`` as nnU-Net does;
   2D configurations tile each slice). Tiles are combined with nnU-Net's Gaussian importance weights
   (``compute_gaussian``), for the aggregate logits and the gate maps alike; a weighted mean of softmax weights still
@@ -107,7 +107,7 @@ def sliding_window_gates(network, data, patch_size: Sequence[int], tile_step_siz
     first = (lambda t: t[0] if isinstance(t, (list, tuple)) else t)
 
     def forward(x):
-        out = net(x, return_all=True)
+        out = net.all_outputs(x)
         if net.prediction_output == "experts":  # the model's prediction, not D_A's (a training aid then)
             return fuse_expert_logits([first(e) for e in out.experts], net.class_groups,
                                       net.prediction_fusion), out.gates[0]

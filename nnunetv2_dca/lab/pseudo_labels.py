@@ -139,7 +139,7 @@ def pseudo_label_quality(model_folder: str, images_folder: str, labels_folder: s
     def forward(x):
         if not is_dca:
             return (net(x),)
-        out = net(x, return_all=True)
+        out = net.all_outputs(x)
         first = (lambda t: t[0] if isinstance(t, (list, tuple)) else t)
         experts = [first(e) for e in out.experts]
         # fused by the experts' own groups (a one-group control's differ from the groups the score is summarised by)

@@ -31,7 +31,7 @@ def _build(architecture: Mapping, input_channels: int, num_classes: int) -> torc
                                       allow_init=False, deep_supervision=False)
 
 
-def _flops(net: torch.nn.Module, x: torch.Tensor, **kwargs) -> int:
+def _flops(net: Callable, x: torch.Tensor, **kwargs) -> int:
     with FlopCounterMode(display=False) as counter:
         net(x, **kwargs)
     return int(counter.get_total_flops())
@@ -45,8 +45,9 @@ def _tracked_outputs(out) -> List[torch.Tensor]:
     return []
 
 
-def step_flops(net: torch.nn.Module, x: torch.Tensor, **kwargs) -> int:
-    """Forward + backward FLOPs of ``net(x, **kwargs)`` with every output autograd tracks in the loss."""
+def step_flops(net: Callable, x: torch.Tensor, **kwargs) -> int:
+    """Forward + backward FLOPs of ``net(x, **kwargs)`` (a network or one of its methods) with every output
+    autograd tracks in the loss."""
     with FlopCounterMode(display=False) as counter:
         outputs = _tracked_outputs(net(x, **kwargs))
         torch.stack([o.float().sum() for o in outputs]).sum().backward()
@@ -95,13 +96,13 @@ def network_cost(architecture: Mapping, patch_size: Sequence[int], input_channel
     elif is_moe(architecture["network_class_name"]):
         # Semi-MoE's step needs every part on every sample (consistency without stop-gradient on the unlabeled
         # ones, gates of all in the balance loss): the whole network on labeled + unlabeled
-        step, step_maps = step_flops(net, both, return_all=True), maps * (1 + u)
+        step, step_maps = step_flops(net.all_outputs, both), maps * (1 + u)
     else:
         step, step_maps = step_flops(net, x), maps
     return {
         "parameters": parameters,
         "inference_gflops": inference / 1e9,
-        "training_forward_gflops": _flops(net, x, **({"return_all": True} if dca else {})) / 1e9,
+        "training_forward_gflops": _flops(net.all_outputs if dca else net, x) / 1e9,
         "training_step_gflops": step / 1e9,
         "feature_maps_millions": maps / 1e6,
         "training_step_feature_maps_millions": step_maps / 1e6,

@@ -24,7 +24,7 @@ Choices where the paper (seed ``003``, Key Designs 2 and 4) is silent, all overr
 * **Outputs.** ``forward(x)`` returns D_A's logits (``prediction_output="experts"``: the experts' fused scores,
   D_A not run) in nnU-Net's format (a tensor, or the list highest resolution
   first when deep supervision is on): that is what nnU-Net's validation and ``nnUNetv2_predict`` consume. Expert
-  segmentation heads are only evaluated for ``forward(x, return_all=True)``, which returns :class:`DCAOutput` with
+  segmentation heads are only evaluated by ``all_outputs(x)``, which returns :class:`DCAOutput` with
   the experts' logits (per scale), D_A's logits and the gate maps for every sample. Expert ``g`` predicts
   ``1 + len(class_groups[g])`` channels: background, then its classes in the order of ``class_groups[g]``; with
   ``expert_other_channel=True`` one more, last: "an organ of another group" (docs/dca.md, "The other-organ
@@ -34,7 +34,7 @@ Choices where the paper (seed ``003``, Key Designs 2 and 4) is silent, all overr
   :class:`DCAStepOutput` and runs only what the step's losses use: the encoder on all samples, the experts with
   autograd on the labeled part and *without* autograd on the unlabeled part (their outputs there only feed the
   pseudo-labels and, detached, DFAM), D_A on the unlabeled part (plus the labeled part with
-  ``aggregate_labeled=True``). Same losses and gradients as slicing the ``return_all`` outputs, at 63 % of the FLOPs
+  ``aggregate_labeled=True``). Same losses and gradients as slicing the ``all_outputs``, at 63 % of the FLOPs
   (full-width 3d plans, docs/training.md); one call, so DDP and torch.compile see every parameter used.
 
 Size: the network as DNA structures its own (encoder use, decoders derived from it, feature-map counts next to
@@ -71,7 +71,7 @@ IntOrSeq = Union[int, List[int], Tuple[int, ...]]
 
 
 class DCAOutput(NamedTuple):
-    """Everything a training step needs, from one ``network(x, return_all=True)`` call.
+    """Everything a training step needs, from one ``network.all_outputs(x)`` call.
 
     Each entry follows nnU-Net's deep-supervision convention: a tensor without deep supervision, else a list with the
     highest resolution first. ``gates`` always holds one map per decoder stage (B, G, *spatial), highest first.
@@ -315,24 +315,34 @@ class DCAUNet(AbstractDynamicNetworkArchitectures):
         self.detach_expert_features = detach_expert_features
         self.detach_encoder_for_aggregation = detach_encoder_for_aggregation
 
-    def forward(self, x: torch.Tensor, return_all: bool = False, num_labeled: Optional[int] = None,
-                aggregate_labeled: bool = False
-                ) -> Union[torch.Tensor, List[torch.Tensor], DCAOutput, DCAStepOutput]:
+    def forward(self, x: torch.Tensor, num_labeled: Optional[int] = None, aggregate_labeled: bool = False
+                ) -> Union[torch.Tensor, List[torch.Tensor], DCAStepOutput]:
+        """Two modes. Without ``num_labeled`` (nnU-Net's validation, ``nnUNetv2_predict``): the prediction in
+        nnU-Net's format, D_A's logits or, with ``prediction_output="experts"``, the experts' fused scores. With
+        ``num_labeled=n`` (``x`` = labeled then unlabeled samples): the training step's :class:`DCAStepOutput`; it
+        goes through ``forward`` so that DDP and torch.compile see every parameter the step uses. Every output at
+        once, for analysis: :meth:`all_outputs`."""
         if num_labeled is not None:
             return self._training_step(x, int(num_labeled), aggregate_labeled)
-        if self.prediction_output == "experts" and not return_all:
+        if self.prediction_output == "experts":
             return self._fused_experts(x)
+        return self._whole_network(x, expert_heads=False).aggregate
+
+    def all_outputs(self, x: torch.Tensor) -> DCAOutput:
+        """D_A's logits, every expert's logits and DFAM's gates for every sample (the gates picture, pseudo-label
+        scoring, the cost report, tests)."""
+        return self._whole_network(x, expert_heads=True)
+
+    def _whole_network(self, x: torch.Tensor, expert_heads: bool) -> DCAOutput:
         skips = self.encoder(x)
-        expert_heads, expert_features = [], []
+        heads, expert_features = [], []
         for expert in self.decoder.experts:
-            heads, features = expert(skips, heads=return_all)  # inference needs only the experts' features
-            expert_heads.append(heads)
+            h, features = expert(skips, heads=expert_heads)  # D_A needs only the experts' features
+            heads.append(h)
             expert_features.append([f.detach() for f in features] if self.detach_expert_features else features)
         agg_skips = [s.detach() for s in skips] if self.detach_encoder_for_aggregation else skips
         aggregate, gates = self.decoder.aggregation(agg_skips, expert_features)
-        if return_all:
-            return DCAOutput(aggregate, expert_heads, gates)
-        return aggregate
+        return DCAOutput(aggregate, heads, gates)
 
     def expert_logits(self, x: torch.Tensor) -> List[Union[torch.Tensor, List[torch.Tensor]]]:
         """Each expert's logits (nnU-Net's format: a tensor, or the deep-supervision list), D_A not run."""
@@ -397,7 +407,7 @@ class DCAUNet(AbstractDynamicNetworkArchitectures):
 
     def compute_conv_feature_map_size(self, input_size: Sequence[int]) -> np.int64:
         """Encoder + every expert (with heads) + D_A + DFAM for one sample through the whole network (the
-        ``return_all`` forward). The planner budgets :meth:`compute_training_step_feature_map_size` instead."""
+        ``all_outputs`` pass). The planner budgets :meth:`compute_training_step_feature_map_size` instead."""
         assert len(input_size) == convert_conv_op_to_dim(self.encoder.conv_op), \
             "give the spatial size only: input_size=(x, y(, z))"
         total = self.encoder.compute_conv_feature_map_size(input_size)

@@ -30,7 +30,7 @@ Choices where the paper (seed ``000``) is silent, all set through ``arch_kwargs`
   for softmax, but not for nnU-Net's sigmoid/region heads, and it would no longer be linear in the experts' outputs;
   logit mixing works for both and is what the seed's formula states when E_k outputs logits.
 * **Outputs.** ``forward(x)`` returns the mixture in nnU-Net's format (tensor, or list highest resolution first with
-  deep supervision). ``forward(x, return_all=True)`` returns :class:`MoEOutput` (mixture, per-expert outputs in the
+  deep supervision). ``all_outputs(x)`` returns :class:`MoEOutput` (mixture, per-expert outputs in the
   same format, gates) from the same call, so DDP/torch.compile see every parameter used; ``forward(x,
   num_labeled=n)`` returns the same split into labeled and unlabeled samples (:class:`MoEStepOutput`, the
   trainer's step). Image gates are (B, K).
@@ -63,7 +63,7 @@ Output = Union[torch.Tensor, List[torch.Tensor]]  # nnU-Net's format: tensor, or
 
 
 class MoEOutput(NamedTuple):
-    """Everything a Semi-MoE training step needs, from one ``network(x, return_all=True)`` call.
+    """Everything a Semi-MoE training step needs, from one ``network.all_outputs(x)`` call.
 
     ``mixture`` and each entry of ``experts`` follow nnU-Net's deep-supervision convention (tensor, or list highest
     resolution first). ``gates``: (B, K) for image gating; for voxel gating a list of (B, K, *spatial), one per output
@@ -232,13 +232,19 @@ class MoEUNet(AbstractDynamicNetworkArchitectures):
             self.gate = VoxelGate(encoders[0].conv_op, self.decoder.experts[0].stage_channels, self.num_experts)
         self._prefix = prefix
 
-    def forward(self, x: torch.Tensor, return_all: bool = False, num_labeled: Optional[int] = None
-                ) -> Union[Output, MoEOutput, MoEStepOutput]:
+    def forward(self, x: torch.Tensor, num_labeled: Optional[int] = None) -> Union[Output, MoEStepOutput]:
+        """Two modes. Without ``num_labeled``: the mixture in nnU-Net's format (validation, ``nnUNetv2_predict``).
+        With ``num_labeled=n`` (``x`` = labeled then unlabeled samples): the training step's :class:`MoEStepOutput`,
+        through ``forward`` so that DDP and torch.compile see every parameter. Everything at once: :meth:`all_outputs`."""
         if num_labeled is not None:
-            out = self.forward(x, return_all=True)
+            out = self.all_outputs(x)
             labeled, unlabeled = slice(0, int(num_labeled)), slice(int(num_labeled), None)
             return MoEStepOutput(take_rows(out.mixture, labeled), [take_rows(e, labeled) for e in out.experts],
                                  [take_rows(e, unlabeled) for e in out.experts], out.gates)
+        return self.all_outputs(x).mixture
+
+    def all_outputs(self, x: torch.Tensor) -> MoEOutput:
+        """The mixture, every expert's logits and the gates for every sample."""
         if self.expert_scope == "decoder":
             skips = self.encoder(x)
             per_expert_skips = [skips] * self.num_experts
@@ -257,10 +263,7 @@ class MoEUNet(AbstractDynamicNetworkArchitectures):
             n = len(features[0])
             stages = list(range(n - 1, -1, -1)) if self.decoder.deep_supervision else [n - 1]  # highest first
             gates = self.gate(features, stages)
-        mixture = mix_expert_outputs(heads, gates)
-        if return_all:
-            return MoEOutput(mixture, heads, gates)
-        return mixture
+        return MoEOutput(mix_expert_outputs(heads, gates), heads, gates)
 
     def compute_conv_feature_map_size(self, input_size: Sequence[int]) -> np.int64:
         """Encoder(s) + every expert with its heads + gate + mixture maps; feeds nnU-Net's VRAM estimate."""

@@ -67,7 +67,7 @@ def test_sliding_window_shapes_simplex_and_single_tile_equals_forward(deep_super
     logits, gates = G.sliding_window_gates(net, x, [8, 16, 16])
     net.eval()
     with torch.no_grad():
-        out = net(x[None], return_all=True)
+        out = net.all_outputs(x[None])
     agg = out.aggregate[0] if deep_supervision else out.aggregate
     torch.testing.assert_close(logits, agg[0])
     torch.testing.assert_close(gates, out.gates[0][0])

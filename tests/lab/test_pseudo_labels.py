@@ -88,7 +88,7 @@ def test_dca_sources_are_the_fused_experts_and_d_a(tmp_path, monkeypatch, deep_s
         assert result["cases"] == ["a"] and result["fusion"] == fusion and result["class_groups"] == GROUPS
         net.eval()
         with torch.no_grad():
-            out = net(torch.from_numpy(data).permute(1, 0, 2, 3), return_all=True)
+            out = net.all_outputs(torch.from_numpy(data).permute(1, 0, 2, 3))
         first = (lambda t: t[0] if isinstance(t, list) else t)
         fused = fuse_expert_logits([first(e) for e in out.experts], GROUPS, fusion).argmax(1).numpy()
         aggregate = first(out.aggregate).argmax(1).numpy()
@@ -158,7 +158,7 @@ def test_experts_are_fused_by_their_own_groups_and_summarised_by_the_given_ones(
     result = P.pseudo_label_quality("model", images, labels, class_groups=GROUPS)
     net.eval()
     with torch.no_grad():
-        expert = net(torch.from_numpy(data).permute(1, 0, 2, 3), return_all=True).experts[0]
+        expert = net.all_outputs(torch.from_numpy(data).permute(1, 0, 2, 3)).experts[0]
     fused = fuse_expert_logits([expert], [[1, 2, 3, 4]], "product").argmax(1).numpy()
     assert result["class_groups"] == GROUPS and set(result["sources"]["pseudo_label"]["groups"]) == set(NAMES)
     assert result["sources"]["pseudo_label"] == P.summarise_counts(P.confusion_counts(fused, reference, 5), GROUPS,

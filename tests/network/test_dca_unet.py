@@ -67,7 +67,7 @@ def test_output_shapes_channels_and_gates(dim, encoder, num_groups, ds, aniso):
             assert isinstance(out, torch.Tensor) and tuple(out.shape) == (2, channels, *patch(dim))
 
     check(net(x), NUM_CLASSES)
-    allout = net(x, return_all=True)
+    allout = net.all_outputs(x)
     assert isinstance(allout, DCAOutput)
     check(allout.aggregate, NUM_CLASSES)
     assert len(allout.experts) == num_groups
@@ -86,7 +86,7 @@ def test_output_shapes_channels_and_gates(dim, encoder, num_groups, ds, aniso):
 def test_expert_loss_reaches_only_its_expert(encoder):
     torch.manual_seed(0)
     net = build(3, encoder, 3, True)
-    out = net(torch.randn(1, 1, *patch(3)), return_all=True)
+    out = net.all_outputs(torch.randn(1, 1, *patch(3)))
     sum(o.square().mean() for o in out.experts[2]).backward()
     experts = net.decoder.experts
     assert grad_sum(experts[2]) > 0 and grad_sum(net.encoder) > 0
@@ -97,7 +97,7 @@ def test_expert_loss_reaches_only_its_expert(encoder):
 def test_stop_gradient_switch_for_aggregation_loss(detach):
     torch.manual_seed(0)
     net = build(3, "plain", 3, True, detach_expert_features=detach)
-    out = net(torch.randn(1, 1, *patch(3)), return_all=True)
+    out = net.all_outputs(torch.randn(1, 1, *patch(3)))
     sum(o.square().mean() for o in out.aggregate).backward()
     assert grad_sum(net.decoder.aggregation) > 0
     assert grad_sum(net.encoder) > 0  # D_A's own skips reach the shared encoder by default
@@ -110,7 +110,7 @@ def test_stop_gradient_switch_for_aggregation_loss(detach):
 def test_aggregation_can_be_cut_from_encoder():
     torch.manual_seed(0)
     net = build(3, "plain", 3, True, detach_encoder_for_aggregation=True)
-    out = net(torch.randn(1, 1, *patch(3)), return_all=True)
+    out = net.all_outputs(torch.randn(1, 1, *patch(3)))
     sum(o.square().mean() for o in out.aggregate).backward()
     assert grad_sum(net.decoder.aggregation) > 0 and grad_sum(net.encoder) == 0
 
@@ -119,7 +119,7 @@ def test_every_parameter_gets_a_gradient_from_a_training_step():
     """What DDP without find_unused_parameters needs: expert losses + D_A loss touch every parameter."""
     torch.manual_seed(0)
     net = build(3, "resenc", 3, True)
-    out = net(torch.randn(2, 1, *patch(3)), return_all=True)
+    out = net.all_outputs(torch.randn(2, 1, *patch(3)))
     loss = sum(o.square().mean() for e in out.experts for o in e) + sum(o.square().mean() for o in out.aggregate)
     loss.backward()
     missing = [n for n, p in net.named_parameters() if p.grad is None]
@@ -132,7 +132,7 @@ def test_nnunet_deep_supervision_switch_reaches_every_decoder():
     nnUNetTrainer.set_deep_supervision_enabled(fake_trainer, False)
     assert all(not d.deep_supervision for d in [*net.decoder.experts, net.decoder.aggregation])
     x = torch.randn(1, 1, *patch(3))
-    out = net(x, return_all=True)
+    out = net.all_outputs(x)
     assert isinstance(out.aggregate, torch.Tensor) and all(isinstance(e, torch.Tensor) for e in out.experts)
     nnUNetTrainer.set_deep_supervision_enabled(fake_trainer, True)
     assert isinstance(net(x), list)

@@ -82,7 +82,7 @@ def test_shapes_gates_mixture_and_gradients(dim, encoder, ds, gating):
         else:
             assert isinstance(out, torch.Tensor) and tuple(out.shape) == (2, NUM_CLASSES, *patch(dim))
 
-    out = net(x, return_all=True)
+    out = net.all_outputs(x)
     assert isinstance(out, MoEOutput)
     check(out.mixture)
     assert len(out.experts) == 3
@@ -129,7 +129,7 @@ def test_gates_start_uniform_after_nnunet_init(gating):
     """get_network_from_plans applies He init to every conv; the gate's zero output layer must survive it."""
     torch.manual_seed(0)
     net = build(3, "resenc", True, gating=gating)
-    out = net(torch.randn(2, 1, *patch(3)), return_all=True)
+    out = net.all_outputs(torch.randn(2, 1, *patch(3)))
     for g in ([out.gates] if gating == "image" else out.gates):
         torch.testing.assert_close(g, torch.full_like(g, 1 / 3))
     # uniform gates: the mixture is the experts' mean
@@ -145,7 +145,7 @@ def test_every_parameter_gets_a_gradient_with_deep_supervision():
     for gating in ("image", "voxel"):
         torch.manual_seed(0)
         net = build(2, "resenc", True, gating=gating)
-        out = net(torch.randn(2, 1, *patch(2)), return_all=True)
+        out = net.all_outputs(torch.randn(2, 1, *patch(2)))
         sum(o.square().mean() for o in out.mixture).backward()
         assert [n for n, p in net.named_parameters() if p.grad is None] == []
 
@@ -171,7 +171,7 @@ def test_nnunet_deep_supervision_switch_reaches_every_expert():
     nnUNetTrainer.set_deep_supervision_enabled(fake_trainer, False)
     assert all(not e.deep_supervision for e in net.decoder.experts) and not net.decoder.deep_supervision
     x = torch.randn(1, 1, *patch(3))
-    out = net(x, return_all=True)
+    out = net.all_outputs(x)
     assert isinstance(out.mixture, torch.Tensor) and all(isinstance(e, torch.Tensor) for e in out.experts)
     assert len(out.gates) == 1
     nnUNetTrainer.set_deep_supervision_enabled(fake_trainer, True)
@@ -208,7 +208,7 @@ def test_network_scope_gives_each_expert_its_own_encoder():
     assert sum(p.numel() for p in net.encoder.parameters()) == 2 * n_enc
     assert net.gate.mlp[0].in_features == 2 * 16  # both experts' pooled bottlenecks
     randomize_gate(net)
-    out = net(torch.randn(2, 1, *patch(2)), return_all=True)
+    out = net.all_outputs(torch.randn(2, 1, *patch(2)))
     assert len(out.experts) == 2 and tuple(out.mixture[0].shape) == (2, NUM_CLASSES, *patch(2))
     out.experts[1][0].square().mean().backward()  # expert 1's loss reaches only expert 1's encoder
     assert grad_sum(net.encoder.encoders[1]) > 0 and grad_sum(net.encoder.encoders[0]) == 0
@@ -224,7 +224,7 @@ def test_network_scope_gives_each_expert_its_own_encoder():
 def test_configurable_expert_count_and_invalid_settings():
     net = build(2, "plain", True, num_experts=5, gating="voxel")
     assert len(net.decoder.experts) == 5
-    out = net(torch.randn(1, 1, *patch(2)), return_all=True)
+    out = net.all_outputs(torch.randn(1, 1, *patch(2)))
     assert out.gates[0].shape[1] == 5 and len(out.experts) == 5
     plain = build(2, "plain", True)
     assert plain.get_submodule(plain.key_to_stem) is plain.encoder.stages[0]
@@ -266,7 +266,7 @@ def test_step_forward_splits_the_outputs_of_one_call(ds, gating):
     torch.manual_seed(0)
     net = build(2, "plain", ds, gating=gating)
     x = torch.randn(4, 1, *patch(2))
-    full = net(x, return_all=True)
+    full = net.all_outputs(x)
     step = net(x, num_labeled=3)
     as_list = (lambda o: o) if ds else (lambda o: [o])
     for a, b in zip(as_list(full.mixture), as_list(step.mixture_labeled)):

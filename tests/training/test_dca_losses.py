@@ -145,7 +145,7 @@ def test_experts_as_the_prediction_return_their_fused_scores_without_running_the
     net.eval()
     x = torch.randn(1, 1, 8, 16, 16)
     with torch.no_grad():
-        everything = net(x, return_all=True)
+        everything = net.all_outputs(x)
         expected = [fuse_expert_logits([e[s] for e in everything.experts], GROUPS, "product")
                     for s in range(len(everything.aggregate))] if deep_supervision else \
             fuse_expert_logits(everything.experts, GROUPS, "product")
@@ -202,7 +202,7 @@ def test_one_group_control_is_nnunets_unet_under_another_name():
     net.eval()
     x = torch.randn(1, 1, 8, 16, 16)
     with torch.no_grad():
-        expert = net(x, return_all=True).experts[0][0]
+        expert = net.all_outputs(x).experts[0][0]
         assert torch.equal(net(x)[0].argmax(1), expert.argmax(1))  # one owner: fusion keeps its decision
 
 
@@ -338,7 +338,7 @@ def test_gate_balance_term_is_the_kl_of_the_mean_dfam_gate_and_reaches_the_gates
     net = _tiny_net(True)
     data, target, unlabeled = _batch(True)
     out = DCATrainer.semi_supervised_losses(_fake_trainer(net, True), data, target, unlabeled)
-    gates = net(torch.cat((data, unlabeled)), return_all=True).gates
+    gates = net.all_outputs(torch.cat((data, unlabeled))).gates
     # over the samples D_A runs on in the step: the unlabeled ones
     torch.testing.assert_close(out["dca_loss_gate_balance"], balance_loss([g[data.shape[0]:] for g in gates]))
     assert float(out["dca_loss_gate_balance"]) >= 0

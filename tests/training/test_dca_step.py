@@ -20,7 +20,7 @@ from dcanets import _batch, _fake_trainer, _tiny_net
 def _reference_losses(fake, data, target, unlabeled) -> Dict[str, torch.Tensor]:
     """The step as it was before issue 15: one full forward of labeled + unlabeled through everything, sliced."""
     n = data.shape[0]
-    out = fake.network(torch.cat((data, unlabeled)), return_all=True)
+    out = fake.network.all_outputs(torch.cat((data, unlabeled)))
     ds = isinstance(out.aggregate, list)
     targets = target if isinstance(target, list) else [target]
     part = (lambda o, sl: [t[sl] for t in o]) if ds else (lambda o, sl: o[sl])
