@@ -179,7 +179,22 @@ def clean_interrupted(parent: str, owns: Callable[[str], bool], tool: str = "nnu
     return done
 
 
+def dataset_prefix(dataset_id: int) -> str:
+    """``DatasetXXX_``: how nnU-Net names the folders of a dataset id."""
+    return f"Dataset{int(dataset_id):03d}_"
+
+
+def dataset_folders(base: str, dataset_id: int) -> List[str]:
+    """Names of the ``DatasetXXX_*`` folders of one id directly under ``base`` (sorted; [] without ``base``). Not
+    nnU-Net's ``find_candidate_datasets``: that one searches the nnUNet_* folders fixed when nnunetv2 is imported,
+    ours any folder (the benchmark's own raw folder, a ``--raw`` argument)."""
+    if not base or not os.path.isdir(base):
+        return []
+    prefix = dataset_prefix(dataset_id)
+    return sorted(d for d in os.listdir(base) if d.startswith(prefix) and os.path.isdir(os.path.join(base, d)))
+
+
 def clean_interrupted_dataset(raw: str, dataset_id: int, tool: str = "nnunetv2-dca") -> List[str]:
     """:func:`clean_interrupted` for the folders of one dataset id (``DatasetXXX_*``) under ``raw``."""
-    prefix = f"Dataset{dataset_id:03d}_"
+    prefix = dataset_prefix(dataset_id)
     return clean_interrupted(raw, lambda name: name.startswith(prefix), tool)

@@ -28,7 +28,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from nnunetv2_dca.atomic import write_json_atomic
-from nnunetv2_dca.folders import building, clean_interrupted_dataset
+from nnunetv2_dca.folders import building, clean_interrupted_dataset, dataset_folders
 
 # The 13 Synapse/BTCV organs, ids as in the Synapse benchmark (and shared/data/.../synapse13_map.json).
 SYNAPSE_LABELS: Dict[str, int] = {
@@ -277,11 +277,8 @@ def generate_gland_case(seed: int, index: int, size: str = "small", site: Option
 
 
 def find_existing_dataset(raw_dir: str, dataset_id: int) -> Optional[str]:
-    prefix = f"Dataset{dataset_id:03d}_"
-    if not os.path.isdir(raw_dir):
-        return None
-    hits = [d for d in os.listdir(raw_dir) if d.startswith(prefix) and os.path.isdir(os.path.join(raw_dir, d))]
-    return os.path.join(raw_dir, sorted(hits)[0]) if hits else None
+    hits = dataset_folders(raw_dir, dataset_id)
+    return os.path.join(raw_dir, hits[0]) if hits else None
 
 
 def is_phantom_dataset(folder: str) -> bool:

@@ -62,7 +62,7 @@ from nnunetv2_dca import __version__
 from nnunetv2_dca.atomic import write_json_atomic
 from nnunetv2_dca.caseids import validate_case_ids
 from nnunetv2_dca.data.published_splits import PublishedSplit, published_splits
-from nnunetv2_dca.folders import building, clean_interrupted_dataset, link_or_copy
+from nnunetv2_dca.folders import building, clean_interrupted_dataset, dataset_folders, link_or_copy
 
 
 @dataclass(frozen=True)
@@ -183,14 +183,6 @@ def match_preset_entries(entries: Sequence[str], identifiers: Sequence[str], pre
 # ------------------------------------------------------------------------------------------------ source reading
 
 
-def _dataset_folders(base: Optional[str], dataset_id: int) -> List[str]:
-    # nnU-Net resolves an id by the folder prefix 'DatasetXXX' in raw, preprocessed and results
-    if not base or not os.path.isdir(base):
-        return []
-    prefix = f"Dataset{dataset_id:03d}_"
-    return sorted(d for d in os.listdir(base) if d.startswith(prefix) and os.path.isdir(os.path.join(base, d)))
-
-
 def _images_in(folder: str, file_ending: str) -> Dict[str, List[str]]:
     """identifier -> channel files of an nnU-Net image folder ({} when the folder does not exist)."""
     from nnunetv2.utilities.utils import create_paths_fn, get_identifiers_from_splitted_dataset_folder
@@ -261,7 +253,7 @@ def make_semi_supervised_split(raw_dir: str, source_id: int, out_id: int, *,
         raise ValueError(f"--out-id {out_id} is the source dataset's id; the source is never modified, pick a new id")
 
     # ---- source
-    found = _dataset_folders(raw_dir, source_id)
+    found = dataset_folders(raw_dir, source_id)
     if not found:
         raise FileNotFoundError(f"no dataset with id {source_id} (Dataset{source_id:03d}_*) in nnUNet_raw={raw_dir}")
     if len(found) > 1:
@@ -339,7 +331,7 @@ def make_semi_supervised_split(raw_dir: str, source_id: int, out_id: int, *,
     target_folder = f"Dataset{out_id:03d}_{name}"
     target = os.path.join(raw_dir, target_folder)
     clean_interrupted_dataset(raw_dir, out_id)  # hidden folders of a killed run of this id
-    existing = [os.path.join(raw_dir, d) for d in _dataset_folders(raw_dir, out_id)]
+    existing = [os.path.join(raw_dir, d) for d in dataset_folders(raw_dir, out_id)]
     if existing and not overwrite:
         raise FileExistsError(f"dataset id {out_id} already exists in nnUNet_raw: {', '.join(existing)} "
                               f"(use --overwrite to replace it, or pick another --out-id)")
@@ -348,7 +340,7 @@ def make_semi_supervised_split(raw_dir: str, source_id: int, out_id: int, *,
         raise FileExistsError(f"dataset id {out_id} in nnUNet_raw is {', '.join(foreign)}, not a dataset "
                               f"`nnunetv2-dca split` made (no {RECORD_FILE}): --overwrite replaces only such a "
                               f"dataset, so it is left as it is; pick another --out-id")
-    other_prep = [d for d in _dataset_folders(preprocessed_dir, out_id) if d != target_folder]
+    other_prep = [d for d in dataset_folders(preprocessed_dir, out_id) if d != target_folder]
     if other_prep:
         # nnU-Net refuses an id that maps to two names across raw/preprocessed/results
         raise FileExistsError(f"nnUNet_preprocessed already holds {', '.join(other_prep)} for id {out_id}; nnU-Net "

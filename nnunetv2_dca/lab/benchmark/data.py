@@ -10,7 +10,7 @@ from typing import Dict, List, Optional
 
 from nnunetv2_dca.atomic import write_json_atomic
 from nnunetv2_dca.lab.benchmark.arms import PLANS_DCA, PLANS_STOCK
-from nnunetv2_dca.folders import link_or_copy
+from nnunetv2_dca.folders import dataset_folders, link_or_copy
 
 
 def link_tree(src: str, dst: str) -> None:
@@ -20,8 +20,7 @@ def link_tree(src: str, dst: str) -> None:
 
 
 def find_dataset(raw: str, dataset_id: int) -> str:
-    prefix = f"Dataset{dataset_id:03d}_"
-    found = sorted(d for d in os.listdir(raw) if d.startswith(prefix)) if os.path.isdir(raw) else []
+    found = dataset_folders(raw, dataset_id)
     if len(found) != 1:
         raise FileNotFoundError(f"expected one Dataset{dataset_id:03d}_* in {raw}, found {found or 'none'}")
     return os.path.join(raw, found[0])
