@@ -6,8 +6,8 @@ it (all commands land in ``commands.sh``); the arms differ only in the trainer a
 with :func:`nnunetv2_dca.evaluation.evaluate.evaluate_folders`. Arms, folders, budget and report: docs/benchmark.md.
 
 Size: one class runs the benchmark's steps in their order (data, plans, each arm's train / predict / evaluate /
-timing, the pseudo-label arm, the report); its helpers live in ``data.py``, ``report.py``, ``charts.py`` and
-``eta.py`` of this package.
+timing, the pseudo-label arm, the report); its settings live in ``config.py``, its command runner in ``runner.py``,
+its helpers in ``data.py``, ``report.py``, ``charts.py`` and ``eta.py`` of this package.
 """
 
 from __future__ import annotations
@@ -17,160 +17,19 @@ import os
 import shutil
 import statistics
 import time
-from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Dict, List, Mapping, Optional
 
-from nnunetv2_dca.atomic import write_json_atomic
-from nnunetv2_dca.commands import run_command
-from nnunetv2_dca.lab.benchmark.arms import (ARM_NEEDS, ARM_TITLES, ARM_TRAINERS, ARMS, DCA_ARMS, DEFAULT_ARMS, DEFAULTS,
-                                         FOLD, ID_DISTILL, ID_FULL, ID_PSEUDO, ID_SEMI, PLANS_DCA, PLANS_STOCK,
-                                         PSEUDO_LABEL_SOURCES, arm_recipe, dca_arm_trainer)
+from nnunetv2_dca.lab.benchmark.arms import (ARM_TITLES, ARM_TRAINERS, ARMS, DCA_ARMS, FOLD, ID_DISTILL, ID_FULL,
+                                             ID_PSEUDO, ID_SEMI, PLANS_DCA, PLANS_STOCK, PSEUDO_LABEL_SOURCES,
+                                             arm_recipe)
 from nnunetv2_dca.lab.benchmark import state
 from nnunetv2_dca.lab.benchmark.data import (bench_class_groups, find_dataset, labeled_phantom_cases, link_tree,
-                                         make_pseudo_label_dataset, write_bench_plans)
-from nnunetv2_dca.lab.benchmark.eta import EtaModel, Job, format_minutes, parse_epoch_time
+                                             make_pseudo_label_dataset, write_bench_plans)
+from nnunetv2_dca.lab.benchmark.costs import arm_network_costs, cost_ratios
+from nnunetv2_dca.lab.benchmark.config import BenchmarkConfig, BenchmarkError  # noqa: F401 (the CLI's import)
+from nnunetv2_dca.lab.benchmark.eta import EtaModel
+from nnunetv2_dca.lab.benchmark.runner import Runner
 from nnunetv2_dca.inference import time_network_inference
-
-class BenchmarkError(RuntimeError):
-    """A benchmark step failed; the message names the step and the command."""
-
-
-@dataclass
-class BenchmarkConfig:
-    out: str
-    dataset: Optional[int] = None          # user dataset (semi-supervised: imagesTr, imagesTrUnlabeled, imagesTs)
-    full_dataset: Optional[int] = None     # its fully labeled source (for the 'full' arm)
-    arms: Sequence[str] = DEFAULT_ARMS
-    epochs: int = DEFAULTS["epochs"]
-    iterations: int = DEFAULTS["iterations"]
-    val_iterations: int = DEFAULTS["val_iterations"]
-    width: Optional[int] = None
-    batch_size: Optional[int] = DEFAULTS["batch_size"]  # labeled patches per step, every arm (None: as planned)
-    seeds: Sequence[int] = (0,)
-    planner: str = "nnUNetPlannerDCA_CPU"
-    # 2d on CPU: a 3d_fullres step of even the 8-feature network takes seconds on 2 cores, so an hour would buy a
-    # few hundred iterations; 2d gives a few thousand. On a GPU pass -c 3d_fullres.
-    configuration: str = "2d"
-    device: str = "cpu"
-    phantom_labeled: int = DEFAULTS["phantom_labeled"]
-    phantom_unlabeled: int = DEFAULTS["phantom_unlabeled"]
-    phantom_test: int = DEFAULTS["phantom_test"]
-    phantom_seed: int = 0
-    phantom_size: str = DEFAULTS["phantom_size"]
-    # domain shift (Semi-MoE's setting): phantom with this many scanner sites; labeled cases all from site 0, the
-    # unlabeled images from every site, and the test set evaluated per site
-    sites: int = 1
-    gates_picture: bool = True
-    tta: bool = False                      # nnUNetv2_predict's mirroring test-time augmentation (8x cost in 3D)
-    fresh: bool = False                    # delete OUT's earlier data, plans and results instead of resuming
-    extra: Dict[str, object] = field(default_factory=dict)
-
-    def validate(self) -> None:
-        unknown = [a for a in self.arms if a not in ARMS]
-        if unknown:
-            raise ValueError(f"--arms: unknown arm(s) {', '.join(unknown)}; choose from {', '.join(ARMS)}")
-        if "baseline" not in self.arms:
-            raise ValueError("--arms must include 'baseline' (every delta is measured against it)")
-        for arm, needs in ARM_NEEDS.items():
-            missing = [n for n in needs if arm in self.arms and n not in self.arms]
-            if missing:
-                raise ValueError(f"--arms: arm {arm!r} needs {', '.join(repr(m) for m in missing)} in the same run")
-        for flag, value in (("--epochs", self.epochs), ("--iterations", self.iterations),
-                            ("--val-iterations", self.val_iterations)):
-            if value < 1:
-                raise ValueError(f"{flag} must be >= 1, got {value}")
-        if self.width is not None and self.width < 1:
-            raise ValueError(f"--width must be >= 1, got {self.width}")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise ValueError(f"--batch-size must be >= 1, got {self.batch_size}")
-        if not self.seeds:
-            raise ValueError("--seeds is empty")
-        if len(set(self.seeds)) != len(self.seeds):
-            raise ValueError(f"--seeds has repeats: {list(self.seeds)}")
-        if self.sites < 1:
-            raise ValueError(f"--sites must be >= 1, got {self.sites}")
-        if self.sites > 1 and self.dataset is not None:
-            raise ValueError("--sites (domain shift) works with the generated phantom only, not with -d")
-        if self.dataset is None:
-            if self.phantom_labeled < 1 or self.phantom_unlabeled < 1 or self.phantom_test < 1:
-                raise ValueError("the phantom needs >= 1 labeled, unlabeled and test case")
-        elif "full" in self.arms and self.full_dataset is None:
-            raise ValueError("arm 'full' needs the fully labeled source dataset: --full-dataset ID")
-        if self.configuration not in ("2d", "3d_fullres", "3d_lowres"):
-            raise ValueError(f"-c {self.configuration!r}: nnU-Net plans the configurations 2d, 3d_fullres and "
-                             f"3d_lowres")
-        from nnunetv2_dca.discovery import find_registered_class
-
-        planner = find_registered_class(self.planner)  # before the data are made: the plans need a DCA planner
-        if planner is None or not hasattr(planner, "dca_plans_name"):
-            raise ValueError(f"--planner {self.planner!r} is not a DCA planner (nnUNetPlannerDCA, "
-                             f"nnUNetPlannerDCAResEncM/L/XL, nnUNetPlannerDCA_CPU)")
-
-
-# ---------------------------------------------------------------------------------------------- small helpers
-class Runner:
-    """Runs console scripts, logs them to commands.sh and prints progress."""
-
-    def __init__(self, out: str, total_steps: int, append: bool = False):
-        self.out = out
-        self.log = os.path.join(out, "commands.sh")
-        self.total = total_steps
-        self.done = 0
-        self.t0 = time.time()
-        self.eta: Optional[EtaModel] = None  # set once the jobs and their cost ratios are known
-        self.eta_log: List[Dict] = []  # timeline of epochs, job ends and estimates -> OUT/eta_log.json
-        if append and os.path.isfile(self.log):  # a resumed run adds its commands to the earlier ones
-            with open(self.log, "a", encoding="utf-8") as f:
-                f.write(f"# resumed {time.strftime('%Y-%m-%d %H:%M')}: data and plans of the commands above\n")
-            return
-        with open(self.log, "w", encoding="utf-8") as f:
-            f.write("#!/usr/bin/env bash\n# commands run by `nnunetv2-dca benchmark` (nnUNet_raw/_preprocessed under "
-                    "this folder, nnUNet_results under seed_<s>/)\nset -euo pipefail\n")
-
-    def step(self, title: str) -> None:
-        self.done += 1
-        elapsed = time.time() - self.t0
-        eta = ""
-        if self.eta is not None:
-            eta = f", run: {format_minutes(self.eta.remaining())} left"
-        print(f"[{self.done}/{self.total}] {title} ({elapsed / 60:.1f} min elapsed{eta})", flush=True)
-
-    def run(self, cmd: List[str], env: Mapping[str, str], env_shown: Sequence[str] = (),
-            on_line: Optional[Callable[[str], None]] = None) -> float:
-        """Run one command into the run's command log (commands.run_command), its output streamed line by line to
-        ``on_line``."""
-        return run_command(cmd, env, log=self.log, env_shown=env_shown, echo="  $ ", on_line=on_line,
-                           error=BenchmarkError)
-
-    def epoch_progress(self, job: Job, epochs: int) -> Callable[[str], None]:
-        """Line handler for a training: feeds nnU-Net's epoch times to the ETA, prints elapsed/remaining per arm
-        after the first epoch and then every tenth of the run."""
-        started = time.time()
-        every = max(1, epochs // 10)
-
-        def on_line(text: str) -> None:
-            seconds = parse_epoch_time(text)
-            if seconds is None or self.eta is None:
-                return
-            self.eta.epoch_done(job, seconds, time.time() - started)
-            self.log_eta("epoch", job, seconds, time.time() - started)
-            n = len(self.eta.epoch_times[job])
-            if n == 1 or n % every == 0 or n == epochs:
-                print(f"    {job[0]} seed {job[1]}: epoch {n}/{epochs}, {(time.time() - started) / 60:.1f} min "
-                      f"elapsed, arm: {format_minutes(self.eta.job_remaining(job))} left, run: "
-                      f"{format_minutes(self.eta.remaining())} left", flush=True)
-        return on_line
-
-    def log_eta(self, event: str, job: Job, seconds: float, since_job_start: Optional[float] = None) -> None:
-        """Record an epoch or a job end with the estimates made at that moment (tests replay such logs)."""
-        assert self.eta is not None
-        self.eta_log.append({"t": time.time() - self.t0, "event": event, "job": list(job), "seconds": seconds,
-                             "since_job_start": since_job_start, "estimate_arm": self.eta.job_remaining(job),
-                             "estimate_run": self.eta.remaining()})
-        if event == "done":
-            write_json_atomic({"jobs": [list(j) for j in self.eta.jobs], "epochs": self.eta.epochs,
-                               "cost_ratio": self.eta.cost_ratio, "events": self.eta_log},
-                              os.path.join(self.out, "eta_log.json"))
 
 
 # ------------------------------------------------------------------------------------------------- the run
@@ -582,43 +441,11 @@ class Benchmark:
         return sorted(self.results["baseline"])
 
     def eta_cost_ratios(self) -> Dict[str, float]:
-        """Cost per epoch relative to the baseline, for the ETA of arms not measured yet: the ratio of the
-        networks' training-step FLOPs per labeled patch (forward + backward, the unlabeled share included; see
-        nnunetv2_dca.network.cost). A guess, replaced by measurement once the arm runs."""
-        costs = self.network_costs()
-        base = costs["baseline"]["training_step_gflops"]
-        return {arm: c["training_step_gflops"] / base for arm, c in costs.items()}
+        return cost_ratios(self.network_costs())
 
     # ---- report
     def network_costs(self) -> Dict[str, Dict[str, float]]:
-        from nnunetv2.utilities.label_handling.label_handling import determine_num_input_channels
-        from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
-
-        from nnunetv2_dca.network.cost import network_cost
-
-        costs = {}
-        for arm in self.arms:
-            plans_file = self.plans_files[PLANS_DCA if arm in DCA_ARMS else PLANS_STOCK]
-            with open(plans_file, encoding="utf-8") as f:
-                plans = json.load(f)
-            arch = plans["configurations"][self.cfg.configuration]["architecture"]
-            if arm == "semimoe":
-                from nnunetv2_dca.network.architectures import semi_moe_architecture
-                from nnunetv2_dca.training.semi_moe import SemiMoETrainer
-
-                t = SemiMoETrainer
-                arch = semi_moe_architecture(arch, t.num_experts, t.gating, t.expert_scope)
-            aggregate_labeled = False
-            if arm in DCA_ARMS:  # the arm's own recipe: heads, prediction output, D_A on the labeled samples
-                t = dca_arm_trainer(arm)
-                arch = {**arch, "arch_kwargs": t.recipe_arch_kwargs(arch["arch_kwargs"])}
-                aggregate_labeled = t.supervise_aggregation
-            pm = PlansManager(plans)
-            cm = pm.get_configuration(self.cfg.configuration)
-            n_in = determine_num_input_channels(pm, cm, self.dataset_json)
-            n_out = pm.get_label_manager(self.dataset_json).num_segmentation_heads
-            costs[arm] = network_cost(arch, cm.patch_size, n_in, n_out, aggregate_labeled=aggregate_labeled)
-        return costs
+        return arm_network_costs(self.arms, self.plans_files, self.cfg.configuration, self.dataset_json)
 
     def report(self, wall_seconds: float, runner: Runner) -> Dict:
         from nnunetv2_dca.lab.benchmark.report import BenchmarkResults, build_report
