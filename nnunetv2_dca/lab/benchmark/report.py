@@ -8,12 +8,14 @@ overall means, shown as such in the per-class table); with several seeds the rep
 deviation (sample, n-1) over seeds of those per-seed values. Deltas are arm minus baseline of the same seed, then
 averaged over seeds.
 
-Size: the report's aggregation (seeds, groups, sites, pseudo-labels), its JSON and its Markdown are one format;
-splitting them would put the table layout and the numbers it shows in different files (charts are in ``charts.py``).
+This module computes the numbers (seeds, groups, sites, pseudo-labels, timing, cost) and writes them; the README's
+sections are written by ``report_markdown.py`` and the charts drawn by ``charts.py``. The formatting names
+(``fmt``, ``markdown_report``, the tables) stay importable from here.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import platform
@@ -25,6 +27,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 from nnunetv2_dca.atomic import write_json_atomic, write_text_atomic
 from nnunetv2_dca.lab.benchmark.arms import ARM_TITLES, ARM_TRAINERS, DCA_ARMS, PLANS_DCA
 from nnunetv2_dca.lab.benchmark.charts import curve_series, plot_dice_per_class, plot_learning_curves, plot_sites
+from nnunetv2_dca.lab.benchmark.report_markdown import (fmt, fmt_delta, gates_table, markdown_report,  # noqa: F401
+                                                        pseudo_label_table, time_breakdown_lines)
 from nnunetv2_dca.lab.benchmark.verdicts import (instrument_check, instrument_line, no_harm_check,  # noqa: F401
                                              no_harm_line, verdict)
 from nnunetv2_dca.evaluation.evaluate import json_ready
@@ -35,20 +39,6 @@ def mean_std(values: Sequence[float]) -> Dict[str, float]:
     if not vals:
         return {"mean": float("nan"), "std": float("nan"), "n": 0}
     return {"mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else 0.0, "n": len(vals)}
-
-
-def fmt(stat: Mapping[str, float], scale: float = 100.0, digits: int = 1) -> str:
-    if stat["n"] == 0:
-        return "n/a"
-    if stat["n"] == 1:
-        return f"{stat['mean'] * scale:.{digits}f}"
-    return f"{stat['mean'] * scale:.{digits}f} ± {stat['std'] * scale:.{digits}f}"
-
-
-def fmt_delta(stat: Mapping[str, float]) -> str:
-    if stat["n"] == 0:
-        return "n/a"
-    return f"{stat['mean'] * 100:+.1f}"
 
 
 def summarise_arms(results: Mapping[str, Mapping[int, Mapping]], seeds: Sequence[int]) -> Dict:
@@ -123,19 +113,6 @@ def summarise_pseudo_labels(quality: Mapping[str, Mapping[int, Mapping]], seeds:
     return rows or None
 
 
-def pseudo_label_table(rows: Mapping[str, Mapping]) -> str:
-    groups = list(next(iter(rows.values()))["groups"])
-    out = ["| source | " + " | ".join(groups) + " | mean over classes | " +
-           " | ".join(f"{g} voxels % (true)" for g in groups) + " |",
-           "|---|" + "---|" * (2 * len(groups) + 1)]
-    for row in rows.values():
-        shares = [f"{fmt(row['voxel_share'][g], digits=2)} ({fmt(row['voxel_share_true'][g], digits=2)})"
-                  for g in groups]
-        out.append(f"| {row['caption']} | " + " | ".join(fmt(row["groups"][g]) for g in groups)
-                   + f" | {fmt(row['mean'])} | " + " | ".join(shares) + " |")
-    return "\n".join(out)
-
-
 def summarise_sites(site_results: Mapping[str, Mapping[int, Mapping[int, Mapping]]], seeds: Sequence[int]
                     ) -> Dict[str, Dict[str, Dict]]:
     """Per arm and test site: mean Dice over classes (mean, std over seeds) and delta to the baseline."""
@@ -194,52 +171,14 @@ class BenchmarkResults:
 
 
 def build_report(bench: BenchmarkResults, wall_seconds: float) -> Dict:
+    """Aggregate a finished run, draw its charts and write its ``benchmark.json`` and ``README.md``."""
     cfg = bench.cfg
     seeds = list(bench.seeds if bench.seeds is not None else cfg.seeds)
     out = bench.out
     summary = summarise_arms(bench.results, seeds)
-    costs = {arm: dict(c) for arm, c in bench.network_costs.items()}
-    timing = {arm: {k: mean_std([t[k] for t in bench.timings[arm].values() if t.get(k) is not None])
-                    for k in ("seconds_per_iteration", "inference_seconds_per_case", "training_seconds",
-                              "train_wall_seconds")}
-              for arm in bench.arms}
-    for arm in bench.arms:
-        timing[arm]["time_breakdown_seconds"] = mean_breakdown(bench.timings[arm].values())
-    base_t = timing["baseline"]
-    for arm in bench.arms:
-        timing[arm]["iteration_ratio_to_baseline"] = _ratio(timing[arm]["seconds_per_iteration"]["mean"],
-                                                            base_t["seconds_per_iteration"]["mean"])
-        timing[arm]["inference_ratio_to_baseline"] = _ratio(timing[arm]["inference_seconds_per_case"]["mean"],
-                                                            base_t["inference_seconds_per_case"]["mean"])
-        for k in ("parameters", "inference_gflops", "training_forward_gflops", "training_step_gflops"):
-            costs[arm][f"{k}_ratio_to_baseline"] = _ratio(costs[arm][k], costs["baseline"][k])
-
     with open(bench.plans_files[PLANS_DCA], encoding="utf-8") as f:
-        import json
-
         plans = json.load(f)
-    dca_block = plans.get("dca", {})
-    # the planner's log-gap chart, redrawn from the plans (the grouping the DCA arm was trained with)
-    charts = {"dice_per_class": plot_dice_per_class(
-        summary, os.path.join(out, "dice_per_class.png"),
-        f"test-set Dice per class, {len(seeds)} seed(s), {cfg.epochs} epochs x {cfg.iterations} iterations")}
-    groups_png = _class_groups_chart(bench, plans, os.path.join(out, "class_groups.png"))
-    if groups_png:
-        charts["class_groups"] = groups_png
-    curves_png = plot_learning_curves(
-        {arm: bench.curves.get(arm, {}) for arm in bench.arms}, summary["groups"],
-        os.path.join(out, "learning_curves.png"),
-        "validation pseudo-Dice during training (nnU-Net's per-epoch validation patches; fold 'all' = training cases)")
-    if curves_png:
-        charts["learning_curves"] = curves_png
-    for arm in ("dca", "semimoe"):
-        if arm in bench.arms:
-            s0 = min(bench.timings[arm])
-            src = os.path.join(bench.timings[arm][s0]["model_folder"], "progress_semi_supervised.png")
-            if os.path.isfile(src):
-                dst = os.path.join(out, f"progress_{arm}_seed{s0}.png")
-                shutil.copy2(src, dst)
-                charts[f"progress_{arm}"] = dst
+    charts = _charts(bench, summary, plans, seeds)
     domain_shift = None
     if cfg.sites > 1:
         domain_shift = summarise_sites(bench.site_results, seeds)
@@ -256,18 +195,14 @@ def build_report(bench: BenchmarkResults, wall_seconds: float) -> Dict:
     report = {
         "config": {**{k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(cfg).items()}, "seeds": seeds},
         "arms": {arm: {"title": ARM_TITLES[arm], "trainer": ARM_TRAINERS[arm]} for arm in bench.arms},
-        "dataset": {"folder": bench.semi, "labels": summary["labels"], "groups": summary["groups"],
-                    "class_voxel_counts": dca_block.get("class_voxel_counts"),
-                    "n_labeled": len(os.listdir(os.path.join(bench.semi, "labelsTr"))),
-                    "n_unlabeled": len(os.listdir(os.path.join(bench.semi, "imagesTrUnlabeled"))),
-                    "n_test": len(os.listdir(os.path.join(bench.semi, "labelsTs")))},
+        "dataset": _dataset_entry(bench, summary, plans),
         "seeds": seeds,
         "dice": summary["arms"],
         "per_seed_evaluation": {arm: {str(s): {k: v for k, v in r.items() if k != "metric_per_case"}
                                       for s, r in bench.results[arm].items()} for arm in bench.arms},
-        "timing": timing,
+        "timing": timing_summary(bench),
         "timing_per_seed": {arm: {str(s): t for s, t in bench.timings[arm].items()} for arm in bench.arms},
-        "network_cost": costs,
+        "network_cost": cost_summary(bench),
         "machine": machine_info(cfg.device),
         "wall_seconds": wall_seconds,
         "commands": os.path.join(out, "commands.sh"),
@@ -288,8 +223,67 @@ def build_report(bench: BenchmarkResults, wall_seconds: float) -> Dict:
     return report
 
 
-def _points(delta: float) -> str:
-    return "n/a" if delta is None or math.isnan(delta) else f"{delta * 100:+.1f}"
+def timing_summary(bench: BenchmarkResults) -> Dict[str, Dict]:
+    """Per arm: seconds per iteration / per test case / of training (mean, std over seeds), the time breakdown and
+    the iteration and inference time as ratios to the baseline's."""
+    timing = {arm: {k: mean_std([t[k] for t in bench.timings[arm].values() if t.get(k) is not None])
+                    for k in ("seconds_per_iteration", "inference_seconds_per_case", "training_seconds",
+                              "train_wall_seconds")}
+              for arm in bench.arms}
+    for arm in bench.arms:
+        timing[arm]["time_breakdown_seconds"] = mean_breakdown(bench.timings[arm].values())
+    base_t = timing["baseline"]
+    for arm in bench.arms:
+        timing[arm]["iteration_ratio_to_baseline"] = _ratio(timing[arm]["seconds_per_iteration"]["mean"],
+                                                            base_t["seconds_per_iteration"]["mean"])
+        timing[arm]["inference_ratio_to_baseline"] = _ratio(timing[arm]["inference_seconds_per_case"]["mean"],
+                                                            base_t["inference_seconds_per_case"]["mean"])
+    return timing
+
+
+def cost_summary(bench: BenchmarkResults) -> Dict[str, Dict[str, float]]:
+    """Each arm's network cost with its parameters and FLOPs as ratios to the baseline's."""
+    costs = {arm: dict(c) for arm, c in bench.network_costs.items()}
+    for arm in bench.arms:
+        for k in ("parameters", "inference_gflops", "training_forward_gflops", "training_step_gflops"):
+            costs[arm][f"{k}_ratio_to_baseline"] = _ratio(costs[arm][k], costs["baseline"][k])
+    return costs
+
+
+def _dataset_entry(bench: BenchmarkResults, summary: Mapping, plans: Mapping) -> Dict[str, Any]:
+    return {"folder": bench.semi, "labels": summary["labels"], "groups": summary["groups"],
+            "class_voxel_counts": plans.get("dca", {}).get("class_voxel_counts"),
+            "n_labeled": len(os.listdir(os.path.join(bench.semi, "labelsTr"))),
+            "n_unlabeled": len(os.listdir(os.path.join(bench.semi, "imagesTrUnlabeled"))),
+            "n_test": len(os.listdir(os.path.join(bench.semi, "labelsTs")))}
+
+
+def _charts(bench: BenchmarkResults, summary: Mapping, plans: Mapping, seeds: Sequence[int]) -> Dict[str, str]:
+    """Dice per class, class groups, learning curves and the trainers' progress pictures: name -> file."""
+    out = bench.out
+    charts = {"dice_per_class": plot_dice_per_class(
+        summary, os.path.join(out, "dice_per_class.png"),
+        f"test-set Dice per class, {len(seeds)} seed(s), {bench.cfg.epochs} epochs x {bench.cfg.iterations} "
+        f"iterations")}
+    # the planner's log-gap chart, redrawn from the plans (the grouping the DCA arm was trained with)
+    groups_png = _class_groups_chart(bench, plans, os.path.join(out, "class_groups.png"))
+    if groups_png:
+        charts["class_groups"] = groups_png
+    curves_png = plot_learning_curves(
+        {arm: bench.curves.get(arm, {}) for arm in bench.arms}, summary["groups"],
+        os.path.join(out, "learning_curves.png"),
+        "validation pseudo-Dice during training (nnU-Net's per-epoch validation patches; fold 'all' = training cases)")
+    if curves_png:
+        charts["learning_curves"] = curves_png
+    for arm in ("dca", "semimoe"):
+        if arm in bench.arms:
+            s0 = min(bench.timings[arm])
+            src = os.path.join(bench.timings[arm][s0]["model_folder"], "progress_semi_supervised.png")
+            if os.path.isfile(src):
+                dst = os.path.join(out, f"progress_{arm}_seed{s0}.png")
+                shutil.copy2(src, dst)
+                charts[f"progress_{arm}"] = dst
+    return charts
 
 
 def _class_groups_chart(bench: BenchmarkResults, plans: Mapping, path: str) -> Optional[str]:
@@ -333,225 +327,7 @@ def _gates_picture(bench: BenchmarkResults, seed: int) -> Optional[Dict]:
                                                            "reference") if k in result}}
 
 
-def gates_table(numbers: Mapping) -> str:
-    """Mean DFAM gate of each expert inside each region of the reference (else prediction) of the gates case."""
-    source = "reference" if numbers.get("reference") else "prediction"
-    stats = numbers[source]
-    experts = numbers["experts"]
-    rows = [f"Mean gate weight per expert inside each {source} region of {numbers['case']} (whole case; equal "
-            f"weight = {1 / len(experts):.2f}):", "",
-            "| region | voxels | " + " | ".join(experts) + " |", "|---|---|" + "---|" * len(experts)]
-    for region, entry in stats.items():
-        cells = ["n/a" if entry["mean_gate"][e] is None else f"{entry['mean_gate'][e]:.2f}" for e in experts]
-        rows.append(f"| {region} | {entry['voxels']} | " + " | ".join(cells) + " |")
-    return "\n".join(rows)
-
-
 def mean_breakdown(timings) -> Dict[str, float]:
     """Mean over seeds of each phase of budget.PHASES (runs trained before the breakdown existed have none)."""
     runs = [t["time_breakdown_seconds"] for t in timings if t.get("time_breakdown_seconds")]
     return {k: statistics.mean(r.get(k, 0.0) for r in runs) for k in runs[0]} if runs else {}
-
-
-def time_breakdown_lines(report: Mapping, arms: Sequence[str]) -> List[str]:
-    """Where each arm's nnUNetv2_train process spends its minutes (mean over seeds), and the sum over arms."""
-    rows = [(arm, report["timing"][arm]) for arm in arms if report["timing"][arm].get("time_breakdown_seconds")]
-    if not rows:
-        return []
-    phases = list(rows[0][1]["time_breakdown_seconds"])
-    out = ["## Where the training time goes (minutes, mean over seeds)", "",
-           "| arm | process wall | " + " | ".join(p.replace("_", " ") for p in phases) + " |",
-           "|---|---|" + "---|" * len(phases)]
-    for arm, t in rows:
-        wall = (t.get("train_wall_seconds") or {}).get("mean")
-        wall_cell = "n/a" if wall is None or math.isnan(wall) else f"{wall / 60:.1f}"
-        out.append(f"| {arm} | {wall_cell} | " + " | ".join(f"{t['time_breakdown_seconds'].get(p, 0.0) / 60:.1f}"
-                                                            for p in phases) + " |")
-    walls = [(t.get("train_wall_seconds") or {}).get("mean") for _, t in rows]
-    total = sum(w for w in walls if w is not None and not math.isnan(w)) / 60
-    out += ["", f"Sum of the process wall times over these arms: {total:.1f} min per seed. Data wait = waiting for "
-            "the labeled (and unlabeled) batches: loading and augmentation; step = forward, backward and optimiser; "
-            "process wall also holds Python start-up, imports and nnU-Net's set-up (nnunetv2_dca/training/budget.py).",
-            ""]
-    return out
-
-
-def _training_minutes(report: Mapping) -> float:
-    return sum(t.get("training_seconds") or 0.0 for per_seed in report["timing_per_seed"].values()
-               for t in per_seed.values()) / 60
-
-
-def markdown_report(report: Mapping, summary: Mapping, cfg) -> str:
-    """The README of a run from its report and summary; ``cfg`` = the run's BenchmarkConfig (or its stored copy)."""
-    arms = list(summary["arms"])
-    seeds = report["seeds"]
-    lines: List[str] = []
-    add = lines.append
-    add("# nnunetv2-dca benchmark")
-    add("")
-    add(f"Dataset `{os.path.basename(report['dataset']['folder'])}`: {report['dataset']['n_labeled']} labeled, "
-        f"{report['dataset']['n_unlabeled']} unlabeled training images, {report['dataset']['n_test']} test cases. "
-        f"Budget per arm: {cfg.epochs} epochs x {cfg.iterations} iterations, width "
-        f"{cfg.width or 'as planned'} ({cfg.planner}, {cfg.configuration}), seeds {', '.join(map(str, seeds))}, "
-        f"device {cfg.device}. Training time of the arms in this report {_training_minutes(report):.0f} min "
-        f"(this invocation {report['wall_seconds'] / 60:.0f} min: a resumed run reuses stored arms).")
-    add("")
-    add("Arms: " + "; ".join(f"**{a}** = {report['arms'][a]['title']} (`-tr {report['arms'][a]['trainer']}`)"
-                            for a in arms) + ". All trained with the stock `nnUNetv2_train ... -f all`, predicted "
-        "with `nnUNetv2_predict`, evaluated on the held-out test set; the exact commands are in "
-        "[commands.sh](commands.sh).")
-    add("")
-    line = instrument_line(report.get("instrument") or {})
-    if line:
-        add(line)
-        add("")
-    v = report.get("verdict") or {}
-    if v.get("tail_group"):
-        if v["dca_beats_baseline_on_tail"] is None:
-            head = (f"**Result: the {v['tail_group']} group could not be scored** (no reference voxels of its "
-                    f"classes in the test set; mean over classes {_points(v['mean_delta'])}")
-        else:
-            verb = "beats" if v["dca_beats_baseline_on_tail"] else "does NOT beat"
-            head = (f"**Result: DCA {verb} the labeled-only baseline on the {v['tail_group']} group** "
-                    f"({_points(v['tail_delta'])} Dice points; mean over classes {_points(v['mean_delta'])}")
-        add(head + (f"; vs. offline pseudo-labels {_points(v['mean_delta_to_pseudolabel'])}"
-                    if "mean_delta_to_pseudolabel" in v else "") + ").")
-        add("")
-    for check in (report.get("no_harm") or {}).values():
-        line = no_harm_line(check)
-        if line:
-            add(line)
-            add("")
-    add("![Dice per class](dice_per_class.png)")
-    add("")
-    if "learning_curves" in report["charts"]:
-        add("Learning curves (has every arm converged?):")
-        add("")
-        add(f"![learning curves]({report['charts']['learning_curves']})")
-        add("")
-    add("## Dice (%) per group" + (" (mean ± std over seeds)" if len(seeds) > 1 else ""))
-    add("")
-    group_keys = [f"group:{g}" for g in summary["groups"]] + ["mean"]
-    headers = [g.split(":", 1)[1] for g in group_keys[:-1]] + ["mean over classes"]
-    add("| arm | seeds | " + " | ".join(headers) + " |")
-    add("|---|---|" + "---|" * len(headers))
-    for arm in arms:
-        cells = []
-        for k in group_keys:
-            cell = fmt(summary["arms"][arm]["dice"][k])
-            if arm != "baseline":
-                cell += f" ({fmt_delta(summary['arms'][arm]['delta_to_baseline'][k])})"
-            cells.append(cell)
-        add(f"| {arm} | {len(summary['arms'][arm].get('seeds', seeds))} | " + " | ".join(cells) + " |")
-    add("")
-    add("In parentheses: difference to the baseline in Dice points (same seed, then averaged). Group and overall "
-        "means are `nnunetv2-dca evaluate`'s: a case where a class is absent from both reference and prediction is "
-        "left out of that class's mean (not counted as a perfect score)"
-        + ("; not scored (no reference voxels in any test case, left out of the group means and the mean): "
-           + ", ".join(f"{summary['labels'].get(c, c)} ({c})" for c in summary["not_scored"])
-           if summary.get("not_scored") else "") + ".")
-    add("")
-    add("## Dice (%) per class")
-    add("")
-    order = [str(c) for members in summary["groups"].values() for c in members]
-    order += [c for c in summary["classes"] if c not in order]
-    group_of = {str(c): g for g, members in summary["groups"].items() for c in members}
-    with_class = summary.get("cases_with_class", {})
-    add("| class | group | test cases with it | " + " | ".join(arms) + " |")
-    add("|---|---|---|" + "---|" * len(arms))
-    for c in order:
-        first = f"| {summary['labels'].get(c, c)} ({c}) | {group_of.get(c, '')} | {with_class.get(c, '')} |"
-        if c in summary.get("not_scored", []):
-            add(first + " " + " | ".join("not scored" for _ in arms) + " |")
-            continue
-        cells = []
-        for arm in arms:
-            cell = fmt(summary["arms"][arm]["dice"][f"class:{c}"])
-            if arm != "baseline":
-                cell += f" ({fmt_delta(summary['arms'][arm]['delta_to_baseline'][f'class:{c}'])})"
-            cells.append(cell)
-        add(first + " " + " | ".join(cells) + " |")
-    add("")
-    if report.get("pseudo_labels"):
-        add("## Pseudo-labels on the unlabeled training images (Dice % against their true labels)")
-        add("")
-        add("The unlabeled images' true labels are known here (phantom / `--full-dataset`), so the pseudo-labels are "
-            "scored directly on nnU-Net's preprocessed grid, pooled over all voxels "
-            "(`nnunetv2_dca.lab.pseudo_labels`). Voxel share: % of all voxels labeled with the group's "
-            "classes, in parentheses the truth; a group starved by the pseudo-labels shows as a share far below it.")
-        add("")
-        add(pseudo_label_table(report["pseudo_labels"]))
-        add("")
-    if report.get("domain_shift"):
-        ds = report["domain_shift"]
-        site_ids = list(ds[arms[0]])
-        add("## Domain shift: Dice (%) per test site")
-        add("")
-        add(f"{cfg.sites} scanner sites; every labeled case comes from site 0, unlabeled images from all sites.")
-        add("")
-        add("![Dice per site](dice_per_site.png)")
-        add("")
-        add("| arm | " + " | ".join(f"site {k} ({ds[arms[0]][k]['n_cases']} cases)" for k in site_ids) + " |")
-        add("|---|" + "---|" * len(site_ids))
-        for arm in arms:
-            cells = [fmt(ds[arm][k]["dice"]) + ("" if arm == "baseline" else
-                                                f" ({fmt_delta(ds[arm][k]['delta_to_baseline'])})")
-                     for k in site_ids]
-            add(f"| {arm} | " + " | ".join(cells) + " |")
-        add("")
-    if "class_groups" in report["charts"]:
-        add("## Class groups (log-gap rule on the labeled voxel shares)")
-        add("")
-        add("![class groups](class_groups.png)")
-        add("")
-    add("## Cost, measured in this run")
-    add("")
-    add("| arm | training min | s / training iteration | ratio | inference s / case | ratio | parameters | ratio | "
-        "GFLOPs / patch (inference) | ratio | GFLOPs / training step per labeled patch | ratio |")
-    add("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for arm in arms:
-        t, c = report["timing"][arm], report["network_cost"][arm]
-        step = c.get("training_step_gflops")  # reports written before the step count have none
-        step_cells = (f"{step:.2f} | {c['training_step_gflops_ratio_to_baseline']:.2f}" if step is not None
-                      else "n/a | n/a")
-        minutes = t.get("training_seconds") or {"n": 0}
-        add(f"| {arm} | {fmt(minutes, 1 / 60, 1)} | {fmt(t['seconds_per_iteration'], 1, 2)} | "
-            f"{t['iteration_ratio_to_baseline']:.2f} | "
-            f"{fmt(t['inference_seconds_per_case'], 1, 2)} | {t['inference_ratio_to_baseline']:.2f} | "
-            f"{c['parameters']:,} | {c['parameters_ratio_to_baseline']:.2f} | {c['inference_gflops']:.2f} | "
-            f"{c['inference_gflops_ratio_to_baseline']:.2f} | {step_cells} |")
-    add("")
-    add("Training minutes: the training iterations' wall time (validation excluded); baseline_wallclock trains the "
-        "baseline for as many epochs as make DCA's measured time of the same seed. "
-        "Seconds per iteration: median over epochs (first epoch left out), data loading included, validation "
-        "excluded. Inference: nnU-Net's sliding-window prediction of one preprocessed test case (what "
-        "`nnUNetv2_predict` runs per case; process start, preprocessing and export excluded), mean over cases. "
-        "A semi-supervised step also runs an unlabeled batch as large as the labeled one, so its per-iteration "
-        "cost covers twice the images of the baseline's step. FLOPs (nnunetv2_dca.network.cost): inference = one "
-        "patch; training step = forward + backward per labeled patch with its unlabeled share, as the trainer "
-        "runs it (the iteration-time ratio should follow this ratio).")
-    add("")
-    lines.extend(time_breakdown_lines(report, arms))
-    pictures = [k for k in ("gates", "progress_dca", "progress_semimoe") if k in report["charts"]]
-    if pictures:
-        add("## Pictures")
-        add("")
-        captions = {"gates": "DFAM gate weight of each expert on a test slice (nnunetv2-dca gates)",
-                    "progress_dca": "DCA training log (losses, lambda, pseudo-label shares, gates)",
-                    "progress_semimoe": "Semi-MoE training log"}
-        for k in pictures:
-            add(f"{captions[k]}:")
-            add("")
-            add(f"![{k}]({report['charts'][k]})")
-            add("")
-            if k == "gates" and report.get("gates"):
-                add(gates_table(report["gates"]))
-                add("")
-    add("## Machine")
-    add("")
-    add(", ".join(f"{k}: {v}" for k, v in report["machine"].items()))
-    add("")
-    add("Files: `benchmark.json` (everything above plus per-seed evaluations and timings), `commands.sh`, "
-        "`seed_<s>/predictions/<arm>/evaluation.{json,csv,md}`.")
-    add("")
-    return "\n".join(lines)
