@@ -22,17 +22,8 @@ symlinks: nnU-Net and several readers resolve paths and file types in ways that 
 and a hard link is an ordinary file to every tool. Caveat of hard links: editing a file *in place* in either dataset
 changes both (nnU-Net never does; deleting or replacing a file does not affect the other dataset).
 
-Choosing the labeled cases (exactly one mode):
-
-- ``labeled_fraction=f`` in (0, 1): ``n = max(1, floor(f * N + 0.5))`` (round half up) of the ``N`` training cases,
-  drawn with ``numpy.random.default_rng(seed).permutation(N)[:n]`` over the *sorted* identifiers, so the same
-  dataset, fraction and seed give the same cases on every machine;
-- ``labeled_cases=[...]``: exact identifiers;
-- ``preset=...``: the published protocol-B case lists in :data:`PRESETS`, read from the split files of
-  :mod:`nnunetv2_dca.data.published_splits` (their one home, with their sources). A preset entry (``"0002"``,
-  ``"amos_0078"``) matches the training case whose identifier ends in the same integer (``img0002``,
-  ``case_0002`` and ``BTCV_0002`` all match ``0002``), because every conversion of these datasets names cases
-  differently; an entry matching no case or several cases is an error.
+Choosing the labeled cases (exactly one mode: ``labeled_fraction``, ``labeled_cases`` or ``preset``): see
+:mod:`nnunetv2_dca.data.split_cases`.
 
 If a preset defines validation cases, ``nnUNet_preprocessed/Dataset{OUT}_{name}/splits_final.json`` is written with
 one fold, ``[{"train": labeled, "val": validation}]``, so ``nnUNetv2_train OUT CONFIG 0`` trains on exactly the
@@ -44,15 +35,15 @@ nothing half-written under ``nnUNet_raw``, and with ``--overwrite`` the old data
 in place (:func:`nnunetv2_dca.folders.building`); the hidden folders of a run killed outright are cleaned (an
 unfinished swap undone) by the next run for the same id.
 
-Size: one command's whole job (case selection, presets, the new raw dataset with its record, the safe swap);
-the file operations it shares live in :mod:`nnunetv2_dca.folders`.
+Size: one command's whole job (reading the source, the new raw dataset with its record, the safe swap) as a
+sequence of steps (:func:`make_semi_supervised_split`); the selection rules and presets live in
+:mod:`nnunetv2_dca.data.split_cases`, the file operations it shares in :mod:`nnunetv2_dca.folders`.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -61,42 +52,14 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 from nnunetv2_dca import __version__
 from nnunetv2_dca.atomic import write_json_atomic
 from nnunetv2_dca.caseids import validate_case_ids
-from nnunetv2_dca.data.published_splits import PublishedSplit, published_splits
+from nnunetv2_dca.data.split_cases import Preset, choose_fraction, explicit_labeled_cases, labeling_mode, preset_cases
+# re-exported: cli, convert and the tests import these from here
+from nnunetv2_dca.data.split_cases import PRESETS, fraction_to_count, match_preset_entries  # noqa: F401
+from nnunetv2_dca.data.split_cases import preset_from_published  # noqa: F401
 from nnunetv2_dca.folders import building, clean_interrupted_dataset, dataset_folders, link_or_copy
-
-
-@dataclass(frozen=True)
-class Preset:
-    """A published case list. Entries are matched against training identifiers by their trailing integer."""
-
-    labeled: Tuple[str, ...]
-    validation: Tuple[str, ...] = ()
-    test: Tuple[str, ...] = ()  # training cases that become test cases (imagesTs/labelsTs)
-    # True: the protocol's test set is the source's imagesTs/labelsTs, so labelsTs must exist (AMOS: the official
-    # validation set, which nnU-Net's own AMOS converter merges into imagesTr - that layout must be refused)
-    test_from_source_labels: bool = False
-    description: str = ""
-    name: str = ""
-
-
-def preset_from_published(split: PublishedSplit) -> Preset:
-    """The ``--preset`` view of a published split: its labeled and validation (``eval``) cases; its test cases are
-    training cases to move (Synapse) or the source's own imagesTs + labelsTs (AMOS: the official validation set)."""
-    from_training = split.test_from == "training"
-    return Preset(split.labeled, split.validation, split.test if from_training else (),
-                  test_from_source_labels=not from_training, description=split.description, name=split.name)
-
-
-# The published semi-supervised lists (nnunetv2_dca/data/splits/*.json, one home for every case list), by name and
-# by alias (synapse-20 = dhc-synapse-20, ...).
-PRESETS: Dict[str, Preset] = {
-    key: preset_from_published(split) for split in published_splits().values() if split.semi_supervised
-    for key in (split.name, *split.aliases)
-}
 
 RECORD_FILE = "split.json"
 _NAME_RE = re.compile(r"[A-Za-z0-9_\-]+")
-_TRAILING_INT = re.compile(r"(\d+)$")
 
 
 @dataclass
@@ -135,51 +98,6 @@ class SplitResult:
         return "explicit labeled cases"
 
 
-# --------------------------------------------------------------------------------------------------- selection
-
-
-def fraction_to_count(fraction: float, n_cases: int) -> int:
-    """``max(1, round half up(fraction * n_cases))``; the epsilon keeps 0.1 * 25 = 2.5000000000000004 and
-    0.3 * 5 = 1.4999999999999998 on the intended side of .5."""
-    return max(1, int(math.floor(fraction * n_cases + 0.5 + 1e-9)))
-
-
-def choose_fraction(identifiers: Sequence[str], fraction: float, seed: int) -> List[str]:
-    """Deterministic draw from the sorted identifiers (independent of directory listing order)."""
-    import numpy as np
-
-    ids = sorted(identifiers)
-    n = fraction_to_count(fraction, len(ids))
-    order = np.random.default_rng(seed).permutation(len(ids))[:n]
-    return sorted(ids[i] for i in order)
-
-
-def _trailing_int(identifier: str) -> Optional[int]:
-    m = _TRAILING_INT.search(identifier)
-    return int(m.group(1)) if m else None
-
-
-def match_preset_entries(entries: Sequence[str], identifiers: Sequence[str], preset: str, role: str,
-                         dataset: str) -> List[str]:
-    """Map preset entries to training identifiers by trailing integer; exactly one match per entry."""
-    by_number: Dict[int, List[str]] = {}
-    for ident in sorted(identifiers):
-        num = _trailing_int(ident)
-        if num is not None:
-            by_number.setdefault(num, []).append(ident)
-    examples = ", ".join(sorted(identifiers)[:5]) + (", ..." if len(identifiers) > 5 else "")
-    out = []
-    for entry in entries:
-        num = _trailing_int(entry)
-        hits = by_number.get(num, []) if num is not None else []
-        if len(hits) != 1:
-            what = "matches no training case" if not hits else f"matches several training cases ({', '.join(hits)})"
-            raise ValueError(f"--preset {preset}: {role} entry {entry!r} {what} of {dataset} (a case matches when "
-                             f"its identifier ends in the number {num}; identifiers look like: {examples})")
-        out.append(hits[0])
-    return out
-
-
 # ------------------------------------------------------------------------------------------------ source reading
 
 
@@ -208,42 +126,56 @@ def _training_cases(source: str, dataset_json: dict) -> Dict[str, Dict[str, obje
     return {k: {"images": v, "label": os.path.join(source, "labelsTr", k + ending)} for k, v in images.items()}
 
 
-# ---------------------------------------------------------------------------------------------------- writing
+# ----------------------------------------------------------------------------------------------- the steps
 
 
-def _default_name(source_name: str, mode: str, fraction: Optional[float], seed: int, n_cases: int,
-                  preset: Optional[str]) -> str:
-    if mode == "fraction":
-        pct = f"{fraction * 100:g}".replace(".", "p")
-        return f"{source_name}_L{pct}s{seed}"
-    if mode == "preset":
-        return f"{source_name}_{preset.replace('-', '')}"
-    return f"{source_name}_L{n_cases}c"
+@dataclass
+class _Source:
+    """The source raw dataset as read (it is never written)."""
+
+    folder: str  # Dataset{id:03d}_{name}
+    path: str
+    name: str
+    dataset_json: dict
+    train: Dict[str, Dict[str, object]]  # identifier -> {"images": [...], "label": path}
+    unlabeled: Dict[str, List[str]]  # its imagesTrUnlabeled
+    test: Dict[str, List[str]]  # its imagesTs
+    labels_ts: str
+    test_labels: List[str]  # file names in labelsTs
+
+    @property
+    def ending(self) -> str:
+        return self.dataset_json["file_ending"]
 
 
+@dataclass
+class _Selection:
+    """Where each training case goes."""
 
-def make_semi_supervised_split(raw_dir: str, source_id: int, out_id: int, *,
-                               labeled_fraction: Optional[float] = None,
-                               labeled_cases: Optional[Sequence[str]] = None,
-                               preset: Optional[Union[str, Preset]] = None,
-                               seed: int = 0, name: Optional[str] = None, preprocessed_dir: Optional[str] = None,
-                               overwrite: bool = False) -> SplitResult:
-    """Write ``Dataset{out_id:03d}_{name}`` under ``raw_dir`` (see the module docstring); the source is only read."""
-    # ---- arguments
-    modes = [m for m, v in (("fraction", labeled_fraction), ("cases", labeled_cases), ("preset", preset))
-             if v is not None]
-    if len(modes) != 1:
-        raise ValueError("give exactly one of --labeled-fraction, --labeled-cases, --preset")
-    mode = modes[0]
-    if mode == "fraction" and not (0.0 < labeled_fraction < 1.0):
-        raise ValueError(f"--labeled-fraction must be in (0, 1), got {labeled_fraction}")
-    preset_spec: Optional[Preset] = None
-    if mode == "preset":
-        if isinstance(preset, str) and preset not in PRESETS:
-            raise ValueError(f"unknown --preset {preset!r}; choose one of {', '.join(sorted(PRESETS))}")
-        # a Preset object: a published split adapted by the caller (nnunetv2-dca convert)
-        preset_spec = PRESETS[preset] if isinstance(preset, str) else preset
-        preset = preset if isinstance(preset, str) else (preset_spec.name or "custom")
+    labeled: List[str]
+    validation: List[str]
+    test_from_train: List[str]
+    unlabeled_from_train: List[str]
+
+
+@dataclass
+class _Target:
+    """The new dataset's folder and its nnUNet_preprocessed split file."""
+
+    folder: str
+    path: str
+    existing: List[str]  # folders of that id, replaced once the new one is in place
+    splits: Optional[List[Dict[str, List[str]]]]  # splits_final.json content; None: nnU-Net's own 5 folds
+    splits_file: Optional[str]
+    old_splits: Optional[bytes]  # what splits_file held before this run (restored on failure)
+
+
+def _check_arguments(labeled_fraction: Optional[float], labeled_cases: Optional[Sequence[str]],
+                     preset: Optional[Union[str, Preset]], seed: int, source_id: int,
+                     out_id: int) -> Tuple[str, Optional[Preset], Optional[str]]:
+    """The mode, the preset's case lists and the preset's name (both None outside preset mode)
+    (:func:`~nnunetv2_dca.data.split_cases.labeling_mode`); then the seed and the dataset ids."""
+    mode, preset_spec, preset_name = labeling_mode(labeled_fraction, labeled_cases, preset)
     if seed < 0:
         raise ValueError(f"--seed must be >= 0, got {seed}")
     for flag, value in (("-d", source_id), ("--out-id", out_id)):
@@ -251,8 +183,11 @@ def make_semi_supervised_split(raw_dir: str, source_id: int, out_id: int, *,
             raise ValueError(f"{flag} must be a dataset id in 1..999 (nnU-Net uses three digits), got {value}")
     if out_id == source_id:
         raise ValueError(f"--out-id {out_id} is the source dataset's id; the source is never modified, pick a new id")
+    return mode, preset_spec, preset_name
 
-    # ---- source
+
+def _read_source(raw_dir: str, source_id: int) -> _Source:
+    """Find dataset ``source_id`` under ``raw_dir`` and read its cases; checks its case ids."""
     found = dataset_folders(raw_dir, source_id)
     if not found:
         raise FileNotFoundError(f"no dataset with id {source_id} (Dataset{source_id:03d}_*) in nnUNet_raw={raw_dir}")
@@ -260,7 +195,6 @@ def make_semi_supervised_split(raw_dir: str, source_id: int, out_id: int, *,
         raise ValueError(f"dataset id {source_id} is ambiguous in nnUNet_raw: {', '.join(found)}")
     source_folder = found[0]
     source = os.path.join(raw_dir, source_folder)
-    source_name = source_folder[len(f"Dataset{source_id:03d}_"):]
     json_path = os.path.join(source, "dataset.json")
     if not os.path.isfile(json_path):
         raise FileNotFoundError(f"{source_folder} has no dataset.json")
@@ -281,55 +215,57 @@ def make_semi_supervised_split(raw_dir: str, source_id: int, out_id: int, *,
     labels_ts = os.path.join(source, "labelsTs")
     test_labels_source = sorted(f for f in os.listdir(labels_ts) if f.endswith(ending)) \
         if os.path.isdir(labels_ts) else []
-    ids = sorted(train)
+    return _Source(folder=source_folder, path=source, name=source_folder[len(f"Dataset{source_id:03d}_"):],
+                   dataset_json=dataset_json, train=train, unlabeled=unlabeled_source, test=test_source,
+                   labels_ts=labels_ts, test_labels=test_labels_source)
 
-    # ---- selection
+
+def _choose_cases(src: _Source, mode: str, labeled_fraction: Optional[float],
+                  labeled_cases: Optional[Sequence[str]], preset_spec: Optional[Preset], preset: Optional[str],
+                  seed: int) -> _Selection:
+    """Pick the labeled (validation, test) cases by ``mode``; the other training cases become unlabeled."""
+    ids = sorted(src.train)
     validation: List[str] = []
     test_from_train: List[str] = []
     if mode == "fraction":
         labeled = choose_fraction(ids, labeled_fraction, seed)
     elif mode == "cases":
-        if isinstance(labeled_cases, str):
-            labeled_cases = labeled_cases.split(",")
-        labeled = list(dict.fromkeys(c.strip() for c in labeled_cases if c.strip()))  # keep order, drop repeats
-        if not labeled:
-            raise ValueError("--labeled-cases is empty")
-        validate_case_ids(labeled, "--labeled-cases")
-        unknown = [c for c in labeled if c not in train]
-        if unknown:
-            raise ValueError(f"--labeled-cases: {', '.join(unknown)} not among the training cases of "
-                             f"{source_folder} (identifiers look like: {', '.join(ids[:5])}"
-                             f"{', ...' if len(ids) > 5 else ''})")
+        labeled = explicit_labeled_cases(labeled_cases, src.train, src.folder)
     else:
-        p = preset_spec
-        labeled = match_preset_entries(p.labeled, ids, preset, "labeled", source_folder)
-        validation = match_preset_entries(p.validation, ids, preset, "validation", source_folder)
-        test_from_train = match_preset_entries(p.test, ids, preset, "test", source_folder)
-        if p.test_from_source_labels and not test_labels_source:
-            raise ValueError(f"--preset {preset}: the protocol's test set is the official validation set, expected "
-                             f"with labels in {source_folder}/imagesTs + labelsTs; {source_folder} has no labelsTs "
-                             f"(nnU-Net's own AMOS converter merges the validation cases into imagesTr, which would "
-                             f"put test cases among the unlabeled images)")
+        labeled, validation, test_from_train = preset_cases(preset_spec, preset, ids, src.folder,
+                                                            bool(src.test_labels))
     chosen = set(labeled) | set(validation) | set(test_from_train)
     unlabeled_from_train = [i for i in ids if i not in chosen]
-    for what, other in (("imagesTrUnlabeled", unlabeled_source), ("imagesTs", test_source)):
-        clash = sorted(set(other) & set(train))
+    for what, other in (("imagesTrUnlabeled", src.unlabeled), ("imagesTs", src.test)):
+        clash = sorted(set(other) & set(src.train))
         if clash:
-            raise ValueError(f"{source_folder}: {', '.join(clash[:5])} appear both in the training set and in "
+            raise ValueError(f"{src.folder}: {', '.join(clash[:5])} appear both in the training set and in "
                              f"{what}; identifiers must be unique")
-    if not unlabeled_from_train and not unlabeled_source:
-        raise ValueError(f"{source_folder}: the split keeps all {len(ids)} training cases labeled and there are no "
+    if not unlabeled_from_train and not src.unlabeled:
+        raise ValueError(f"{src.folder}: the split keeps all {len(ids)} training cases labeled and there are no "
                          f"other unlabeled images; choose fewer labeled cases")
     for case in labeled + validation + test_from_train:
-        if not os.path.isfile(train[case]["label"]):
-            raise FileNotFoundError(f"{source_folder}: case {case} has no label file {train[case]['label']}")
+        if not os.path.isfile(src.train[case]["label"]):
+            raise FileNotFoundError(f"{src.folder}: case {case} has no label file {src.train[case]['label']}")
+    return _Selection(labeled, validation, test_from_train, unlabeled_from_train)
 
-    # ---- target
-    name = name or _default_name(source_name, mode, labeled_fraction, seed, len(labeled), preset)
+
+def _default_name(source_name: str, mode: str, fraction: Optional[float], seed: int, n_cases: int,
+                  preset: Optional[str]) -> str:
+    if mode == "fraction":
+        pct = f"{fraction * 100:g}".replace(".", "p")
+        return f"{source_name}_L{pct}s{seed}"
+    if mode == "preset":
+        return f"{source_name}_{preset.replace('-', '')}"
+    return f"{source_name}_L{n_cases}c"
+
+
+def _check_target_folder(raw_dir: str, out_id: int, name: str, preprocessed_dir: Optional[str],
+                         overwrite: bool) -> Tuple[str, List[str]]:
+    """The new dataset's folder name and the folders of ``out_id`` it replaces (only splits this command made)."""
     if not _NAME_RE.fullmatch(name):
         raise ValueError(f"dataset name {name!r} (--name) may only contain letters, digits, '_' and '-'")
     target_folder = f"Dataset{out_id:03d}_{name}"
-    target = os.path.join(raw_dir, target_folder)
     clean_interrupted_dataset(raw_dir, out_id)  # hidden folders of a killed run of this id
     existing = [os.path.join(raw_dir, d) for d in dataset_folders(raw_dir, out_id)]
     if existing and not overwrite:
@@ -345,8 +281,15 @@ def make_semi_supervised_split(raw_dir: str, source_id: int, out_id: int, *,
         # nnU-Net refuses an id that maps to two names across raw/preprocessed/results
         raise FileExistsError(f"nnUNet_preprocessed already holds {', '.join(other_prep)} for id {out_id}; nnU-Net "
                               f"would refuse the id with two names. Remove that folder or pick another --out-id")
+    return target_folder, existing
+
+
+def _check_target(raw_dir: str, out_id: int, name: str, preprocessed_dir: Optional[str], overwrite: bool,
+                  sel: _Selection, preset: Optional[str]) -> _Target:
+    """Refuse a target that would replace what this command did not make; read the split file it replaces."""
+    target_folder, existing = _check_target_folder(raw_dir, out_id, name, preprocessed_dir, overwrite)
     splits: Optional[List[Dict[str, List[str]]]] = \
-        [{"train": sorted(labeled), "val": sorted(validation)}] if validation else None
+        [{"train": sorted(sel.labeled), "val": sorted(sel.validation)}] if sel.validation else None
     splits_file: Optional[str] = None
     old_splits: Optional[bytes] = None
     if preprocessed_dir:
@@ -365,96 +308,136 @@ def make_semi_supervised_split(raw_dir: str, source_id: int, out_id: int, *,
     elif splits:
         raise ValueError(f"--preset {preset} defines validation cases, written to nnUNet_preprocessed/"
                          f"{target_folder}/splits_final.json: set nnUNet_preprocessed (or pass --preprocessed)")
+    return _Target(folder=target_folder, path=os.path.join(raw_dir, target_folder), existing=existing,
+                   splits=splits, splits_file=splits_file, old_splits=old_splits)
 
-    # ---- record
-    test_ids = sorted(set(test_source) | set(test_from_train))
-    record: Dict[str, object] = {
+
+def _split_record(src: _Source, source_id: int, target: _Target, sel: _Selection, mode: str,
+                  preset: Optional[str], labeled_fraction: Optional[float], seed: int) -> Dict[str, object]:
+    """The content of split.json."""
+    return {
         "tool": "nnunetv2-dca split",
         "version": __version__,
-        "source_dataset": source_folder,
+        "source_dataset": src.folder,
         "source_id": source_id,
-        "dataset": target_folder,
+        "dataset": target.folder,
         "mode": mode,
         "preset": preset,
         "labeled_fraction": labeled_fraction,
         "seed": seed if mode == "fraction" else None,
-        "labeled": sorted(labeled),
-        "validation": sorted(validation),
-        "unlabeled": sorted(set(unlabeled_from_train) | set(unlabeled_source)),
-        "unlabeled_from_source": sorted(unlabeled_source),  # already unlabeled in the source's imagesTrUnlabeled
-        "test": test_ids,
-        "test_from_training": sorted(test_from_train),
-        "test_labels": bool(test_labels_source or test_from_train),
-        "splits_final": splits_file if splits else None,
+        "labeled": sorted(sel.labeled),
+        "validation": sorted(sel.validation),
+        "unlabeled": sorted(set(sel.unlabeled_from_train) | set(src.unlabeled)),
+        "unlabeled_from_source": sorted(src.unlabeled),  # already unlabeled in the source's imagesTrUnlabeled
+        "test": sorted(set(src.test) | set(sel.test_from_train)),
+        "test_from_training": sorted(sel.test_from_train),
+        "test_labels": bool(src.test_labels or sel.test_from_train),
+        "splits_final": target.splits_file if target.splits else None,
     }
 
-    # ---- build in a temporary folder, move into place (folders.building: the old dataset(s) moved aside, deleted only
-    # once the new one is in place, restored on error or Ctrl-C; what a killed run leaves is cleaned above)
-    result = SplitResult(path=target, record=record, splits_file=splits_file if splits else None)
+
+def _put_files(tmp: str, src: _Source, sel: _Selection, record: Dict[str, object], result: SplitResult) -> None:
+    """Hard-link (or copy) every image and label of the new dataset into ``tmp``; counts them in ``result``."""
+    ending = src.ending
+
+    def put(source_file: str, sub: str, dst_name: str) -> None:
+        ok = link_or_copy(source_file, os.path.join(tmp, sub, dst_name))
+        result.linked += ok
+        result.copied += not ok
+
+    def put_images(files: Sequence[str], case: str, sub: str) -> None:
+        # standard names {case}_{channel:04d}{ending}; 'dataset'-key sources may use other file names
+        for ch, source_file in enumerate(files):
+            put(source_file, sub, f"{case}_{ch:04d}{ending}")
+
+    for sub in ("imagesTr", "labelsTr", "imagesTrUnlabeled", "imagesTs"):
+        os.makedirs(os.path.join(tmp, sub))
+    if record["test_labels"]:
+        os.makedirs(os.path.join(tmp, "labelsTs"))
+    for case in sorted(sel.labeled) + sorted(sel.validation):
+        put_images(src.train[case]["images"], case, "imagesTr")
+        put(src.train[case]["label"], "labelsTr", case + ending)
+    for case in sel.unlabeled_from_train:
+        put_images(src.train[case]["images"], case, "imagesTrUnlabeled")  # the label is deliberately left behind
+    for case, files in src.unlabeled.items():
+        for source_file in files:
+            put(source_file, "imagesTrUnlabeled", os.path.basename(source_file))
+    for case in sel.test_from_train:
+        put_images(src.train[case]["images"], case, "imagesTs")
+        put(src.train[case]["label"], "labelsTs", case + ending)
+    for case, files in src.test.items():
+        for source_file in files:
+            put(source_file, "imagesTs", os.path.basename(source_file))
+    for fname in src.test_labels:
+        put(os.path.join(src.labels_ts, fname), "labelsTs", fname)
+    for fname in sorted(os.listdir(src.path)):
+        source_file = os.path.join(src.path, fname)
+        if os.path.isfile(source_file) and fname not in ("dataset.json", RECORD_FILE):
+            put(source_file, "", fname)
+
+
+def _write_json_files(tmp: str, src: _Source, sel: _Selection, record: Dict[str, object]) -> None:
+    """The new dataset.json (the source's, counts updated) and split.json."""
+    new_json = copy.deepcopy(src.dataset_json)
+    new_json.pop("dataset", None)
+    new_json["numTraining"] = len(sel.labeled) + len(sel.validation)
+    new_json["numUnlabeled"] = len(record["unlabeled"])
+    new_json["numTest"] = len(record["test"])
+    new_json["semi_supervised_split"] = RECORD_FILE
+    write_json_atomic(new_json, os.path.join(tmp, "dataset.json"))
+    write_json_atomic(record, os.path.join(tmp, RECORD_FILE))
+
+
+def _write_splits(target: _Target, result: SplitResult) -> bool:
+    """Write (or remove a stale) splits_final.json; True when the file was touched."""
+    if not (target.splits_file and (target.splits or target.old_splits is not None)):
+        return False
+    os.makedirs(os.path.dirname(target.splits_file), exist_ok=True)
+    if target.splits:
+        write_json_atomic(target.splits, target.splits_file)
+    else:
+        os.remove(target.splits_file)  # stale split of an earlier --overwrite'd dataset
+        result.notes.append(f"removed stale {target.splits_file}")
+    return True
+
+
+def _write_dataset(src: _Source, sel: _Selection, target: _Target, record: Dict[str, object]) -> SplitResult:
+    """Build in a temporary folder, move into place (folders.building: the old dataset(s) moved aside, deleted only
+    once the new one is in place, restored on error or Ctrl-C; what a killed run leaves is cleaned beforehand)."""
+    result = SplitResult(path=target.path, record=record, splits_file=target.splits_file if target.splits else None)
     wrote_splits = False
     try:
-        with building(target, also_replace=existing) as tmp:
-            def put(src: str, sub: str, dst_name: str) -> None:
-                ok = link_or_copy(src, os.path.join(tmp, sub, dst_name))
-                result.linked += ok
-                result.copied += not ok
-
-            def put_images(files: Sequence[str], case: str, sub: str) -> None:
-                # standard names {case}_{channel:04d}{ending}; 'dataset'-key sources may use other file names
-                for ch, src in enumerate(files):
-                    put(src, sub, f"{case}_{ch:04d}{ending}")
-
-            for sub in ("imagesTr", "labelsTr", "imagesTrUnlabeled", "imagesTs"):
-                os.makedirs(os.path.join(tmp, sub))
-            if record["test_labels"]:
-                os.makedirs(os.path.join(tmp, "labelsTs"))
-            for case in sorted(labeled) + sorted(validation):
-                put_images(train[case]["images"], case, "imagesTr")
-                put(train[case]["label"], "labelsTr", case + ending)
-            for case in unlabeled_from_train:
-                put_images(train[case]["images"], case, "imagesTrUnlabeled")  # the label is deliberately left behind
-            for case, files in unlabeled_source.items():
-                for src in files:
-                    put(src, "imagesTrUnlabeled", os.path.basename(src))
-            for case in test_from_train:
-                put_images(train[case]["images"], case, "imagesTs")
-                put(train[case]["label"], "labelsTs", case + ending)
-            for case, files in test_source.items():
-                for src in files:
-                    put(src, "imagesTs", os.path.basename(src))
-            for fname in test_labels_source:
-                put(os.path.join(labels_ts, fname), "labelsTs", fname)
-            for fname in sorted(os.listdir(source)):
-                src = os.path.join(source, fname)
-                if os.path.isfile(src) and fname not in ("dataset.json", RECORD_FILE):
-                    put(src, "", fname)
-
-            new_json = copy.deepcopy(dataset_json)
-            new_json.pop("dataset", None)
-            new_json["numTraining"] = len(labeled) + len(validation)
-            new_json["numUnlabeled"] = len(record["unlabeled"])
-            new_json["numTest"] = len(test_ids)
-            new_json["semi_supervised_split"] = RECORD_FILE
-            write_json_atomic(new_json, os.path.join(tmp, "dataset.json"))
-            write_json_atomic(record, os.path.join(tmp, RECORD_FILE))
-
-            if splits_file and (splits or old_splits is not None):
-                os.makedirs(os.path.dirname(splits_file), exist_ok=True)
-                if splits:
-                    write_json_atomic(splits, splits_file)
-                else:
-                    os.remove(splits_file)  # stale split of an earlier --overwrite'd dataset
-                    result.notes.append(f"removed stale {splits_file}")
-                wrote_splits = True
+        with building(target.path, also_replace=target.existing) as tmp:
+            _put_files(tmp, src, sel, record, result)
+            _write_json_files(tmp, src, sel, record)
+            wrote_splits = _write_splits(target, result)
     except BaseException:
-        if wrote_splits and splits_file:
+        if wrote_splits and target.splits_file:
             # put back what was there before this run
-            if old_splits is not None:
-                with open(splits_file, "wb") as f:
-                    f.write(old_splits)
-            elif os.path.isfile(splits_file):
-                os.remove(splits_file)
+            if target.old_splits is not None:
+                with open(target.splits_file, "wb") as f:
+                    f.write(target.old_splits)
+            elif os.path.isfile(target.splits_file):
+                os.remove(target.splits_file)
         raise
     if result.copied:
         result.notes.append(f"{result.copied} files were copied (hard links not possible: other filesystem?)")
     return result
+
+
+def make_semi_supervised_split(raw_dir: str, source_id: int, out_id: int, *,
+                               labeled_fraction: Optional[float] = None,
+                               labeled_cases: Optional[Sequence[str]] = None,
+                               preset: Optional[Union[str, Preset]] = None,
+                               seed: int = 0, name: Optional[str] = None, preprocessed_dir: Optional[str] = None,
+                               overwrite: bool = False) -> SplitResult:
+    """Write ``Dataset{out_id:03d}_{name}`` under ``raw_dir`` (see the module docstring); the source is only read.
+    Every check runs before anything is written."""
+    mode, preset_spec, preset_name = _check_arguments(labeled_fraction, labeled_cases, preset, seed, source_id,
+                                                      out_id)
+    src = _read_source(raw_dir, source_id)
+    sel = _choose_cases(src, mode, labeled_fraction, labeled_cases, preset_spec, preset_name, seed)
+    name = name or _default_name(src.name, mode, labeled_fraction, seed, len(sel.labeled), preset_name)
+    target = _check_target(raw_dir, out_id, name, preprocessed_dir, overwrite, sel, preset_name)
+    record = _split_record(src, source_id, target, sel, mode, preset_name, labeled_fraction, seed)
+    return _write_dataset(src, sel, target, record)
