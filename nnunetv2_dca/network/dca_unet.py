@@ -38,12 +38,13 @@ Choices where the paper (seed ``003``, Key Designs 2 and 4) is silent, all overr
   (full-width 3d plans, docs/training.md); one call, so DDP and torch.compile see every parameter used.
 
 Size: the network as DNA structures its own (encoder use, decoders derived from it, feature-map counts next to
-the layers they count); DFAM, the fusion, the encoders and the plans mapping have modules of their own.
+the layers they count); the decoders, DFAM, the fusion, the encoders and the plans mapping have modules of their
+own.
 """
 
 from __future__ import annotations
 
-from typing import List, NamedTuple, Optional, Sequence, Tuple, Type, Union
+from typing import List, NamedTuple, Optional, Sequence, Type, Union
 
 import numbers
 import numpy as np
@@ -53,21 +54,17 @@ from torch.nn.modules.conv import _ConvNd
 from torch.nn.modules.dropout import _DropoutNd
 
 from dynamic_network_architectures.architectures.abstract_arch import AbstractDynamicNetworkArchitectures
-from dynamic_network_architectures.building_blocks.helper import convert_conv_op_to_dim, get_matching_convtransp
-from dynamic_network_architectures.building_blocks.plain_conv_encoder import PlainConvEncoder
+from dynamic_network_architectures.building_blocks.helper import convert_conv_op_to_dim
 from dynamic_network_architectures.building_blocks.residual import BasicBlockD, BottleneckD
-from dynamic_network_architectures.building_blocks.residual_encoders import ResidualEncoder
-from dynamic_network_architectures.building_blocks.simple_conv_blocks import StackedConvBlocks
 from dynamic_network_architectures.initialization.weight_init import InitWeights_He, init_last_bn_before_add_to_0
 
-from nnunetv2_dca.network.dfam import DFAM
+from nnunetv2_dca.network.decoders import (AggregationDecoder, DCADecoder, Encoder, ExpertDecoder, IntOrSeq,
+                                           per_stage, skip_sizes)
 from nnunetv2_dca.network.fusion import DEFAULT_FUSION, fuse_expert_logits
 from nnunetv2_dca.network.encoders import plain_encoder_factory, residual_encoder_factory
 
-Encoder = Union[PlainConvEncoder, ResidualEncoder]
 # what forward(x) returns: D_A's logits (the seed) or the experts' fused scores (D_A is then a training aid only)
 PREDICTION_OUTPUTS = ("aggregate", "experts")
-IntOrSeq = Union[int, List[int], Tuple[int, ...]]
 
 
 class DCAOutput(NamedTuple):
@@ -110,7 +107,7 @@ def default_expert_settings(n_conv_per_stage_decoder: IntOrSeq, num_stages_decod
     """
     if num_groups < 1:
         raise ValueError(f"num_groups must be >= 1, got {num_groups}")
-    planned = _per_stage(n_conv_per_stage_decoder, num_stages_decoder, "n_conv_per_stage_decoder")
+    planned = per_stage(n_conv_per_stage_decoder, num_stages_decoder, "n_conv_per_stage_decoder")
     if num_groups == 1:
         return [list(planned)], [1]
     convs = [[max(1, n - 1) for n in planned]]
@@ -142,141 +139,6 @@ def validate_class_groups(class_groups: Optional[Sequence[Sequence[int]]], num_c
                          f"(num_classes={num_classes} incl. background): duplicated {dup}, unknown {unknown}, "
                          f"missing {missing}")
     return groups
-
-
-def _per_stage(value: IntOrSeq, n: int, what: str) -> List[int]:
-    values = [int(value)] * n if isinstance(value, (int, np.integer)) else [int(v) for v in value]
-    if len(values) != n or min(values) < 1:
-        raise ValueError(f"{what} needs {n} entries >= 1 (one per decoder stage), got {value}")
-    return values
-
-
-def _dilate(blocks: StackedConvBlocks, dilation: int) -> None:
-    """DNA's conv blocks are built undilated; dilate each conv in place, keeping 'same' padding. Axes with kernel 1
-    (anisotropic plans) stay undilated."""
-    if dilation == 1:
-        return
-    for block in blocks.convs:
-        conv = block.conv
-        conv.dilation = tuple(dilation if k > 1 else 1 for k in conv.kernel_size)
-        conv.padding = tuple(d * (k - 1) // 2 for d, k in zip(conv.dilation, conv.kernel_size))
-
-
-def skip_sizes(encoder: Encoder, input_size: Sequence[int]) -> List[List[int]]:
-    sizes, size = [], list(input_size)
-    for stride in encoder.strides[:-1]:  # the bottleneck is not a decoder resolution
-        size = [i // s for i, s in zip(size, stride)]
-        sizes.append(size)
-    return sizes
-
-
-class _DecoderBase(nn.Module):
-    """Upsampling path with nnU-Net's stage layout, derived from the encoder. Unlike DNA's ``UNetDecoder`` the
-    encoder is *not* registered as a submodule (the shared encoder's weights are stored once), and each stage's
-    features are returned for DFAM."""
-
-    def __init__(self, encoder: Encoder, num_classes: int, n_conv_per_stage: IntOrSeq, deep_supervision: bool,
-                 dilation: int = 1, nonlin_first: bool = False):
-        super().__init__()
-        self.deep_supervision = deep_supervision
-        self.num_classes = num_classes
-        self.conv_op = encoder.conv_op
-        n_stages = len(encoder.output_channels) - 1
-        self.n_conv_per_stage = _per_stage(n_conv_per_stage, n_stages, "n_conv_per_stage")
-        self.dilation = int(dilation)
-        self.stage_channels = [encoder.output_channels[-(s + 2)] for s in range(n_stages)]  # lowest resolution first
-        self.stage_kernels = [encoder.kernel_sizes[-(s + 2)] for s in range(n_stages)]
-        transpconv_op = get_matching_convtransp(conv_op=encoder.conv_op)
-        transpconvs, stages, seg_layers = [], [], []
-        for s in range(n_stages):
-            below, skip, stride = encoder.output_channels[-(s + 1)], self.stage_channels[s], encoder.strides[-(s + 1)]
-            transpconvs.append(transpconv_op(below, skip, stride, stride, bias=encoder.conv_bias))
-            stage = StackedConvBlocks(
-                self.n_conv_per_stage[s], encoder.conv_op, 2 * skip, skip, self.stage_kernels[s], 1,
-                encoder.conv_bias, encoder.norm_op, encoder.norm_op_kwargs, encoder.dropout_op,
-                encoder.dropout_op_kwargs, encoder.nonlin, encoder.nonlin_kwargs, nonlin_first)
-            _dilate(stage, self.dilation)
-            stages.append(stage)
-            # all heads are always built, so a checkpoint loads with deep supervision on or off
-            seg_layers.append(encoder.conv_op(skip, num_classes, 1, 1, 0, bias=True))
-        self.transpconvs = nn.ModuleList(transpconvs)
-        self.stages = nn.ModuleList(stages)
-        self.seg_layers = nn.ModuleList(seg_layers)
-
-    def _heads(self, features: Sequence[torch.Tensor]) -> Union[torch.Tensor, List[torch.Tensor]]:
-        if not self.deep_supervision:
-            return self.seg_layers[-1](features[-1])
-        return [self.seg_layers[s](f) for s, f in enumerate(features)][::-1]  # highest resolution first
-
-    def _stage_maps(self, input_size: Sequence[int], encoder: Encoder) -> np.int64:
-        """Feature maps of the upsampling path (transpconv + stage convs + heads), DNA's counting convention."""
-        total = np.int64(0)
-        sizes = skip_sizes(encoder, input_size)[::-1]
-        for s, size in enumerate(sizes):
-            total += self.stages[s].compute_conv_feature_map_size(size)
-            total += np.prod([self.stage_channels[s], *size], dtype=np.int64)
-            if self.deep_supervision or s == len(sizes) - 1:
-                total += np.prod([self.num_classes, *size], dtype=np.int64)
-        return total
-
-
-class ExpertDecoder(_DecoderBase):
-    """One expert: background + its own classes (label-split) [+ "other organ"], asymmetric depth/dilation."""
-
-    def forward(self, skips: Sequence[torch.Tensor], heads: bool = True
-                ) -> Tuple[Optional[Union[torch.Tensor, List[torch.Tensor]]], List[torch.Tensor]]:
-        x, features = skips[-1], []
-        for s in range(len(self.stages)):
-            x = self.stages[s](torch.cat((self.transpconvs[s](x), skips[-(s + 2)]), 1))
-            features.append(x)
-        return (self._heads(features) if heads else None), features
-
-    def stage_maps_kept(self, input_size: Sequence[int], encoder: Encoder) -> np.int64:
-        """The stage outputs, one sample, where the expert runs without autograd: DFAM's align convs keep them for
-        their backward. One kept tensor counts half a map in DNA's convention (a counted map stands for about two
-        kept tensors, see DFAM)."""
-        return np.int64(sum(np.prod([c, *size], dtype=np.int64)
-                            for c, size in zip(self.stage_channels, skip_sizes(encoder, input_size)[::-1])) // 2)
-
-
-class AggregationDecoder(_DecoderBase):
-    """D_A: a standard nnU-Net decoder over all classes with DFAM after every stage."""
-
-    def __init__(self, encoder: Encoder, num_classes: int, n_conv_per_stage: IntOrSeq, num_experts: int,
-                 deep_supervision: bool, nonlin_first: bool = False):
-        super().__init__(encoder, num_classes, n_conv_per_stage, deep_supervision, 1, nonlin_first)
-        self.dfam = nn.ModuleList([DFAM(encoder.conv_op, c, num_experts, k, getattr(encoder, "norm_op", None),
-                                        getattr(encoder, "norm_op_kwargs", None))
-                                   for c, k in zip(self.stage_channels, self.stage_kernels)])
-
-    def forward(self, skips: Sequence[torch.Tensor], expert_features: Sequence[Sequence[torch.Tensor]]
-                ) -> Tuple[Union[torch.Tensor, List[torch.Tensor]], List[torch.Tensor]]:
-        x, features, gates = skips[-1], [], []
-        for s in range(len(self.stages)):
-            x = self.stages[s](torch.cat((self.transpconvs[s](x), skips[-(s + 2)]), 1))
-            x, a = self.dfam[s](x, [f[s] for f in expert_features])
-            features.append(x)
-            gates.append(a)
-        return self._heads(features), gates[::-1]
-
-
-class DCADecoder(nn.Module):
-    """All decoders under one attribute: nnU-Net's ``set_deep_supervision_enabled`` sets
-    ``network.decoder.deep_supervision``, which this property forwards to every expert and to D_A."""
-
-    def __init__(self, experts: Sequence[ExpertDecoder], aggregation: AggregationDecoder):
-        super().__init__()
-        self.experts = nn.ModuleList(experts)
-        self.aggregation = aggregation
-
-    @property
-    def deep_supervision(self) -> bool:
-        return self.aggregation.deep_supervision
-
-    @deep_supervision.setter
-    def deep_supervision(self, enabled: bool) -> None:
-        for d in [*self.experts, self.aggregation]:
-            d.deep_supervision = enabled
 
 
 class DCAUNet(AbstractDynamicNetworkArchitectures):

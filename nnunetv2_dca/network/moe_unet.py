@@ -54,7 +54,8 @@ from dynamic_network_architectures.building_blocks.helper import convert_conv_op
 from dynamic_network_architectures.building_blocks.residual import BasicBlockD, BottleneckD
 from dynamic_network_architectures.initialization.weight_init import InitWeights_He, init_last_bn_before_add_to_0
 
-from nnunetv2_dca.network.dca_unet import Encoder, ExpertDecoder, IntOrSeq, skip_sizes, take_rows
+from nnunetv2_dca.network.dca_unet import take_rows
+from nnunetv2_dca.network.decoders import Encoder, ExpertDecoder, IntOrSeq, skip_sizes
 from nnunetv2_dca.network.encoders import plain_encoder_factory, residual_encoder_factory
 
 GATINGS = ("image", "voxel")
