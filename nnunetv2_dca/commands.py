@@ -7,7 +7,6 @@ from __future__ import annotations
 import collections
 import shlex
 import subprocess
-import sys
 import time
 from typing import Callable, Deque, List, Mapping, Optional, Sequence, Type
 
@@ -19,26 +18,30 @@ def command_line(cmd: Sequence[str], env: Optional[Mapping[str, str]] = None, en
 
 
 def run_command(cmd: List[str], env: Optional[Mapping[str, str]] = None, *, log: Optional[str] = None,
-                env_shown: Sequence[str] = (), echo: str = "$ ", show_output: bool = False,
+                env_shown: Sequence[str] = (), echo: str = "$ ", passthrough: bool = False,
                 on_line: Optional[Callable[[str], None]] = None,
                 error: Type[Exception] = RuntimeError) -> float:
-    """Run ``cmd`` (stdout and stderr merged) and return its seconds. ``show_output`` passes the output through to
-    our stdout; ``on_line`` sees every line (the benchmark's progress); ``env=None`` inherits ours. A non-zero exit
-    raises ``error`` with the command and the last 4,000 characters of its output."""
+    """Run ``cmd`` and return its seconds; ``env=None`` inherits ours. By default its output (stdout and stderr
+    merged) is captured line by line, each line handed to ``on_line`` (the benchmark's progress), and a non-zero exit
+    raises ``error`` with the command and the last 4,000 characters of the output. ``passthrough``: the command
+    writes to our own stdout and stderr as it goes (progress bars intact), and the error names only the command,
+    since its output is already on screen."""
     line = command_line(cmd, env, env_shown)
     if log is not None:
         with open(log, "a", encoding="utf-8") as f:
             f.write(line + "\n")
     print(f"{echo}{line}", flush=True)
     t0 = time.perf_counter()
+    if passthrough:
+        returncode = subprocess.run(cmd, env=None if env is None else dict(env)).returncode
+        if returncode != 0:
+            raise error(f"command failed with exit code {returncode}: {line}")
+        return time.perf_counter() - t0
     tail: Deque[str] = collections.deque(maxlen=200)
     with subprocess.Popen(cmd, env=None if env is None else dict(env), stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, bufsize=1) as proc:
         for out_line in proc.stdout:
             tail.append(out_line)
-            if show_output:
-                sys.stdout.write(out_line)
-                sys.stdout.flush()
             if on_line is not None:
                 on_line(out_line)
     seconds = time.perf_counter() - t0

@@ -263,4 +263,4 @@ def _run(cmd: List[str], planning: bool = False) -> None:
     if planning:  # nnU-Net's planner calls torch.set_num_threads(nnUNet_n_proc_DA): the CPU training knobs break it
         for key in ("nnUNet_n_proc_DA", "nnUNet_def_n_proc"):
             env.pop(key, None)
-    run_command(cmd, env, show_output=True, error=DistillError)
+    run_command(cmd, env, passthrough=True, error=DistillError)

@@ -11,7 +11,6 @@ tracks stands in for them (a test checks the count against a real ``train_step``
 
 from __future__ import annotations
 
-import os
 from typing import Callable, Dict, List, Mapping, Optional, Sequence
 
 import torch

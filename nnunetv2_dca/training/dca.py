@@ -237,7 +237,7 @@ class DCATrainer(nnUNetTrainerSemiSupervised):
     def on_train_start(self):
         super().on_train_start()
         if self.ema_teacher_momentum is not None:
-            self._teacher = copy.deepcopy(self._plain_network()).requires_grad_(False)
+            self._teacher = copy.deepcopy(self._plain_network()).requires_grad_(False).eval()
 
     def train_step(self, batch: dict) -> dict:
         out = super().train_step(batch)
