@@ -83,7 +83,9 @@ def _cases(images_folder: str, labels_folder: str, file_ending: str,
     for folder in (images_folder, labels_folder):
         if not os.path.isdir(folder):
             raise PseudoLabelError(f"folder not found: {folder}")
-    images = {f[:-len("_0000" + file_ending)] for f in os.listdir(images_folder) if f.endswith("_0000" + file_ending)}
+    from nnunetv2.utilities.utils import get_identifiers_from_splitted_dataset_folder
+
+    images = {str(c) for c in get_identifiers_from_splitted_dataset_folder(images_folder, file_ending)}
     labels = {f[:-len(file_ending)] for f in os.listdir(labels_folder) if f.endswith(file_ending)}
     # explicit ids become file paths below; listed ones are file names already
     chosen = sorted(images & labels) if cases is None else validate_case_ids(cases, "the cases to score")

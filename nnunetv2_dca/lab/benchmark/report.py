@@ -308,12 +308,14 @@ def _gates_picture(bench: BenchmarkResults, seed: int) -> Optional[Dict]:
 
     from nnunetv2_dca.evaluation.gates import run_gates
 
+    from nnunetv2.utilities.utils import get_identifiers_from_splitted_dataset_folder
+
     ending = bench.file_ending
-    images = sorted(f for f in os.listdir(os.path.join(bench.semi, "imagesTs")) if f.endswith("_0000" + ending))
-    if not images:
+    cases = get_identifiers_from_splitted_dataset_folder(os.path.join(bench.semi, "imagesTs"), ending)
+    if len(cases) == 0:
         return None
-    image = os.path.join(bench.semi, "imagesTs", images[0])
-    reference = os.path.join(bench.semi, "labelsTs", images[0][:-len("_0000" + ending)] + ending)
+    image = os.path.join(bench.semi, "imagesTs", f"{cases[0]}_0000{ending}")
+    reference = os.path.join(bench.semi, "labelsTs", f"{cases[0]}{ending}")
     model = os.path.dirname(bench.timings["dca"][seed]["model_folder"])
     png = os.path.join(bench.out, f"gates_dca_seed{seed}.png")
     cmd = ["nnunetv2-dca", "gates", "-m", model, "-f", "all", "-i", image, "-o", png, "-device", bench.cfg.device]
