@@ -12,7 +12,7 @@ from typing import Dict, Mapping, Optional
 import numpy as np
 
 from nnunetv2_dca.atomic import save_figure_atomic
-from nnunetv2_dca.evaluation.gates import class_colour, label_rgba, window_ct
+from nnunetv2_dca.evaluation.gates_plot import class_colour, label_rgba, window_ct
 
 
 def _read(path: str) -> np.ndarray:

@@ -19,6 +19,7 @@ from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 from conftest import BIN, fresh_env, run_cmd
 from netspec import REQ_IMPORT, tiny_arch_kwargs
 from nnunetv2_dca.evaluation import gates as G
+from nnunetv2_dca.evaluation import gates_plot as GP
 from nnunetv2_dca.inference import ModelInputError, load_model, require_dca
 from test_inference import write_nifti
 from nnunetv2_dca.planning.class_groups import plans_class_groups
@@ -167,12 +168,12 @@ def test_plot_writes_a_readable_png_with_the_numbers(tmp_path):
               "class_groups": dict(zip(NAMES, GROUPS)), "channel": "CT",
               "prediction": G.gate_statistics(gates, labels, GROUPS, NAMES),
               "slice_prediction": G.gate_statistics(gates[:, 2], labels[2], GROUPS, NAMES)}
-    lines = G.summary_lines(result)
+    lines = GP.summary_lines(result)
     assert lines[0] == "mean gate in predicted tail voxels (n=3): head 0.07, medium 0.07, tail 0.87"
     assert lines[1].startswith("mean gate in predicted background (n=15): head 0.50, medium 0.30, tail 0.20")
     out = tmp_path / "sub" / "gates.png"
     image = np.random.default_rng(0).normal(size=(2, 3))
-    G.plot_gates(str(out), image, gates[:, 2], labels[2], labels[2], result, {c: f"c{c}" for c in range(1, 10)})
+    GP.plot_gates(str(out), image, gates[:, 2], labels[2], labels[2], result, {c: f"c{c}" for c in range(1, 10)})
     width, height = png_size(out)
     assert width > 1500 and height > 400
     assert [p.name for p in out.parent.iterdir()] == ["gates.png"]  # written atomically, no temporary left
@@ -186,10 +187,10 @@ def test_plot_shows_rgb_images_and_a_single_group(tmp_path):
               "experts": ["all"], "class_groups": {"all": [1, 2]}, "channel": "R",
               "prediction": G.gate_statistics(gates, labels, [[1, 2]], ["all"]),
               "slice_prediction": G.gate_statistics(gates[:, 0], labels[0], [[1, 2]], ["all"])}
-    assert G.summary_lines(result) == ["mean gate in predicted background (n=1): all 1.00"]
+    assert GP.summary_lines(result) == ["mean gate in predicted background (n=1): all 1.00"]
     assert G._is_rgb({"0": "R", "1": "G", "2": "B"}) and not G._is_rgb({"0": "T1", "1": "T2", "2": "FLAIR"})
     out = tmp_path / "rgb.png"
-    G.plot_gates(str(out), np.random.default_rng(0).random((2, 2, 3)), gates[:, 0], labels[0], None, result, {},
+    GP.plot_gates(str(out), np.random.default_rng(0).random((2, 2, 3)), gates[:, 0], labels[0], None, result, {},
                  rgb=True)
     assert png_size(out)[0] > 1000
 
