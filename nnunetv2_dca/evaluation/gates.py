@@ -20,9 +20,9 @@ How the maps are computed
   2D configurations tile each slice). Tiles are combined with nnU-Net's Gaussian importance weights
   (``compute_gaussian``), for the aggregate logits and the gate maps alike; a weighted mean of softmax weights still
   lies in [0, 1] and sums to 1 over the experts. The prediction is the model's own output: the experts' fused scores
-  for the default recipe (``prediction_output="experts"``), D_A's logits otherwise. The gate map is that of the full-resolution DFAM stage
-  (``gates[0]``). No test-time mirroring: the prediction can differ slightly from ``nnUNetv2_predict``'s. The
-  stitched maps are float32 on the CPU: about (classes + experts + 1) x 4 bytes per preprocessed voxel.
+  for the default recipe (``prediction_output="experts"``), D_A's logits otherwise. The gate map is that of the
+  full-resolution DFAM stage (``gates[0]``). No test-time mirroring: the prediction can differ slightly from
+  ``nnUNetv2_predict``'s. The stitched maps are float32 on the CPU: about (classes + experts + 1) x 4 bytes per preprocessed voxel.
 * The padding is cropped off again, and the arrays are transposed back to the axis order of the image files
   (nnU-Net's ``transpose_backward``).
 
@@ -32,8 +32,8 @@ NIfTI read with SimpleITK: z, y, x). ``--slice`` indexes axis 0 of that array (t
 for 2D images (shape 1 x H x W) the only slice is 0. Slice numbers therefore refer to the preprocessed array, not to
 the original file, unless the target spacing equals the file's spacing and nothing was cropped.
 
-Size: one command (maps, numbers per region, its CLI; the picture is drawn by gates_plot.py); the model loading, preprocessing and
-sliding-window stitching it shares with other tools live in :mod:`nnunetv2_dca.inference`.
+Size: one command (maps, numbers per region, its CLI; the picture is drawn by gates_plot.py); the model loading,
+preprocessing and sliding-window stitching it shares with other tools live in :mod:`nnunetv2_dca.inference`.
 """
 
 from __future__ import annotations
