@@ -22,7 +22,8 @@ How the maps are computed
   lies in [0, 1] and sums to 1 over the experts. The prediction is the model's own output: the experts' fused scores
   for the default recipe (``prediction_output="experts"``), D_A's logits otherwise. The gate map is that of the
   full-resolution DFAM stage (``gates[0]``). No test-time mirroring: the prediction can differ slightly from
-  ``nnUNetv2_predict``'s. The stitched maps are float32 on the CPU: about (classes + experts + 1) x 4 bytes per preprocessed voxel.
+  ``nnUNetv2_predict``'s. The stitched maps are float32 on the CPU: about (classes + experts + 1) x 4 bytes per
+  preprocessed voxel.
 * The padding is cropped off again, and the arrays are transposed back to the axis order of the image files
   (nnU-Net's ``transpose_backward``).
 
