@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from nnunetv2_dca.atomic import write_json_atomic
+from nnunetv2_dca.training.schedule import EpochClock
 
 ENV_EPOCHS = "nnUNetDCA_budget_epochs"
 ENV_ITERATIONS = "nnUNetDCA_budget_iterations"
@@ -116,7 +117,7 @@ _LOADERS = ("dataloader_train", "dataloader_unlabeled")
 PHASES = ("data_wait", "step", "validation", "checkpoint", "epoch_end", "other")
 
 
-class BudgetMixin:
+class BudgetMixin(EpochClock):
     """Put before a trainer class: ``class T(BudgetMixin, nnUNetTrainer)``. Reads the budget in ``__init__`` (which
     nnU-Net calls before building the network, so the seed also fixes the initial weights) and times the training
     iterations of each epoch."""
@@ -130,7 +131,6 @@ class BudgetMixin:
         self.num_iterations_per_epoch = budget["iterations"]
         self.num_val_iterations_per_epoch = budget["val_iterations"]
         self.budget = budget
-        self._budget_epoch_start = 0.0
         self._budget_seconds: List[float] = []
         self._phase = dict.fromkeys(PHASES, 0.0)
         # a run resumed with --c times its own part only
@@ -148,12 +148,11 @@ class BudgetMixin:
 
     def on_train_epoch_start(self):
         super().on_train_epoch_start()
-        self._budget_epoch_start = time.perf_counter()
         self._epoch_wait_start = self._data_wait()
 
     def on_train_epoch_end(self, train_outputs):
         # train_step of every iteration has run (loss.item()/numpy() synchronises on CUDA); logging not included
-        seconds = time.perf_counter() - self._budget_epoch_start
+        seconds = self.train_epoch_seconds()
         wait = self._data_wait() - self._epoch_wait_start
         self._phase["data_wait"] += wait
         self._phase["step"] += seconds - wait

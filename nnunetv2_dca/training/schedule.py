@@ -3,9 +3,25 @@ declared with class attributes instead of a copied ``__init__`` per variant."""
 
 from __future__ import annotations
 
+import time
 from typing import Optional
 
 import torch
+
+
+class EpochClock:
+    """The one timer of a training epoch (``time.perf_counter`` from nnU-Net's ``on_train_epoch_start``): the
+    benchmark's seconds per iteration (``BudgetMixin``) and the semi-supervised progress log read it."""
+
+    _train_epoch_start = 0.0
+
+    def on_train_epoch_start(self):
+        super().on_train_epoch_start()
+        self._train_epoch_start = time.perf_counter()
+
+    def train_epoch_seconds(self) -> float:
+        """Seconds since the current training epoch started."""
+        return time.perf_counter() - self._train_epoch_start
 
 
 class FixedSchedule:

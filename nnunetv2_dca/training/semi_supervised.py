@@ -29,7 +29,6 @@ from __future__ import annotations
 import math
 import os
 import sys
-import time
 from contextlib import contextmanager
 from typing import Dict, Iterator, List, Optional
 
@@ -47,6 +46,7 @@ from nnunetv2.utilities.default_n_proc_DA import get_allowed_n_proc_DA
 from nnunetv2.utilities.helpers import dummy_context
 
 from nnunetv2_dca.preprocessing.unlabeled import UNLABELED_IMAGES_FOLDER, unlabeled_folder, unlabeled_stamp_problem
+from nnunetv2_dca.training.schedule import EpochClock
 
 MAX_CONSECUTIVE_NONFINITE = 5
 
@@ -82,7 +82,7 @@ def _data_augmentation_workers(n: int) -> Iterator[None]:
             os.environ["nnUNet_n_proc_DA"] = old
 
 
-class nnUNetTrainerSemiSupervised(nnUNetTrainer):
+class nnUNetTrainerSemiSupervised(EpochClock, nnUNetTrainer):
     """Base for semi-supervised trainers. Subclasses implement :meth:`semi_supervised_losses` and list their extra
     per-epoch log keys in :meth:`extra_log_keys`."""
 
@@ -102,7 +102,6 @@ class nnUNetTrainerSemiSupervised(nnUNetTrainer):
         self.unlabeled_dataset_folder = unlabeled_folder(self.preprocessed_dataset_folder_base,
                                                          self.configuration_manager.data_identifier)
         self._iteration_in_epoch = 0
-        self._epoch_train_start = 0.0
         self._consecutive_nonfinite = 0
         self._register_log_keys()
 
@@ -263,7 +262,6 @@ class nnUNetTrainerSemiSupervised(nnUNetTrainer):
     def on_train_epoch_start(self):
         super().on_train_epoch_start()
         self._iteration_in_epoch = 0
-        self._epoch_train_start = time.time()
 
     def _to_device(self, x):
         if isinstance(x, list):
@@ -339,7 +337,7 @@ class nnUNetTrainerSemiSupervised(nnUNetTrainer):
             gathered = [None] * dist.get_world_size()
             dist.all_gather_object(gathered, values)
             values = {k: float(np.nanmean([g[k] for g in gathered])) for k in values}
-        seconds = (time.time() - self._epoch_train_start) / max(1, len(train_outputs))
+        seconds = self.train_epoch_seconds() / max(1, len(train_outputs))
         values["ssl_seconds_per_iteration"] = seconds
         # lambda as used at the end of this epoch's iterations
         values["ssl_lambda"] = self.unsupervised_weight()
