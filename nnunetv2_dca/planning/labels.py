@@ -23,7 +23,8 @@ class LabelDefinitionError(ValueError):
 
 
 def foreground_classes(dataset_json: Mapping) -> Dict[int, str]:
-    """Foreground class id -> name, without background and without the ignore label."""
+    """Foreground class id -> name, without background and without the ignore label. Not nnU-Net's LabelManager:
+    it has no id -> name map, and the planner needs a one-line error naming the region labels it cannot group."""
     labels = dataset_json.get("labels")
     if not isinstance(labels, Mapping) or not labels:
         raise LabelDefinitionError("dataset.json has no 'labels' mapping")
