@@ -31,15 +31,16 @@ def run_command(cmd: List[str], env: Optional[Mapping[str, str]] = None, *, log:
         with open(log, "a", encoding="utf-8") as f:
             f.write(line + "\n")
     print(f"{echo}{line}", flush=True)
+    env = None if env is None else dict(env)
     t0 = time.perf_counter()
     if passthrough:
-        returncode = subprocess.run(cmd, env=None if env is None else dict(env)).returncode
+        returncode = subprocess.run(cmd, env=env).returncode
         if returncode != 0:
             raise error(f"command failed with exit code {returncode}: {line}")
         return time.perf_counter() - t0
     tail: Deque[str] = collections.deque(maxlen=200)
-    with subprocess.Popen(cmd, env=None if env is None else dict(env), stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, bufsize=1) as proc:
+    with subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          bufsize=1) as proc:
         for out_line in proc.stdout:
             tail.append(out_line)
             if on_line is not None:

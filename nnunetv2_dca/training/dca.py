@@ -209,9 +209,8 @@ class DCATrainer(nnUNetTrainerSemiSupervised):
         kwargs.update(expert_other_channel=cls.expert_other_channel, prediction_output=cls.prediction_output,
                       prediction_fusion=cls.fusion)
         if cls.single_group:
-            kwargs.update(class_groups=[sorted(c for g in kwargs["class_groups"] for c in g)],
-                          expert_n_conv_per_stage=[kwargs["n_conv_per_stage_decoder"]], expert_dilations=[1])
-        elif cls.equal_capacity_experts:
+            kwargs["class_groups"] = [sorted(c for g in kwargs["class_groups"] for c in g)]
+        if cls.single_group or cls.equal_capacity_experts:  # every expert the planned decoder, undilated
             n = len(kwargs["class_groups"])
             kwargs.update(expert_n_conv_per_stage=[kwargs["n_conv_per_stage_decoder"]] * n, expert_dilations=[1] * n)
         return kwargs
