@@ -11,6 +11,7 @@ import json
 import os
 import statistics
 import sys
+import tempfile
 
 from nnunetv2_dca.commands import run_command
 
@@ -53,7 +54,8 @@ def main() -> None:
     folder, out = os.path.abspath(sys.argv[1]), sys.argv[2]
     steps = sys.argv[3] if len(sys.argv) > 3 else "20"
     env = {**os.environ, "nnUNet_raw": os.path.join(folder, "nnUNet_raw"),
-           "nnUNet_preprocessed": os.path.join(folder, "nnUNet_preprocessed"), "nnUNet_results": "/tmp/step_speed",
+           "nnUNet_preprocessed": os.path.join(folder, "nnUNet_preprocessed"),
+           "nnUNet_results": tempfile.mkdtemp(prefix="cpu_step_speed_"),  # its own: trainers write checkpoints
            "nnUNet_def_n_proc": "1", "nnUNet_n_proc_DA": "0", "nnUNetDCA_budget_epochs": "1",
            "nnUNetDCA_budget_iterations": "1", "nnUNetDCA_budget_seed": "0"}
     results = {}
