@@ -13,7 +13,8 @@ def _cmd_phantom(args: argparse.Namespace) -> int:
 
     path = write_phantom_dataset(
         raw_dir(args.raw), args.d, name=args.name, labeled=args.labeled, unlabeled=args.unlabeled, test=args.test,
-        seed=args.seed, size=args.size, sites=args.sites, dim=args.dim, overwrite=args.overwrite)
+        seed=args.seed, size=args.size, sites=args.sites, dim=args.dim, overwrite=args.overwrite,
+        variability=args.variability)
     print(f"wrote {path} ({args.labeled} labeled, {args.unlabeled} unlabeled, {args.test} test cases)")
     return 0
 
@@ -32,6 +33,10 @@ def add_phantom_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--size", choices=["small", "medium"], default="small",
                    help="small: 64x64x32 at 5 mm (CPU); medium: 128x128x64 at 2.5 mm (2D: 128 / 256 px)")
     p.add_argument("--sites", type=int, default=1, help="number of scanners/labs with shifted appearance")
+    p.add_argument("--variability", choices=["classic", "varied"], default="classic",
+                   help="3D only: how much cases differ. classic (default, every result before issue 26): small "
+                        "jitter, one contrast phase; varied: per-case habitus, coverage, organ pose and size, "
+                        "contrast phase, fat, noise, absent gallbladder (docs/benchmark.md)")
     p.add_argument("--dim", type=int, choices=[2, 3], default=3, help="3: CT volumes (.nii.gz); 2: RGB PNG")
     p.add_argument("--raw", default=None, help="nnUNet_raw folder (default: $nnUNet_raw)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset with this id")

@@ -28,6 +28,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from nnunetv2_dca.atomic import write_json_atomic
+from nnunetv2_dca.data.phantom_variation import Variation, draw_appearance, organ_hu, radii_factor, variation
 from nnunetv2_dca.folders import building, clean_interrupted_dataset, dataset_folders
 
 # The 13 Synapse/BTCV organs, ids as in the Synapse benchmark (and shared/data/.../synapse13_map.json).
@@ -136,11 +137,13 @@ def smooth_field(rng: np.random.Generator, coords: Sequence[np.ndarray], amplitu
     return field * (amplitude / np.sqrt(n))
 
 
-def generate_ct_case(seed: int, index: int, size: str = "small", site: Optional[Site] = None
-                     ) -> Tuple[np.ndarray, np.ndarray, Tuple[float, float, float]]:
-    """One abdominal CT phantom: (image int16 HU zyx, labels uint8 zyx, spacing zyx in mm)."""
+def generate_ct_case(seed: int, index: int, size: str = "small", site: Optional[Site] = None,
+                     variability: str = "classic") -> Tuple[np.ndarray, np.ndarray, Tuple[float, float, float]]:
+    """One abdominal CT phantom: (image int16 HU zyx, labels uint8 zyx, spacing zyx in mm). ``variability``: how
+    much cases differ (:mod:`nnunetv2_dca.data.phantom_variation`)."""
     if size not in CT_SIZES:
         raise ValueError(f"unknown --size {size!r}; choose one of {sorted(CT_SIZES)}")
+    var = variation(variability)
     site = site or make_sites(1, seed)[0]
     cfg = CT_SIZES[size]
     rng = np.random.default_rng([seed, index])
@@ -151,11 +154,9 @@ def generate_ct_case(seed: int, index: int, size: str = "small", site: Optional[
     x = ((np.arange(nx) - (nx - 1) / 2) * sx).astype(np.float32)[None, None, :]
 
     # patient-level variation: body size, a smooth deformation of space, a shift of the whole abdomen in z
-    body_scale = rng.uniform(0.9, 1.06)
-    z_shift = rng.uniform(-10, 10)
-    dx = smooth_field(rng, (x, y, z), 7.0, (160, 320))
-    dy = smooth_field(rng, (x, y, z), 7.0, (160, 320))
-    dz = smooth_field(rng, (x, y, z), 7.0, (160, 320))
+    body_scale = rng.uniform(*var.body_scale)
+    z_shift = rng.uniform(-var.z_shift_mm, var.z_shift_mm)
+    dx, dy, dz = (smooth_field(rng, (x, y, z), var.deform_mm, var.deform_wavelength_mm) for _ in range(3))
     xd, yd, zd = x + dx, y + dy, z + dz + z_shift
 
     bx, by = 148 * body_scale, 108 * body_scale
@@ -164,7 +165,8 @@ def generate_ct_case(seed: int, index: int, size: str = "small", site: Optional[
     inside = rbody <= 1.0
     # bowel/mesenteric fat texture fills the abdomen: -110 (fat) .. +40 (bowel wall), smooth blobs
     texture = smooth_field(rng, (x, y, z), 1.0, (25, 60), n=6)
-    visceral = np.where(texture > 0.15, 30.0, -105.0)
+    look = draw_appearance(rng, variability)  # None (no draw) for the classic phantom
+    visceral = np.where(texture > (0.15 if look is None else look.bowel_threshold), 30.0, -105.0)
     image = np.where(inside, visceral, image)
     image = np.where(inside & (rbody > 0.80), 55.0, image)  # abdominal wall muscle
     image = np.where(inside & (rbody > 0.87), -105.0, image)  # subcutaneous fat
@@ -179,32 +181,39 @@ def generate_ct_case(seed: int, index: int, size: str = "small", site: Optional[
 
     labels = np.zeros((nz, ny, nx), dtype=np.uint8)
     for organ in ORGANS:
-        mask = _organ_mask(organ, rng, xd, yd, zd, body_scale) & inside
+        mask = _organ_mask(organ, rng, xd, yd, zd, body_scale, var, radii_factor(organ.label, look)) & inside
+        if organ.label == "gallbladder" and look is not None and not look.gallbladder:
+            continue  # cholecystectomy: the organ is absent from image and labels
         labels[mask] = SYNAPSE_LABELS[organ.label]
-        image = np.where(mask, organ.hu + rng.normal(0, 12), image)
+        image = np.where(mask, organ_hu(organ.label, organ.hu, look) + rng.normal(0, var.hu_sd), image)
     # stomach: an air/fluid pocket in the upper part of the lumen (image only; the label stays stomach)
     stomach = labels == SYNAPSE_LABELS["stomach"]
     if stomach.any():
         top = np.quantile(np.broadcast_to(yd, labels.shape)[stomach], 0.3)
         image = np.where(stomach & (yd < top) & (rng.uniform() < 0.7), -600.0, image)
 
-    image = smooth(image, 1 + site.blur)  # partial volume, reconstruction kernel
+    blur, noise_level, gain, offset = site.blur, site.noise, site.gain, site.offset
+    if look is not None:  # the case's own scanner settings on top of its site's
+        blur, noise_level = blur + look.blur, noise_level * look.noise
+        gain, offset = gain * look.gain, offset + look.offset
+    image = smooth(image, 1 + blur)  # partial volume, reconstruction kernel
     noise = smooth(rng.normal(0, 1, image.shape).astype(np.float32), 1)
-    image = image + noise * (22.0 * site.noise)
-    image = image * site.gain + site.offset * inside
+    image = image + noise * (22.0 * noise_level)
+    image = image * gain + offset * inside
     image = np.clip(np.rint(image), -1024, 3071).astype(np.int16)
     return image, labels, cfg.spacing_zyx
 
 
 def _organ_mask(organ: Organ, rng: np.random.Generator, x: np.ndarray, y: np.ndarray, z: np.ndarray,
-                body_scale: float) -> np.ndarray:
-    cx, cy, cz = (np.asarray(organ.center) * body_scale + rng.normal(0, [5, 4, 6])).tolist()
-    rx, ry, rz = (np.asarray(organ.radii) * body_scale * rng.uniform(0.88, 1.12, 3)).tolist()
+                body_scale: float, var: Variation, radii_factor: Tuple[float, float, float]) -> np.ndarray:
+    cx, cy, cz = (np.asarray(organ.center) * body_scale + rng.normal(0, var.center_sd_mm)).tolist()
+    rx, ry, rz = (np.asarray(organ.radii) * np.asarray(radii_factor) * body_scale
+                  * rng.uniform(*var.radii, 3)).tolist()
     if organ.kind == "tube":
         px = x - (cx + organ.drift[0] * (z - cz))
         py = y - (cy + organ.drift[1] * (z - cz))
         return ((px / rx) ** 2 + (py / ry) ** 2 <= 1.0) & (np.abs(z - cz) <= rz)
-    a = np.deg2rad(organ.rot_deg + rng.normal(0, 8))
+    a = np.deg2rad(organ.rot_deg + rng.normal(0, var.rot_sd_deg))
     px, py, pz = x - cx, y - cy, z - cz
     u = np.cos(a) * px + np.sin(a) * py
     v = -np.sin(a) * px + np.cos(a) * py
@@ -294,12 +303,16 @@ def is_phantom_dataset(folder: str) -> bool:
 
 def write_phantom_dataset(raw_dir: str, dataset_id: int, name: Optional[str] = None, labeled: int = 8,
                           unlabeled: int = 16, test: int = 4, seed: int = 0, size: str = "small", sites: int = 1,
-                          dim: int = 3, overwrite: bool = False) -> str:
-    """Write ``DatasetXXX_Name`` under ``raw_dir`` atomically; returns its path."""
+                          dim: int = 3, overwrite: bool = False, variability: str = "classic") -> str:
+    """Write ``DatasetXXX_Name`` under ``raw_dir`` atomically; returns its path. ``variability`` (3D only):
+    ``classic`` or ``varied`` (:mod:`nnunetv2_dca.data.phantom_variation`)."""
     if not 1 <= dataset_id <= 999:
         raise ValueError(f"dataset id must be in 1..999 (nnU-Net uses three digits), got {dataset_id}")
     if dim not in (2, 3):
         raise ValueError(f"--dim must be 2 or 3, got {dim}")
+    variation(variability)  # an unknown name fails here, before anything is written
+    if dim == 2 and variability != "classic":
+        raise ValueError(f"--variability {variability} applies to the 3D CT phantom only (--dim 3)")
     sizes = CT_SIZES if dim == 3 else GLAND_SIZES
     if size not in sizes:
         raise ValueError(f"unknown --size {size!r}; choose one of {sorted(sizes)}")
@@ -338,7 +351,7 @@ def write_phantom_dataset(raw_dir: str, dataset_id: int, name: Optional[str] = N
                 case = f"phantom_{index:04d}"
                 site_id = index % sites
                 if dim == 3:
-                    img, lab, spacing = generate_ct_case(seed, index, size, site_list[site_id])
+                    img, lab, spacing = generate_ct_case(seed, index, size, site_list[site_id], variability)
                     write_nifti(img, spacing, os.path.join(tmp, img_dir, f"{case}_0000{ending}"))
                     if lab_dir:
                         write_nifti(lab, spacing, os.path.join(tmp, lab_dir, case + ending))
@@ -365,7 +378,8 @@ def write_phantom_dataset(raw_dir: str, dataset_id: int, name: Optional[str] = N
         }
         write_json_atomic(dataset_json, os.path.join(tmp, "dataset.json"))
         write_json_atomic({"generator": "nnunetv2-dca phantom", "generator_version": GENERATOR_VERSION, "seed": seed,
-                     "size": size, "dim": dim, "sites": [s.__dict__ for s in site_list], "cases": meta_cases},
+                     "size": size, "dim": dim, "variability": variability,
+                     "sites": [s.__dict__ for s in site_list], "cases": meta_cases},
                     os.path.join(tmp, "phantom.json"))
     return target
 

@@ -35,6 +35,8 @@ class BenchmarkConfig:
     phantom_test: int = DEFAULTS["phantom_test"]
     phantom_seed: int = 0
     phantom_size: str = DEFAULTS["phantom_size"]
+    # classic: the phantom of every result before issue 26; varied: cases differ enough that 4 do not cover them
+    phantom_variability: str = "classic"
     # domain shift (Semi-MoE's setting): phantom with this many scanner sites; labeled cases all from site 0, the
     # unlabeled images from every site, and the test set evaluated per site
     sites: int = 1
@@ -72,6 +74,13 @@ class BenchmarkConfig:
         if self.dataset is None:
             if self.phantom_labeled < 1 or self.phantom_unlabeled < 1 or self.phantom_test < 1:
                 raise ValueError("the phantom needs >= 1 labeled, unlabeled and test case")
+            from nnunetv2_dca.data.phantom_variation import VARIABILITIES
+
+            if self.phantom_variability not in VARIABILITIES:
+                raise ValueError(f"--phantom-variability {self.phantom_variability!r}: choose one of "
+                                 f"{', '.join(VARIABILITIES)}")
+        elif self.phantom_variability != "classic":
+            raise ValueError("--phantom-variability works with the generated phantom only, not with -d")
         elif "full" in self.arms and self.full_dataset is None:
             raise ValueError("arm 'full' needs the fully labeled source dataset: --full-dataset ID")
         if self.configuration not in ("2d", "3d_fullres", "3d_lowres"):

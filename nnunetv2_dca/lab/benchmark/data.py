@@ -89,6 +89,21 @@ def labeled_phantom_cases(n_train: int, n_labeled: int, sites: int) -> List[str]
     return [f"phantom_{i:04d}" for i in site0[:n_labeled]]
 
 
+def write_phantom_groups(pre_dataset_folder: str) -> str:
+    """The phantom's anatomical class groups as the dataset's dca_groups.json in its nnUNet_preprocessed folder
+    (before planning), so the planner takes them instead of the log-gap rule: for the varied phantom, whose labeled
+    volumes move the rule's cliffs."""
+    from nnunetv2_dca.data.phantom import SYNAPSE_LABELS
+    from nnunetv2_dca.data.phantom_variation import ANATOMICAL_GROUPS
+    from nnunetv2_dca.planning.grouping import GROUPS_FILE
+
+    os.makedirs(pre_dataset_folder, exist_ok=True)
+    groups = [[SYNAPSE_LABELS[name] for name in group] for group in ANATOMICAL_GROUPS]
+    path = os.path.join(pre_dataset_folder, GROUPS_FILE)
+    write_json_atomic({"groups": groups}, path)
+    return path
+
+
 def make_pseudo_label_dataset(raw: str, semi_folder: str, pseudo_labels: str, dataset_id: int) -> str:
     """Raw dataset ``Dataset<id>_<semi name>PL`` = the semi dataset's labeled cases + its unlabeled images with
     ``pseudo_labels`` (the labeled-only baseline's predictions) as labels; replaces an earlier one."""

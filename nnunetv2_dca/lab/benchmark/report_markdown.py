@@ -105,7 +105,9 @@ def _intro_lines(report: Mapping, arms: Sequence[str], seeds: Sequence[int], cfg
     dataset = report["dataset"]
     return [
         "# nnunetv2-dca benchmark", "",
-        f"Dataset `{os.path.basename(dataset['folder'])}`: {dataset['n_labeled']} labeled, "
+        f"Dataset `{os.path.basename(dataset['folder'])}`"
+        f"{'' if cfg.dataset is not None else ' (phantom, ' + cfg.phantom_variability + ')'}"
+        f": {dataset['n_labeled']} labeled, "
         f"{dataset['n_unlabeled']} unlabeled training images, {dataset['n_test']} test cases. "
         f"Budget per arm: {cfg.epochs} epochs x {cfg.iterations} iterations, width "
         f"{cfg.width or 'as planned'} ({cfg.planner}, {cfg.configuration}), seeds {', '.join(map(str, seeds))}, "

@@ -24,7 +24,7 @@ from nnunetv2_dca.lab.benchmark.arms import (ARM_TITLES, ARM_TRAINERS, ARMS, DCA
                                              arm_recipe)
 from nnunetv2_dca.lab.benchmark import state
 from nnunetv2_dca.lab.benchmark.data import (bench_class_groups, find_dataset, labeled_phantom_cases, link_tree,
-                                             make_pseudo_label_dataset, write_bench_plans)
+                                             make_pseudo_label_dataset, write_bench_plans, write_phantom_groups)
 from nnunetv2_dca.lab.benchmark.costs import arm_network_costs, cost_ratios
 from nnunetv2_dca.lab.benchmark.config import BenchmarkConfig, BenchmarkError  # noqa: F401 (the CLI's import)
 from nnunetv2_dca.lab.benchmark.eta import EtaModel
@@ -120,16 +120,23 @@ class Benchmark:
             n_train = cfg.phantom_labeled + cfg.phantom_unlabeled
             # one fully labeled phantom; the semi-supervised dataset keeps the first cases (of site 0) labeled
             write_phantom_dataset(self.raw, ID_FULL, labeled=n_train, unlabeled=0, test=cfg.phantom_test,
-                                  seed=cfg.phantom_seed, size=cfg.phantom_size, sites=cfg.sites)
+                                  seed=cfg.phantom_seed, size=cfg.phantom_size, sites=cfg.sites,
+                                  variability=cfg.phantom_variability)
             labeled = labeled_phantom_cases(n_train, cfg.phantom_labeled, cfg.sites)
             make_semi_supervised_split(self.raw, ID_FULL, ID_SEMI, labeled_cases=labeled, name="AbdomenPhantomSemi",
                                        preprocessed_dir=self.pre)
+            groups_file = None
+            if cfg.phantom_variability != "classic":
+                semi_name = os.path.basename(find_dataset(self.raw, ID_SEMI))
+                groups_file = write_phantom_groups(os.path.join(self.pre, semi_name))
             with open(runner.log, "a", encoding="utf-8") as f:
                 f.write(f"nnunetv2-dca phantom -d {ID_FULL} --labeled {n_train} --unlabeled 0 --test "
                         f"{cfg.phantom_test} --seed {cfg.phantom_seed} --size {cfg.phantom_size} --sites "
-                        f"{cfg.sites}\n"
+                        f"{cfg.sites} --variability {cfg.phantom_variability}\n"
                         f"nnunetv2-dca split -d {ID_FULL} --out-id {ID_SEMI} --labeled-cases {','.join(labeled)} "
                         f"--name AbdomenPhantomSemi\n")
+                if groups_file:
+                    f.write(f"# class groups fixed by {os.path.relpath(groups_file, self.out)} (phantom_variation.py)\n")
             self.has_full = True
         else:
             user_raw = os.environ.get("nnUNet_raw")

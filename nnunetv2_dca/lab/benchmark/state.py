@@ -64,6 +64,8 @@ def data_key(cfg) -> Dict[str, object]:
         key.update(phantom_labeled=cfg.phantom_labeled, phantom_unlabeled=cfg.phantom_unlabeled,
                    phantom_test=cfg.phantom_test, phantom_seed=cfg.phantom_seed, phantom_size=cfg.phantom_size,
                    sites=cfg.sites, generator_version=GENERATOR_VERSION)
+        if cfg.phantom_variability != "classic":  # keyed only when set: earlier runs' stored keys stay valid
+            key["phantom_variability"] = cfg.phantom_variability
     return key
 
 

@@ -31,6 +31,8 @@ from nnunetv2_dca.training import budget
     ({"dataset": 5, "arms": ["baseline", "full"]}, "--full-dataset"),
     ({"sites": 0}, "--sites"),
     ({"dataset": 5, "sites": 2}, "phantom only"),
+    ({"phantom_variability": "wild"}, "--phantom-variability 'wild'"),
+    ({"dataset": 5, "phantom_variability": "varied"}, "generated phantom only"),
 ])
 def test_config_rejects_bad_settings(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -42,6 +44,20 @@ def test_labeled_phantom_cases_come_from_site_0():
     assert labeled_phantom_cases(20, 3, 3) == ["phantom_0000", "phantom_0003", "phantom_0006"]
     with pytest.raises(ValueError, match="--phantom-unlabeled"):
         labeled_phantom_cases(6, 3, 3)
+
+
+def test_phantom_groups_file_names_every_organ_once_and_the_planner_takes_it(tmp_path: Path):
+    from nnunetv2_dca.data.phantom import SYNAPSE_LABELS
+    from nnunetv2_dca.lab.benchmark.data import write_phantom_groups
+    from nnunetv2_dca.planning.grouping import explicit_grouping
+
+    path = write_phantom_groups(str(tmp_path / "Dataset952_X"))
+    groups = json.loads(Path(path).read_text())["groups"]
+    ids = sorted(c for g in groups for c in g)
+    assert ids == sorted(v for v in SYNAPSE_LABELS.values() if v) and len(groups) == 3
+    assert groups[0] == [SYNAPSE_LABELS["liver"]]
+    assert set(groups[2]) == {SYNAPSE_LABELS[n] for n in ("esophagus", "adrenal_gland_right", "adrenal_gland_left")}
+    explicit_grouping(groups, {c: 1 for c in ids}, {c: str(c) for c in ids})  # valid for the planner
 
 
 def test_scale_width_keeps_stage_ratios_and_cap():

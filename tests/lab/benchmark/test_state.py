@@ -57,6 +57,14 @@ def test_data_settings_decide_reuse_and_mixing_is_refused(tmp_path: Path):
     assert json.loads((tmp_path / state.STATE_FILE).read_text())["data_key"]["phantom_test"] == cfg.phantom_test
 
 
+def test_phantom_variability_is_keyed_only_when_varied(tmp_path: Path):
+    """The varied phantom is other data; the classic one keeps the key every stored result was saved under."""
+    classic = state.data_key(BenchmarkConfig(out=str(tmp_path)))
+    assert "phantom_variability" not in classic
+    varied = state.data_key(BenchmarkConfig(out=str(tmp_path), phantom_variability="varied"))
+    assert varied == {**classic, "phantom_variability": "varied"}
+
+
 def test_arm_dependencies_are_checked():
     with pytest.raises(ValueError, match="baseline_wallclock.*'dca'"):
         BenchmarkConfig(out="x", arms=["baseline", "baseline_wallclock"]).validate()
