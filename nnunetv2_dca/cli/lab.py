@@ -185,7 +185,7 @@ def add_benchmark_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--phantom-test", type=int, default=DEFAULTS["phantom_test"])
     p.add_argument("--phantom-seed", type=int, default=0)
     p.add_argument("--phantom-size", choices=["small", "medium"], default=DEFAULTS["phantom_size"])
-    p.add_argument("--phantom-variability", choices=["classic", "varied"], default="classic",
+    p.add_argument("--phantom-variability", choices=["classic", "moderate", "varied"], default="classic",
                    help="classic (default; every result before issue 26) or varied: cases differ in habitus, "
                         "coverage, organ pose and size, contrast phase, noise (see `nnunetv2-dca phantom -h`)")
     p.add_argument("--sites", type=int, default=1,
