@@ -39,9 +39,10 @@ def test_classic_phantom_is_the_one_of_the_earlier_results():
     assert hashlib.sha256(img.tobytes()).hexdigest()[:16] == "c27eceb726f7bf81"
 
 
-def test_varied_cases_are_deterministic_and_differ_from_classic():
-    a_img, a_lab, _ = ph.generate_ct_case(3, 1, variability="varied")
-    b_img, b_lab, _ = ph.generate_ct_case(3, 1, variability="varied")
+@pytest.mark.parametrize("variability", ["moderate", "varied"])
+def test_variable_cases_are_deterministic_and_differ_from_classic(variability):
+    a_img, a_lab, _ = ph.generate_ct_case(3, 1, variability=variability)
+    b_img, b_lab, _ = ph.generate_ct_case(3, 1, variability=variability)
     np.testing.assert_array_equal(a_img, b_img)
     np.testing.assert_array_equal(a_lab, b_lab)
     c_img, c_lab, _ = ph.generate_ct_case(3, 1)
@@ -67,6 +68,18 @@ def test_varied_contrast_phase_changes_organ_to_organ_contrast(classic, varied):
 
     assert contrast(classic).std() < 25  # only the per-organ jitter (12 HU each)
     assert contrast(varied).std() > 40 and contrast(varied).min() < 30 < 120 < contrast(varied).max()
+
+
+def test_moderate_phantom_is_always_contrast_enhanced():
+    """moderate draws the portal-venous weight from 0.5..1: no native case, the kidneys always enhance (native ~35 HU,
+    classic ~170), while the arterial weight still changes organ-to-organ contrast from case to case."""
+    kidney, contrast = [], []
+    for i in range(N_CASES):
+        img, lab, _ = ph.generate_ct_case(0, i, "small", None, "moderate")
+        kidney.append(np.median(img[lab == L["kidney_left"]]))
+        contrast.append(np.median(img[lab == L["aorta"]]) - np.median(img[lab == L["liver"]]))
+    assert min(kidney) > 100
+    assert np.std(contrast) > 40
 
 
 def test_varied_gallbladder_is_sometimes_absent(varied):
