@@ -1,5 +1,5 @@
-"""How much one CT phantom case differs from the next: the ``classic`` phantom (every result before issue 26) and
-the ``varied`` one (``--variability varied``).
+"""How much one CT phantom case differs from the next: the ``classic`` phantom (every result before issue 26), the
+``varied`` one (``--variability varied``) and ``moderate`` between them.
 
 Why a second phantom: on the classic one, 4 labeled cases already show nearly every variation the test cases hold
 (body size +-8 %, organs moved by ~5 mm, one contrast phase), so nnU-Net on 4 cases came within 10 tail Dice of
