@@ -33,10 +33,12 @@ def add_phantom_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--size", choices=["small", "medium"], default="small",
                    help="small: 64x64x32 at 5 mm (CPU); medium: 128x128x64 at 2.5 mm (2D: 128 / 256 px)")
     p.add_argument("--sites", type=int, default=1, help="number of scanners/labs with shifted appearance")
-    p.add_argument("--variability", choices=["classic", "moderate", "varied"], default="classic",
+    from nnunetv2_dca.data.phantom_variation import VARIABILITIES  # light: numpy only
+
+    p.add_argument("--variability", choices=VARIABILITIES, default="classic",
                    help="3D only: how much cases differ. classic (default, every result before issue 26): small "
                         "jitter, one contrast phase; varied: per-case habitus, coverage, organ pose and size, "
-                        "contrast phase, fat, noise, absent gallbladder (docs/benchmark.md)")
+                        "contrast phase, fat, noise, absent gallbladder; moderate: between them (docs/data.md)")
     p.add_argument("--dim", type=int, choices=[2, 3], default=3, help="3: CT volumes (.nii.gz); 2: RGB PNG")
     p.add_argument("--raw", default=None, help="nnUNet_raw folder (default: $nnUNet_raw)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset with this id")

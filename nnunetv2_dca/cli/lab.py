@@ -125,7 +125,8 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
         planner=args.planner, fresh=args.fresh,
         configuration=args.c, device=args.device, phantom_labeled=args.phantom_labeled,
         phantom_unlabeled=args.phantom_unlabeled, phantom_test=args.phantom_test, phantom_seed=args.phantom_seed,
-        phantom_size=args.phantom_size, phantom_variability=args.phantom_variability, gates_picture=not args.no_gates, tta=args.tta, sites=args.sites)
+        phantom_size=args.phantom_size, phantom_variability=args.phantom_variability,
+        gates_picture=not args.no_gates, tta=args.tta, sites=args.sites)
     try:
         run_benchmark(cfg)
     except BenchmarkError as e:
@@ -185,9 +186,11 @@ def add_benchmark_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--phantom-test", type=int, default=DEFAULTS["phantom_test"])
     p.add_argument("--phantom-seed", type=int, default=0)
     p.add_argument("--phantom-size", choices=["small", "medium"], default=DEFAULTS["phantom_size"])
-    p.add_argument("--phantom-variability", choices=["classic", "moderate", "varied"], default="classic",
-                   help="classic (default; every result before issue 26) or varied: cases differ in habitus, "
-                        "coverage, organ pose and size, contrast phase, noise (see `nnunetv2-dca phantom -h`)")
+    from nnunetv2_dca.data.phantom_variation import VARIABILITIES  # light: numpy only
+
+    p.add_argument("--phantom-variability", choices=VARIABILITIES, default="classic",
+                   help="classic (default; every result before issue 26), moderate or varied: cases differ in "
+                        "habitus, coverage, organ pose and size, contrast phase, noise (see `nnunetv2-dca phantom -h`)")
     p.add_argument("--sites", type=int, default=1,
                    help="domain shift: phantom with K scanner sites, labeled cases from site 0 only, unlabeled from "
                         "all, test Dice reported per site (default 1 = no shift)")

@@ -165,7 +165,7 @@ def generate_ct_case(seed: int, index: int, size: str = "small", site: Optional[
     inside = rbody <= 1.0
     # bowel/mesenteric fat texture fills the abdomen: -110 (fat) .. +40 (bowel wall), smooth blobs
     texture = smooth_field(rng, (x, y, z), 1.0, (25, 60), n=6)
-    look = draw_appearance(rng, variability)  # None (no draw) for the classic phantom
+    look = draw_appearance(rng, var)  # None (no draw) for the classic phantom
     visceral = np.where(texture > (0.15 if look is None else look.bowel_threshold), 30.0, -105.0)
     image = np.where(inside, visceral, image)
     image = np.where(inside & (rbody > 0.80), 55.0, image)  # abdominal wall muscle
@@ -305,7 +305,7 @@ def write_phantom_dataset(raw_dir: str, dataset_id: int, name: Optional[str] = N
                           unlabeled: int = 16, test: int = 4, seed: int = 0, size: str = "small", sites: int = 1,
                           dim: int = 3, overwrite: bool = False, variability: str = "classic") -> str:
     """Write ``DatasetXXX_Name`` under ``raw_dir`` atomically; returns its path. ``variability`` (3D only):
-    ``classic`` or ``varied`` (:mod:`nnunetv2_dca.data.phantom_variation`)."""
+    ``classic``, ``moderate`` or ``varied`` (:mod:`nnunetv2_dca.data.phantom_variation`)."""
     if not 1 <= dataset_id <= 999:
         raise ValueError(f"dataset id must be in 1..999 (nnU-Net uses three digits), got {dataset_id}")
     if dim not in (2, 3):

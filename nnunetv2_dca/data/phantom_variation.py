@@ -20,9 +20,6 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
-VARIABILITIES = ("classic", "moderate", "varied")
-
-
 @dataclass(frozen=True)
 class Variation:
     """Ranges the per-case draws come from (uniform ranges as (low, high), normal ones as standard deviations)."""
@@ -48,6 +45,8 @@ VARIED = Variation((0.82, 1.15), 30.0, 14.0, (120, 320), (10, 8, 10), (0.75, 1.3
 # pose, size and noise spread; measured after `varied` proved too hard for 20 labeled cases in 15,000 iterations
 MODERATE = Variation((0.86, 1.1), 18.0, 9.0, (140, 320), (7, 6, 8), (0.82, 1.2), 12.0, 12.0, arterial=(0.0, 1.0),
                      venous=(0.5, 1.0), noise=(0.8, 1.3))
+VARIATIONS: Dict[str, Variation] = {"classic": CLASSIC, "moderate": MODERATE, "varied": VARIED}
+VARIABILITIES = tuple(VARIATIONS)  # the names the CLI and the benchmark accept
 
 # HU without contrast, and the enhancement at full arterial / full portal-venous weight (rounded from published
 # multiphase CT values: kidneys and aorta enhance early, liver and portal vein late; gallbladder and stomach wall
@@ -91,15 +90,14 @@ ANATOMICAL_GROUPS: Tuple[Tuple[str, ...], ...] = (
 
 
 def variation(variability: str) -> Variation:
-    if variability not in VARIABILITIES:
+    if variability not in VARIATIONS:
         raise ValueError(f"unknown phantom variability {variability!r}; choose one of {', '.join(VARIABILITIES)}")
-    return {"classic": CLASSIC, "moderate": MODERATE, "varied": VARIED}[variability]
+    return VARIATIONS[variability]
 
 
-def draw_appearance(rng: np.random.Generator, variability: str) -> Optional[CaseAppearance]:
-    """The varied phantom's per-case appearance; None for the classic one (which draws nothing here, so its cases
+def draw_appearance(rng: np.random.Generator, var: Variation) -> Optional[CaseAppearance]:
+    """A variable phantom's per-case appearance; None for the classic one (which draws nothing here, so its cases
     stay bit-identical to every earlier result)."""
-    var = variation(variability)
     if var.arterial is None:
         return None
     return CaseAppearance(
