@@ -181,7 +181,7 @@ def generate_ct_case(seed: int, index: int, size: str = "small", site: Optional[
 
     labels = np.zeros((nz, ny, nx), dtype=np.uint8)
     for organ in ORGANS:
-        mask = _organ_mask(organ, rng, xd, yd, zd, body_scale, var, radii_factor(organ.label, look)) & inside
+        mask = _organ_mask(organ, rng, xd, yd, zd, body_scale, var, radii_factor(organ.label, var)) & inside
         if organ.label == "gallbladder" and look is not None and not look.gallbladder:
             continue  # cholecystectomy: the organ is absent from image and labels
         labels[mask] = SYNAPSE_LABELS[organ.label]

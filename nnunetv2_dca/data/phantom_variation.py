@@ -1,5 +1,6 @@
 """How much one CT phantom case differs from the next: the ``classic`` phantom (every result before issue 26), the
-``varied`` one (``--variability varied``) and ``moderate`` between them.
+``varied`` one (``--variability varied``), ``moderate`` between them, and ``thick_tail`` (the classic cases with
+thicker tail organs).
 
 Why a second phantom: on the classic one, 4 labeled cases already show nearly every variation the test cases hold
 (body size +-8 %, organs moved by ~5 mm, one contrast phase), so nnU-Net on 4 cases came within 10 tail Dice of
@@ -15,7 +16,7 @@ than in the classic phantom: at 5 mm voxels the classic ones are ~2 voxels thick
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Dict, Optional, Tuple
 
 import numpy as np
@@ -37,15 +38,28 @@ class Variation:
     venous: Tuple[float, float] = (0.0, 1.0)
     noise: Tuple[float, float] = (0.6, 1.6)
     gallbladder_absent: float = 0.2
+    # per-organ size factors (x, y, z) on top of the drawn ones: the tail organs' thickness in voxels
+    organ_radii: Tuple[Tuple[str, Tuple[float, float, float]], ...] = ()
 
+
+# varied and moderate phantoms: adrenals a little thicker in x/y (see the module docstring)
+ADRENALS_THICKER = (("adrenal_gland_right", (1.2, 1.4, 1.0)), ("adrenal_gland_left", (1.2, 1.3, 1.0)))
+# thick_tail: the tail organs 4-5 voxels across at 5 mm (esophagus ~21 mm, adrenals ~20-24 mm thick) instead of
+# 2-3: what the medium size's 2.5 mm voxels would give them, at the small size's cost per step (docs/benchmark.md)
+TAIL_THICKER = (("esophagus", (1.5, 1.5, 1.0)), ("adrenal_gland_right", (1.5, 1.9, 1.0)),
+                ("adrenal_gland_left", (1.5, 1.9, 1.0)))
 
 CLASSIC = Variation((0.9, 1.06), 10.0, 7.0, (160, 320), (5, 4, 6), (0.88, 1.12), 8.0, 12.0)
-VARIED = Variation((0.82, 1.15), 30.0, 14.0, (120, 320), (10, 8, 10), (0.75, 1.3), 18.0, 15.0, arterial=(0.0, 1.0))
+VARIED = Variation((0.82, 1.15), 30.0, 14.0, (120, 320), (10, 8, 10), (0.75, 1.3), 18.0, 15.0, arterial=(0.0, 1.0),
+                   organ_radii=ADRENALS_THICKER)
 # between the two: always some portal-venous contrast (no native case, where organs are nearly isodense), milder
 # pose, size and noise spread; measured after `varied` proved too hard for 20 labeled cases in 15,000 iterations
 MODERATE = Variation((0.86, 1.1), 18.0, 9.0, (140, 320), (7, 6, 8), (0.82, 1.2), 12.0, 12.0, arterial=(0.0, 1.0),
-                     venous=(0.5, 1.0), noise=(0.8, 1.3))
-VARIATIONS: Dict[str, Variation] = {"classic": CLASSIC, "moderate": MODERATE, "varied": VARIED}
+                     venous=(0.5, 1.0), noise=(0.8, 1.3), organ_radii=ADRENALS_THICKER)
+# the classic phantom's cases and appearance (the same random draws), only the tail organs drawn thicker
+THICK_TAIL = replace(CLASSIC, organ_radii=TAIL_THICKER)
+VARIATIONS: Dict[str, Variation] = {"classic": CLASSIC, "thick_tail": THICK_TAIL, "moderate": MODERATE,
+                                    "varied": VARIED}
 VARIABILITIES = tuple(VARIATIONS)  # the names the CLI and the benchmark accept
 
 # HU without contrast, and the enhancement at full arterial / full portal-venous weight (rounded from published
@@ -56,10 +70,6 @@ PHASE_HU: Dict[str, Tuple[float, float, float]] = {
     "kidney_left": (35, 150, 120), "gallbladder": (8, 0, 2), "pancreas": (40, 70, 50),
     "inferior_vena_cava": (40, 20, 110), "aorta": (42, 250, 120), "portal_and_splenic_vein": (40, 60, 140),
     "esophagus": (40, 10, 15), "adrenal_gland_right": (30, 40, 35), "adrenal_gland_left": (30, 40, 35),
-}
-# varied and moderate phantoms: adrenals thicker in x/y (see the module docstring)
-VARIED_RADII_FACTOR: Dict[str, Tuple[float, float, float]] = {
-    "adrenal_gland_right": (1.2, 1.4, 1.0), "adrenal_gland_left": (1.2, 1.3, 1.0),
 }
 
 
@@ -116,5 +126,5 @@ def organ_hu(label: str, classic_hu: float, look: Optional[CaseAppearance]) -> f
     return native + look.arterial * arterial + look.venous * venous
 
 
-def radii_factor(label: str, look: Optional[CaseAppearance]) -> Tuple[float, float, float]:
-    return (1.0, 1.0, 1.0) if look is None else VARIED_RADII_FACTOR.get(label, (1.0, 1.0, 1.0))
+def radii_factor(label: str, var: Variation) -> Tuple[float, float, float]:
+    return dict(var.organ_radii).get(label, (1.0, 1.0, 1.0))

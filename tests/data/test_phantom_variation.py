@@ -105,3 +105,16 @@ def test_writer_records_variability_and_refuses_what_it_cannot_make(tmp_path: Pa
     with pytest.raises(ValueError, match="3D CT phantom only"):
         ph.write_phantom_dataset(str(tmp_path), 8, labeled=1, unlabeled=0, test=0, dim=2, variability="varied")
     assert not list(tmp_path.glob("Dataset008*"))  # refused before anything was written
+
+
+def test_thick_tail_is_the_classic_case_with_thicker_tail_organs(classic):
+    """thick_tail draws the same random numbers as classic (same pose, deformation, appearance) and only draws the
+    esophagus and adrenals thicker: outside the tail organs of either phantom the labels agree, and each tail organ
+    has at least ~2x the classic voxels (issue 26: 4-5 voxels across at 5 mm instead of 2-3)."""
+    tail = [L[o] for o in pv.ANATOMICAL_GROUPS[2]]
+    for i, (_, c_lab, _) in enumerate(classic[:4]):
+        _, t_lab, _ = ph.generate_ct_case(0, i, "small", None, "thick_tail")
+        outside = ~np.isin(c_lab, tail) & ~np.isin(t_lab, tail)
+        np.testing.assert_array_equal(c_lab[outside], t_lab[outside])
+        for label in tail:
+            assert (t_lab == label).sum() >= 1.8 * (c_lab == label).sum(), (i, label)
