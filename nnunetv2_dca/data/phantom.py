@@ -301,16 +301,14 @@ def is_phantom_dataset(folder: str) -> bool:
     return generator == "nnunetv2-dca phantom" and not os.path.exists(os.path.join(folder, "split.json"))
 
 
-def write_phantom_dataset(raw_dir: str, dataset_id: int, name: Optional[str] = None, labeled: int = 8,
-                          unlabeled: int = 16, test: int = 4, seed: int = 0, size: str = "small", sites: int = 1,
-                          dim: int = 3, overwrite: bool = False, variability: str = "classic") -> str:
-    """Write ``DatasetXXX_Name`` under ``raw_dir`` atomically; returns its path. ``variability`` (3D only):
-    ``classic``, ``moderate`` or ``varied`` (:mod:`nnunetv2_dca.data.phantom_variation`)."""
+def _check_phantom_args(dataset_id: int, name: Optional[str], labeled: int, unlabeled: int, test: int, size: str,
+                        dim: int, variability: str) -> str:
+    """Every refusal of :func:`write_phantom_dataset` before anything is written; returns the dataset name."""
     if not 1 <= dataset_id <= 999:
         raise ValueError(f"dataset id must be in 1..999 (nnU-Net uses three digits), got {dataset_id}")
     if dim not in (2, 3):
         raise ValueError(f"--dim must be 2 or 3, got {dim}")
-    variation(variability)  # an unknown name fails here, before anything is written
+    variation(variability)  # an unknown name fails here
     if dim == 2 and variability != "classic":
         raise ValueError(f"--variability {variability} applies to the 3D CT phantom only (--dim 3)")
     sizes = CT_SIZES if dim == 3 else GLAND_SIZES
@@ -322,6 +320,15 @@ def write_phantom_dataset(raw_dir: str, dataset_id: int, name: Optional[str] = N
     name = name or ("AbdomenPhantom" if dim == 3 else "GlandPhantom")
     if not re.fullmatch(r"[A-Za-z0-9_\-]+", name):
         raise ValueError(f"dataset name {name!r} may only contain letters, digits, '_' and '-'")
+    return name
+
+
+def write_phantom_dataset(raw_dir: str, dataset_id: int, name: Optional[str] = None, labeled: int = 8,
+                          unlabeled: int = 16, test: int = 4, seed: int = 0, size: str = "small", sites: int = 1,
+                          dim: int = 3, overwrite: bool = False, variability: str = "classic") -> str:
+    """Write ``DatasetXXX_Name`` under ``raw_dir`` atomically; returns its path. ``variability`` (3D only): one of
+    :data:`nnunetv2_dca.data.phantom_variation.VARIABILITIES`."""
+    name = _check_phantom_args(dataset_id, name, labeled, unlabeled, test, size, dim, variability)
     site_list = make_sites(sites, seed)
     target = os.path.join(raw_dir, f"Dataset{dataset_id:03d}_{name}")
     clean_interrupted_dataset(raw_dir, dataset_id)  # hidden folders of a killed run of this id
@@ -378,9 +385,9 @@ def write_phantom_dataset(raw_dir: str, dataset_id: int, name: Optional[str] = N
         }
         write_json_atomic(dataset_json, os.path.join(tmp, "dataset.json"))
         write_json_atomic({"generator": "nnunetv2-dca phantom", "generator_version": GENERATOR_VERSION, "seed": seed,
-                     "size": size, "dim": dim, "variability": variability,
-                     "sites": [s.__dict__ for s in site_list], "cases": meta_cases},
-                    os.path.join(tmp, "phantom.json"))
+                           "size": size, "dim": dim, "variability": variability,
+                           "sites": [s.__dict__ for s in site_list], "cases": meta_cases},
+                          os.path.join(tmp, "phantom.json"))
     return target
 
 

@@ -127,7 +127,7 @@ def measure_arm(trainer, steps: int, device: str, compiles: List[int]) -> Dict:
     from nnunetv2_dca.lab import harness
 
     harness.start(trainer)
-    compiled = trainer._do_i_compile()
+    compiled = trainer._do_i_compile()  # nnU-Net's own decision (env, device); it has no public name
     result: Dict = {"trainer": type(trainer).__name__, "compiled": compiled, "amp": trainer.grad_scaler is not None,
                     "batch_size": trainer.batch_size}
     harness.step(trainer)  # warm-up (compiles)

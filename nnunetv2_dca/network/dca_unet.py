@@ -234,7 +234,7 @@ class DCAUNet(AbstractDynamicNetworkArchitectures):
             with torch.set_grad_enabled(torch.is_grad_enabled() and not self.detach_expert_features):
                 _, f = expert(unlabeled, heads=False)
             with torch.no_grad():
-                heads_u.append(expert._heads(f))
+                heads_u.append(expert.head_outputs(f))
             feats_u.append(f)
         if self.detach_expert_features:
             feats_l = [[f.detach() for f in fs] for fs in feats_l]
@@ -257,9 +257,9 @@ class DCAUNet(AbstractDynamicNetworkArchitectures):
         the experts' other maps there are computed without autograd and freed at once)."""
         u = float(unlabeled_per_labeled)
         encoder = float(self.encoder.compute_conv_feature_map_size(input_size))
-        experts = float(sum(e._stage_maps(input_size, self.encoder) for e in self.decoder.experts))
+        experts = float(sum(e.stage_maps(input_size, self.encoder) for e in self.decoder.experts))
         expert_outputs = float(sum(e.stage_maps_kept(input_size, self.encoder) for e in self.decoder.experts))
-        aggregation = float(self.decoder.aggregation._stage_maps(input_size, self.encoder))
+        aggregation = float(self.decoder.aggregation.stage_maps(input_size, self.encoder))
         aggregation += float(sum(dfam.compute_conv_feature_map_size(size) for dfam, size in
                                  zip(self.decoder.aggregation.dfam, skip_sizes(self.encoder, input_size)[::-1])))
         if not self.detach_expert_features:  # the experts then keep autograd on the unlabeled samples too
@@ -274,7 +274,7 @@ class DCAUNet(AbstractDynamicNetworkArchitectures):
             "give the spatial size only: input_size=(x, y(, z))"
         total = self.encoder.compute_conv_feature_map_size(input_size)
         for decoder in [*self.decoder.experts, self.decoder.aggregation]:
-            total += decoder._stage_maps(input_size, self.encoder)
+            total += decoder.stage_maps(input_size, self.encoder)
         for dfam, size in zip(self.decoder.aggregation.dfam, skip_sizes(self.encoder, input_size)[::-1]):
             total += dfam.compute_conv_feature_map_size(size)
         return total

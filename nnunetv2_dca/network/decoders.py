@@ -81,12 +81,13 @@ class _DecoderBase(nn.Module):
         self.stages = nn.ModuleList(stages)
         self.seg_layers = nn.ModuleList(seg_layers)
 
-    def _heads(self, features: Sequence[torch.Tensor]) -> Union[torch.Tensor, List[torch.Tensor]]:
+    def head_outputs(self, features: Sequence[torch.Tensor]) -> Union[torch.Tensor, List[torch.Tensor]]:
+        """The segmentation heads on the stages' features, in nnU-Net's format (highest resolution first)."""
         if not self.deep_supervision:
             return self.seg_layers[-1](features[-1])
         return [self.seg_layers[s](f) for s, f in enumerate(features)][::-1]  # highest resolution first
 
-    def _stage_maps(self, input_size: Sequence[int], encoder: Encoder) -> np.int64:
+    def stage_maps(self, input_size: Sequence[int], encoder: Encoder) -> np.int64:
         """Feature maps of the upsampling path (transpconv + stage convs + heads), DNA's counting convention."""
         total = np.int64(0)
         sizes = skip_sizes(encoder, input_size)[::-1]
@@ -107,7 +108,7 @@ class ExpertDecoder(_DecoderBase):
         for s in range(len(self.stages)):
             x = self.stages[s](torch.cat((self.transpconvs[s](x), skips[-(s + 2)]), 1))
             features.append(x)
-        return (self._heads(features) if heads else None), features
+        return (self.head_outputs(features) if heads else None), features
 
     def stage_maps_kept(self, input_size: Sequence[int], encoder: Encoder) -> np.int64:
         """The stage outputs, one sample, where the expert runs without autograd: DFAM's align convs keep them for
@@ -135,7 +136,7 @@ class AggregationDecoder(_DecoderBase):
             x, a = self.dfam[s](x, [f[s] for f in expert_features])
             features.append(x)
             gates.append(a)
-        return self._heads(features), gates[::-1]
+        return self.head_outputs(features), gates[::-1]
 
 
 class DCADecoder(nn.Module):

@@ -272,7 +272,7 @@ class MoEUNet(AbstractDynamicNetworkArchitectures):
             "give the spatial size only: input_size=(x, y(, z))"
         total = np.int64(self.encoder.compute_conv_feature_map_size(input_size))
         for expert in self.decoder.experts:
-            total += expert._stage_maps(input_size, self.encoder)
+            total += expert.stage_maps(input_size, self.encoder)
         sizes = skip_sizes(self.encoder, input_size)  # highest resolution first
         outputs = sizes if self.decoder.deep_supervision else sizes[:1]
         per_voxel = self.num_classes + (2 * self.num_experts if self.gating == "voxel" else 0)  # mixture (+ gate)

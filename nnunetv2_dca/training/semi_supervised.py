@@ -210,7 +210,7 @@ class nnUNetTrainerSemiSupervised(EpochClock, nnUNetTrainer):
                 f"images)")
 
     def _plain_network(self) -> torch.nn.Module:
-        """The network without DDP / torch.compile wrappers."""
+        """The network without DDP / torch.compile wrappers (``_orig_mod``: how nnU-Net's own trainer unwraps)."""
         net = self.network.module if self.is_ddp else self.network
         return net._orig_mod if isinstance(net, OptimizedModule) else net
 
@@ -253,7 +253,7 @@ class nnUNetTrainerSemiSupervised(EpochClock, nnUNetTrainer):
             with open(os.devnull, "w") as f:  # batchgenerators prints while shutting down, as nnU-Net notes
                 sys.stdout = f
                 try:
-                    gen._finish()
+                    gen._finish()  # nnU-Net's on_train_end shuts its loaders down the same way
                 finally:
                     sys.stdout = old_stdout
         self.dataloader_unlabeled = None

@@ -114,3 +114,18 @@ def make_pseudo_label_dataset(raw: str, semi_folder: str, pseudo_labels: str, da
         provenance={}, common={"model": "benchmark arm baseline"},
         description="offline pseudo-labels of the labeled-only nnU-Net, nnunetv2-dca benchmark",
         overwrite=True)
+
+
+def site_reference_folders(full_dataset: str, semi: str, out: str, file_ending: str) -> Dict[int, str]:
+    """Test labels per phantom site (hard links under OUT/test_sites/site_<k>), from the phantom's phantom.json."""
+    with open(os.path.join(full_dataset, "phantom.json"), encoding="utf-8") as f:
+        cases = json.load(f)["cases"]
+    folders: Dict[int, str] = {}
+    for fname in sorted(os.listdir(os.path.join(semi, "labelsTs"))):
+        site = int(cases[fname[:-len(file_ending)]]["site"])
+        folder = os.path.join(out, "test_sites", f"site_{site}")
+        os.makedirs(folder, exist_ok=True)
+        if not os.path.exists(os.path.join(folder, fname)):
+            os.link(os.path.join(semi, "labelsTs", fname), os.path.join(folder, fname))
+        folders[site] = folder
+    return dict(sorted(folders.items()))

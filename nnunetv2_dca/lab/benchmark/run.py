@@ -7,7 +7,8 @@ with :func:`nnunetv2_dca.evaluation.evaluate.evaluate_folders`. Arms, folders, b
 
 Size: one class runs the benchmark's steps in their order (data, plans, each arm's train / predict / evaluate /
 timing, the pseudo-label arm, the report); its settings live in ``config.py``, its command runner in ``runner.py``,
-its helpers in ``data.py``, ``report.py``, ``charts.py`` and ``eta.py`` of this package.
+its helpers in ``data.py``, ``report.py``, ``charts.py`` and ``eta.py``, the arms built from another arm's
+model in ``derived_arms.py`` of this package.
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ import statistics
 import time
 from typing import Dict, List, Mapping, Optional
 
-from nnunetv2_dca.lab.benchmark.arms import (ARM_TITLES, ARM_TRAINERS, ARMS, DCA_ARMS, FOLD, ID_DISTILL, ID_FULL,
-                                             ID_PSEUDO, ID_SEMI, PLANS_DCA, PLANS_STOCK, PSEUDO_LABEL_SOURCES,
-                                             arm_recipe)
+from nnunetv2_dca.lab.benchmark.arms import (ARM_TITLES, ARM_TRAINERS, ARMS, DCA_ARMS, FOLD, ID_FULL, ID_SEMI,
+                                             PLANS_DCA, PLANS_STOCK, PSEUDO_LABEL_SOURCES, arm_recipe)
 from nnunetv2_dca.lab.benchmark import state
-from nnunetv2_dca.lab.benchmark.data import (bench_class_groups, find_dataset, labeled_phantom_cases, link_tree,
-                                             make_pseudo_label_dataset, write_bench_plans, write_phantom_groups)
+from nnunetv2_dca.lab.benchmark.data import (find_dataset, labeled_phantom_cases, link_tree, site_reference_folders,
+                                             write_bench_plans, write_phantom_groups)
+from nnunetv2_dca.lab.benchmark.derived_arms import distill_arm, pseudo_label_arm, score_pseudo_labels
 from nnunetv2_dca.lab.benchmark.costs import arm_network_costs, cost_ratios
 from nnunetv2_dca.lab.benchmark.config import BenchmarkConfig, BenchmarkError  # noqa: F401 (the CLI's import)
 from nnunetv2_dca.lab.benchmark.eta import EtaModel
@@ -238,7 +239,7 @@ class Benchmark:
                 site: self.evaluate(pred, ref_folder=folder, output_folder=os.path.join(pred, f"site_{site}"))
                 for site, folder in self.site_reference_folders().items()}
         if arm in self.pseudo_quality and self.has_full:
-            self.pseudo_quality[arm][seed] = self.score_pseudo_labels(os.path.dirname(model))
+            self.pseudo_quality[arm][seed] = score_pseudo_labels(self, os.path.dirname(model))
         state.save_result(self.out, seed, arm, self.arm_key(arm, epochs), self.record(arm, seed))
         if runner.eta is not None:
             runner.eta.job_done((arm, seed), time.time() - job_start)
@@ -275,21 +276,6 @@ class Benchmark:
         dca = self.timings["dca"][seed]["seconds_per_iteration"]
         return max(self.cfg.epochs, round(self.cfg.epochs * dca / base))
 
-    def score_pseudo_labels(self, model_dir: str) -> Dict:
-        """Pseudo-labels of a trained model on the unlabeled training images, scored against their true labels in
-        the fully labeled dataset (:mod:`nnunetv2_dca.lab.pseudo_labels`); groups as planned for DCA."""
-        from nnunetv2_dca.lab.pseudo_labels import PseudoLabelError, pseudo_label_quality
-
-        groups = bench_class_groups(os.path.dirname(self.plans_files[PLANS_DCA]), self.dataset_json,
-                                    self.cfg.configuration)
-        try:
-            return pseudo_label_quality(model_dir, os.path.join(self.semi, "imagesTrUnlabeled"),
-                                        os.path.join(find_dataset(self.raw, ID_FULL), "labelsTr"), fold=FOLD,
-                                        device=self.cfg.device, class_groups=groups)
-        except PseudoLabelError as e:  # e.g. a user's full dataset without the unlabeled cases: report, go on
-            print(f"pseudo-label quality not measured: {e}", flush=True)
-            return {"error": str(e)}
-
     def evaluate(self, pred: str, ref_folder: Optional[str] = None, output_folder: Optional[str] = None) -> Dict:
         from nnunetv2_dca.evaluation.evaluate import evaluate_folders
 
@@ -298,49 +284,10 @@ class Benchmark:
                                 output_folder=output_folder)
 
     def site_reference_folders(self) -> Dict[int, str]:
-        """Test labels per phantom site (hard links under OUT/test_sites/site_<k>), from the phantom's phantom.json."""
         if getattr(self, "_site_folders", None) is None:
-            with open(os.path.join(find_dataset(self.raw, ID_FULL), "phantom.json"), encoding="utf-8") as f:
-                cases = json.load(f)["cases"]
-            folders: Dict[int, str] = {}
-            for fname in sorted(os.listdir(os.path.join(self.semi, "labelsTs"))):
-                case = fname[:-len(self.file_ending)]
-                site = int(cases[case]["site"])
-                folder = os.path.join(self.out, "test_sites", f"site_{site}")
-                os.makedirs(folder, exist_ok=True)
-                if not os.path.exists(os.path.join(folder, fname)):
-                    os.link(os.path.join(self.semi, "labelsTs", fname), os.path.join(folder, fname))
-                folders[site] = folder
-            self._site_folders = dict(sorted(folders.items()))
+            self._site_folders = site_reference_folders(find_dataset(self.raw, ID_FULL), self.semi, self.out,
+                                                        self.file_ending)
         return self._site_folders
-
-    def pseudo_label_arm(self, runner: Runner, seed: int, index: int) -> None:
-        cfg = self.cfg
-        runner.step(f"seed {seed}: pseudo-label the unlabeled images with the baseline, build the dataset")
-        pl = os.path.join(self.out, f"seed_{seed}", "pseudo_labels")
-        runner.run(["nnUNetv2_predict", "-i", os.path.join(self.semi, "imagesTrUnlabeled"), "-o", pl, "-d",
-                    str(ID_SEMI), "-c", cfg.configuration, "-f", FOLD, "-tr", ARM_TRAINERS["baseline"], "-p",
-                    PLANS_STOCK, "-device", cfg.device, "-npp", "0", "-nps", "0"]
-                   + ([] if cfg.tta else ["--disable_tta"]), self.env(seed), ["nnUNet_results"])
-        pid = ID_PSEUDO + index
-        make_pseudo_label_dataset(self.raw, self.semi, pl, pid)
-        with open(runner.log, "a", encoding="utf-8") as f:
-            f.write(f"# Dataset{pid:03d}: imagesTr+labelsTr of Dataset{ID_SEMI:03d} plus imagesTrUnlabeled with the "
-                    f"labels predicted above (hard links), written by the benchmark\n")
-        self.transfer_plans(runner, pid)
-        runner.step(f"seed {seed}: arm pseudolabel ({ARM_TITLES['pseudolabel']})")
-        self.train_predict(runner, "pseudolabel", seed, pid, PLANS_STOCK)
-
-    def distill_arm(self, runner: Runner, seed: int, index: int) -> None:
-        cfg = self.cfg
-        runner.step(f"seed {seed}: distill the DCA model into a dataset for a plain nnU-Net (nnunetv2-dca distill)")
-        did = ID_DISTILL + index
-        model = os.path.dirname(self.timings["dca"][seed]["model_folder"])
-        runner.run(["nnunetv2-dca", "distill", "-m", model, "-f", FOLD, "--out-id", str(did), "--no-plan",
-                    "--overwrite", "-device", cfg.device], self.env(seed), ["nnUNet_results"])
-        self.transfer_plans(runner, did)
-        runner.step(f"seed {seed}: arm dca_distill ({ARM_TITLES['dca_distill']})")
-        self.train_predict(runner, "dca_distill", seed, did, PLANS_STOCK)
 
     def run(self) -> Dict:
         # the report code is loaded now, so an hour-long run never ends on an import error of its last step
@@ -397,10 +344,10 @@ class Benchmark:
                                 f"({state.result_path(self.out, seed, arm)})")
                     continue
                 if arm == "pseudolabel":
-                    self.pseudo_label_arm(runner, seed, index)
+                    pseudo_label_arm(self, runner, seed, index)
                     continue
                 if arm == "dca_distill":
-                    self.distill_arm(runner, seed, index)
+                    distill_arm(self, runner, seed, index)
                     continue
                 runner.step(f"seed {seed}: arm {arm} ({ARM_TITLES[arm]})")
                 dataset_id = ID_FULL if arm == "full" else ID_SEMI
