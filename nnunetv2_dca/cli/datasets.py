@@ -49,7 +49,8 @@ def _cmd_cohort(args: argparse.Namespace) -> int:
     from nnunetv2_dca.data.cohort import write_cohort_dataset
 
     path = write_cohort_dataset(raw_dir(args.raw), args.d, args.source, train=args.train, test=args.test,
-                                seed=args.seed, spacing=args.spacing, name=args.name, overwrite=args.overwrite)
+                                seed=args.seed, spacing=args.spacing, name=args.name, overwrite=args.overwrite,
+                                variability=args.variability)
     print(f"wrote {path} ({args.train} labeled training cases, {args.test} test cases); make it semi-supervised "
           f"with: nnunetv2-dca split -d {args.d} --out-id ID --labeled-cases cohort_0000,...")
     return 0
@@ -57,6 +58,8 @@ def _cmd_cohort(args: argparse.Namespace) -> int:
 
 def add_cohort_parser(sub: argparse._SubParsersAction) -> None:
     """``cohort``: deformed copies of one real labeled CT."""
+    from nnunetv2_dca.data.cohort import COHORT_VARIATIONS  # light: numpy only
+
     p = sub.add_parser("cohort", help="a cohort of real anatomy: deformed, intensity-varied copies of the real "
                                       "labeled CT in the TotalSegmentator examples (13 Synapse organs)",
                        description="Writes a fully labeled raw dataset: every case is the example CT (patient P1) "
@@ -72,6 +75,9 @@ def add_cohort_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--spacing", type=float, default=None, help="resample to this isotropic spacing in mm "
                                                                "(default: the CT's own, 3 mm)")
     p.add_argument("--name", default="CohortP1")
+    p.add_argument("--variability", choices=tuple(COHORT_VARIATIONS), default="classic",
+                   help="classic: the cohort of every earlier result; varied: larger deformations, a contrast phase, "
+                        "kernel and noise per case, an absent gallbladder in 20%% of cases (docs/data.md)")
     p.add_argument("--raw", default=None, help="nnUNet_raw folder (default: $nnUNet_raw)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset with this id")
     p.set_defaults(func=_cmd_cohort)

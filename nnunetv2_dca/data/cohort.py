@@ -7,6 +7,12 @@ the cranio-caudal axis, shift; plus a low-frequency displacement field) and a ra
 patient's anatomy in many shapes, not a population: a test of real organ shapes, contrasts and the real 250:1 liver
 to adrenal imbalance, not of inter-patient variability. Each case depends only on (seed, index), like the phantom.
 
+``variability="varied"`` (issue 26) widens what a case draws: a larger affine and displacement (which also moves
+the craniocaudal coverage), a contrast phase per case (each organ's HU moved by the phantom's per-organ arterial and
+portal-venous enhancement, :data:`nnunetv2_dca.data.phantom_variation.PHASE_HU`, added to the source, which is a
+native scan: aorta 42 HU, liver 44 HU), a softer or sharper kernel, more noise, and an absent gallbladder in 20 %
+of cases. ``classic`` (the default) draws exactly what it drew before, so earlier cohorts stay bit-identical.
+
 Output: a fully labeled nnU-Net raw dataset (imagesTr/labelsTr + imagesTs/labelsTs), built in a hidden sibling
 folder and moved into place at the end; ``nnunetv2-dca split`` turns it into the semi-supervised one.
 """
@@ -25,6 +31,14 @@ from nnunetv2_dca.imagefile import ImageFileError, check_image_file
 
 COHORT_VERSION = 1  # bump when the output for a given seed changes
 CT_FILE, SEG_FILE, MAP_FILE = "example_ct.nii.gz", "example_seg_fast_force_split.nii.gz", "synapse13_map.json"
+
+# per variability: scale +-, rotation deg, shift mm, displacement mm, noise HU range; "varied" adds the appearance
+# draws of _vary_appearance
+COHORT_VARIATIONS: Dict[str, Tuple[float, float, float, float, Tuple[float, float]]] = {
+    "classic": (0.08, 6.0, 6.0, 5.0, (5.0, 20.0)),
+    "varied": (0.15, 12.0, 15.0, 9.0, (5.0, 30.0)),
+}
+SOURCE_PHASE = (0.0, 0.0)  # arterial, portal-venous weight of the source CT: native (measured: aorta 42, liver 44 HU)
 
 
 class CohortError(ValueError):
@@ -98,18 +112,20 @@ def load_source(source: str, spacing: Optional[float] = None) -> Tuple[np.ndarra
     return image, labels, sp
 
 
-def deform_case(image: np.ndarray, labels: np.ndarray, spacing: Tuple[float, ...], seed: int, index: int
-                ) -> Tuple[np.ndarray, np.ndarray, Dict[str, float]]:
-    """One cohort case: P1 warped by a random affine + smooth displacement, with a random intensity change."""
+def deform_case(image: np.ndarray, labels: np.ndarray, spacing: Tuple[float, ...], seed: int, index: int,
+                variability: str = "classic") -> Tuple[np.ndarray, np.ndarray, Dict[str, float]]:
+    """One cohort case: P1 warped by a random affine + smooth displacement, with a random intensity change
+    (``varied``: also a contrast phase, kernel and absent gallbladder, see the module docstring)."""
     from scipy import ndimage
 
+    scale_pm, rot_deg, shift_mm, deform_mm, noise_range = cohort_variation(variability)
     rng = np.random.default_rng([seed, index, 41])
     shape = image.shape
     grids = [((np.arange(n) - (n - 1) / 2) * s).astype(np.float32) for n, s in zip(shape, spacing)]
     z, y, x = np.meshgrid(*grids, indexing="ij")
-    scale = rng.uniform(0.92, 1.08, 3)
-    angle = np.deg2rad(rng.uniform(-6, 6))
-    shift = rng.uniform(-6, 6, 3)
+    scale = rng.uniform(1 - scale_pm, 1 + scale_pm, 3)
+    angle = np.deg2rad(rng.uniform(-rot_deg, rot_deg))
+    shift = rng.uniform(-shift_mm, shift_mm, 3)
     c, s = np.cos(angle), np.sin(angle)
     # output position -> source position (mm): inverse rotation about z and scale, shift, smooth displacement
     xs = (c * x + s * y) / scale[2] + shift[2]
@@ -117,23 +133,58 @@ def deform_case(image: np.ndarray, labels: np.ndarray, spacing: Tuple[float, ...
     zs = z / scale[0] + shift[0]
     coords = (x, y, z)
     for arr in (zs, ys, xs):
-        arr += smooth_field(rng, coords, 5.0, (80, 200))
+        arr += smooth_field(rng, coords, deform_mm, (80, 200))
     idx = [(a + (n - 1) / 2 * sp) / sp for a, n, sp in zip((zs, ys, xs), shape, spacing)]
     warped = ndimage.map_coordinates(image, idx, order=1, mode="constant", cval=-1024.0).astype(np.float32)
     warped_labels = ndimage.map_coordinates(labels, idx, order=0, mode="constant", cval=0).astype(np.uint8)
-    gain, offset, noise = rng.uniform(0.92, 1.08), rng.uniform(-25, 25), rng.uniform(5, 20)
+    gain, offset, noise = rng.uniform(0.92, 1.08), rng.uniform(-25, 25), rng.uniform(*noise_range)
     body = warped > -500
-    out = warped * gain + offset * body + smooth(rng.normal(0, 1, shape).astype(np.float32), 1) * noise * 1.6
-    out = np.clip(np.rint(out), -1024, 3071).astype(np.int16)
     info = {"scale_zyx": [float(v) for v in scale], "rotation_deg": float(np.rad2deg(angle)),
             "shift_zyx_mm": [float(v) for v in shift], "gain": float(gain), "offset_hu": float(offset),
             "noise_hu": float(noise)}
+    blur = 1
+    if variability != "classic":  # drawn after every classic draw: a classic case consumes the same numbers
+        warped, warped_labels, blur, extra = _vary_appearance(rng, warped, warped_labels)
+        info.update(extra)
+    out = warped * gain + offset * body + smooth(rng.normal(0, 1, shape).astype(np.float32), blur) * noise * 1.6
+    out = np.clip(np.rint(out), -1024, 3071).astype(np.int16)
     return out, warped_labels, info
 
 
+def cohort_variation(variability: str) -> Tuple[float, float, float, float, Tuple[float, float]]:
+    if variability not in COHORT_VARIATIONS:
+        raise CohortError(f"unknown --variability {variability!r}; choose one of {', '.join(COHORT_VARIATIONS)}")
+    return COHORT_VARIATIONS[variability]
+
+
+def _vary_appearance(rng: np.random.Generator, image: np.ndarray, labels: np.ndarray
+                     ) -> Tuple[np.ndarray, np.ndarray, int, Dict[str, object]]:
+    """A varied case's contrast phase (per-organ HU shift, smoothed so organ borders stay partial-volume), an
+    absent gallbladder (its voxels become fat, its label background) and a noise kernel (1 or 2 passes)."""
+    from nnunetv2_dca.data.phantom_variation import PHASE_HU
+
+    arterial, venous = float(rng.uniform(0.0, 1.0)), float(rng.uniform(0.0, 1.0))
+    shift = np.zeros(image.shape, dtype=np.float32)
+    for organ, label in SYNAPSE_LABELS.items():
+        if label:
+            _, art, ven = PHASE_HU[organ]
+            shift[labels == label] = (arterial - SOURCE_PHASE[0]) * art + (venous - SOURCE_PHASE[1]) * ven
+    image = image + smooth(shift, 1)
+    gallbladder = bool(rng.uniform() >= 0.2)
+    if not gallbladder:
+        gb = labels == SYNAPSE_LABELS["gallbladder"]
+        image = np.where(gb, -90.0, image).astype(np.float32)
+        labels = np.where(gb, 0, labels).astype(np.uint8)
+    blur = int(rng.integers(1, 3))
+    return image, labels, blur, {"arterial": arterial, "venous": venous, "gallbladder": gallbladder,
+                                 "noise_smoothing": blur}
+
+
 def write_cohort_dataset(raw_dir: str, dataset_id: int, source: str, train: int = 20, test: int = 6, seed: int = 0,
-                         spacing: Optional[float] = None, name: str = "CohortP1", overwrite: bool = False) -> str:
+                         spacing: Optional[float] = None, name: str = "CohortP1", overwrite: bool = False,
+                         variability: str = "classic") -> str:
     """Write ``Dataset<id>_<name>`` (train labeled + test cases) under ``raw_dir`` atomically; returns its path."""
+    cohort_variation(variability)  # an unknown name fails before anything is read or written
     if not 1 <= dataset_id <= 999:
         raise CohortError(f"dataset id must be in 1..999, got {dataset_id}")
     if train < 1 or test < 0:
@@ -166,7 +217,7 @@ def write_cohort_dataset(raw_dir: str, dataset_id: int, source: str, train: int 
             os.makedirs(os.path.join(tmp, lab_dir))
             for i in range(start, start + count):
                 case = f"cohort_{i:04d}"
-                img, lab, info = deform_case(image, labels, sp, seed, i)
+                img, lab, info = deform_case(image, labels, sp, seed, i, variability)
                 write_nifti(img, sp, os.path.join(tmp, split_dir, f"{case}_0000.nii.gz"))
                 write_nifti(lab, sp, os.path.join(tmp, lab_dir, f"{case}.nii.gz"))
                 cases[case] = dict(info, split=split_dir, voxels={k: int((lab == v).sum())
@@ -178,6 +229,6 @@ def write_cohort_dataset(raw_dir: str, dataset_id: int, source: str, train: int 
                      "file_ending": ".nii.gz", "licence": "Apache-2.0 (derived from the TotalSegmentator examples)",
                      "numTest": test}, os.path.join(tmp, "dataset.json"))
         write_json_atomic({"generator": "nnunetv2-dca cohort", "cohort_version": COHORT_VERSION, "seed": seed,
-                     "source": os.path.abspath(source), "spacing": list(sp), "cases": cases},
-                    os.path.join(tmp, "cohort.json"))
+                           "source": os.path.abspath(source), "spacing": list(sp), "variability": variability,
+                           "cases": cases}, os.path.join(tmp, "cohort.json"))
     return target

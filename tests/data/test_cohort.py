@@ -109,3 +109,41 @@ def test_intact_small_source_builds_a_cohort(tmp_path: Path):
     source = _small_source(tmp_path / "source")
     target = Path(write_cohort_dataset(str(tmp_path / "raw"), 941, str(source), train=1, test=0))
     assert os.listdir(target / "imagesTr") == ["cohort_0000_0000.nii.gz"]
+
+
+@needs_examples
+def test_classic_cohort_is_the_one_of_the_earlier_results():
+    """The varied option draws after every classic draw: case (seed 0, index 1) keeps the bytes it had before
+    (digests taken from the code before ``--variability`` existed)."""
+    import hashlib
+
+    image, labels, sp = load_source(str(EXAMPLES))
+    img, lab, _ = deform_case(image, labels, sp, 0, 1)
+    assert hashlib.sha256(img.tobytes()).hexdigest()[:16] == "d18a7e0af7225f78"
+    assert hashlib.sha256(lab.tobytes()).hexdigest()[:16] == "547b53ea898c969c"
+
+
+@needs_examples
+def test_varied_cohort_varies_contrast_shape_and_presence():
+    image, labels, sp = load_source(str(EXAMPLES))
+    cases = {v: [deform_case(image, labels, sp, 0, i, v) for i in range(10)] for v in ("classic", "varied")}
+    again, _, _ = deform_case(image, labels, sp, 0, 3, "varied")
+    assert np.array_equal(again, cases["varied"][3][0])
+
+    def kidney_minus_liver(img, lab):
+        return img[lab == 2].mean() - img[lab == 6].mean()
+
+    contrast = {v: np.std([kidney_minus_liver(img, lab) for img, lab, _ in cs]) for v, cs in cases.items()}
+    assert contrast["varied"] > 10 * contrast["classic"]  # the phase changes organ-to-organ contrast
+    liver = {v: np.array([(lab == 6).sum() for _, lab, _ in cs]) for v, cs in cases.items()}
+    assert liver["varied"].std() / liver["varied"].mean() > 1.5 * liver["classic"].std() / liver["classic"].mean()
+    absent = [info["gallbladder"] is False for _, _, info in cases["varied"]]
+    assert any(absent)
+    for (_, lab, info) in cases["varied"]:
+        assert ((lab == 4).sum() == 0) == (info["gallbladder"] is False)
+
+
+def test_unknown_cohort_variability_is_refused_before_reading(tmp_path: Path):
+    with pytest.raises(CohortError, match="--variability 'wild'"):
+        write_cohort_dataset(str(tmp_path / "raw"), 941, str(tmp_path / "nowhere"), variability="wild")
+    assert not (tmp_path / "raw").exists()
