@@ -38,7 +38,8 @@ def add_phantom_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--variability", choices=VARIABILITIES, default="classic",
                    help="3D only: how much cases differ. classic (default, every result before issue 26): small "
                         "jitter, one contrast phase; varied: per-case habitus, coverage, organ pose and size, "
-                        "contrast phase, fat, noise, absent gallbladder; moderate: between them (docs/data.md)")
+                        "contrast phase, fat, noise, absent gallbladder; moderate: between them; thick_tail: "
+                        "classic with esophagus and adrenals ~4 voxels across (docs/data.md)")
     p.add_argument("--dim", type=int, choices=[2, 3], default=3, help="3: CT volumes (.nii.gz); 2: RGB PNG")
     p.add_argument("--raw", default=None, help="nnUNet_raw folder (default: $nnUNet_raw)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset with this id")

@@ -189,8 +189,9 @@ def add_benchmark_parser(sub: argparse._SubParsersAction) -> None:
     from nnunetv2_dca.data.phantom_variation import VARIABILITIES  # light: numpy only
 
     p.add_argument("--phantom-variability", choices=VARIABILITIES, default="classic",
-                   help="classic (default; every result before issue 26), moderate or varied: cases differ in "
-                        "habitus, coverage, organ pose and size, contrast phase, noise (see `nnunetv2-dca phantom -h`)")
+                   help="classic (default; every result before issue 26); thick_tail: classic with the tail organs "
+                        "~4 voxels across; moderate or varied: cases differ in habitus, coverage, organ pose and "
+                        "size, contrast phase, noise (see `nnunetv2-dca phantom -h`)")
     p.add_argument("--sites", type=int, default=1,
                    help="domain shift: phantom with K scanner sites, labeled cases from site 0 only, unlabeled from "
                         "all, test Dice reported per site (default 1 = no shift)")

@@ -10,8 +10,9 @@ to adrenal imbalance, not of inter-patient variability. Each case depends only o
 ``variability="varied"`` (issue 26) widens what a case draws: a larger affine and displacement (which also moves
 the craniocaudal coverage), a contrast phase per case (each organ's HU moved by the phantom's per-organ arterial and
 portal-venous enhancement, :data:`nnunetv2_dca.data.phantom_variation.PHASE_HU`, added to the source, which is a
-native scan: aorta 42 HU, liver 44 HU), a softer or sharper kernel, more noise, and an absent gallbladder in 20 %
-of cases. ``classic`` (the default) draws exactly what it drew before, so earlier cohorts stay bit-identical.
+native scan; unlabeled vessels, bowel and muscles enhance too, from TotalSegmentator's other classes), noise of
+a softer or sharper texture, more noise, and an absent gallbladder in 20 % of cases. ``classic`` (the default)
+draws exactly what it drew before, so earlier cohorts stay bit-identical.
 
 Output: a fully labeled nnU-Net raw dataset (imagesTr/labelsTr + imagesTs/labelsTs), built in a hidden sibling
 folder and moved into place at the end; ``nnunetv2-dca split`` turns it into the semi-supervised one.
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Dict, Optional, Tuple
+from typing import Dict, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -32,13 +33,26 @@ from nnunetv2_dca.imagefile import ImageFileError, check_image_file
 COHORT_VERSION = 1  # bump when the output for a given seed changes
 CT_FILE, SEG_FILE, MAP_FILE = "example_ct.nii.gz", "example_seg_fast_force_split.nii.gz", "synapse13_map.json"
 
-# per variability: scale +-, rotation deg, shift mm, displacement mm, noise HU range; "varied" adds the appearance
-# draws of _vary_appearance
-COHORT_VARIATIONS: Dict[str, Tuple[float, float, float, float, Tuple[float, float]]] = {
-    "classic": (0.08, 6.0, 6.0, 5.0, (5.0, 20.0)),
-    "varied": (0.15, 12.0, 15.0, 9.0, (5.0, 30.0)),
+class CohortVariation(NamedTuple):
+    scale: float  # +- per axis
+    rotation_deg: float  # +- about the cranio-caudal axis
+    shift_mm: float
+    deform_mm: float  # amplitude of the smooth displacement
+    noise_hu: Tuple[float, float]
+    appearance: bool  # the draws of _vary_appearance: contrast phase, noise texture, absent gallbladder
+
+
+COHORT_VARIATIONS: Dict[str, CohortVariation] = {
+    "classic": CohortVariation(0.08, 6.0, 6.0, 5.0, (5.0, 20.0), appearance=False),
+    "varied": CohortVariation(0.15, 12.0, 15.0, 9.0, (5.0, 30.0), appearance=True),
 }
-SOURCE_PHASE = (0.0, 0.0)  # arterial, portal-venous weight of the source CT: native (measured: aorta 42, liver 44 HU)
+# TotalSegmentator (v2 "total" task) classes outside the 13 organs that enhance like one of them: heart, iliac
+# arteries like the aorta; superior vena cava, iliac veins like the IVC; small bowel, duodenum, colon like the stomach
+ENHANCES_LIKE: Dict[int, str] = {51: "aorta", 65: "aorta", 66: "aorta", 62: "inferior_vena_cava",
+                                 67: "inferior_vena_cava", 68: "inferior_vena_cava", 18: "stomach", 19: "stomach",
+                                 20: "stomach"}
+MUSCLE_IDS = tuple(range(80, 90))  # gluteal muscles, autochthon, iliopsoas
+MUSCLE_ENHANCEMENT = (10.0, 15.0)  # HU at full arterial / portal-venous weight (muscle enhances little)
 
 
 class CohortError(ValueError):
@@ -57,6 +71,15 @@ def _check_complete(path: str) -> None:
 def load_source(source: str, spacing: Optional[float] = None) -> Tuple[np.ndarray, np.ndarray, Tuple[float, ...]]:
     """(HU image zyx float32, Synapse-13 labels zyx uint8, spacing zyx) of P1, cropped to the body's labeled
     region plus a margin, optionally resampled to an isotropic ``spacing`` (mm)."""
+    image, labels, _, sp = read_source(source, spacing)
+    return image, labels, sp
+
+
+def read_source(source: str, spacing: Optional[float] = None
+                ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, Tuple[float, ...]]:
+    """:func:`load_source` plus the contrast enhancement map (2 x zyx float32: HU at full arterial / full
+    portal-venous weight) from all of TotalSegmentator's classes, so that unlabeled vessels and bowel enhance with
+    the labeled ones (``varied`` cases; no label edge becomes an intensity edge that real scans do not have)."""
     import SimpleITK as sitk
     from scipy import ndimage
 
@@ -93,6 +116,7 @@ def load_source(source: str, spacing: Optional[float] = None) -> Tuple[np.ndarra
         if k < lut.size:
             lut[k] = v
     labels = lut[total]
+    enhancement = _enhancement_map(total, mapping)
     sp = tuple(float(s) for s in ct.GetSpacing()[::-1])
     # crop to the organs (+ 15 mm) in-plane and along z: less background to train on, the same anatomy
     fg = np.argwhere(labels > 0)
@@ -103,29 +127,50 @@ def load_source(source: str, spacing: Optional[float] = None) -> Tuple[np.ndarra
     lo = np.maximum(fg.min(0) - margin, 0)
     hi = np.minimum(fg.max(0) + margin + 1, labels.shape)
     box = tuple(slice(a, b) for a, b in zip(lo, hi))
-    image, labels = image[box], labels[box]
+    image, labels, enhancement = image[box], labels[box], enhancement[(slice(None),) + box]
     if spacing is not None and spacing > 0:
         zoom = [s / spacing for s in sp]
         image = ndimage.zoom(image, zoom, order=1)
         labels = ndimage.zoom(labels, zoom, order=0)
+        enhancement = np.stack([ndimage.zoom(e, zoom, order=1) for e in enhancement])
         sp = (float(spacing),) * 3
-    return image, labels, sp
+    return image, labels, enhancement, sp
+
+
+def _enhancement_map(total: np.ndarray, mapping: Dict[int, int]) -> np.ndarray:
+    """Arterial and portal-venous enhancement (HU) per voxel from the TotalSegmentator classes: the 13 organs as in
+    the phantom (:data:`~nnunetv2_dca.data.phantom_variation.PHASE_HU`), the unlabeled vessels, bowel and muscles
+    as the organs they behave like (:data:`ENHANCES_LIKE`, :data:`MUSCLE_ENHANCEMENT`)."""
+    from nnunetv2_dca.data.phantom_variation import PHASE_HU
+
+    names = {v: k for k, v in SYNAPSE_LABELS.items()}
+    per_class = {k: PHASE_HU[names[v]][1:] for k, v in mapping.items() if v in names and v}
+    per_class.update({k: PHASE_HU[organ][1:] for k, organ in ENHANCES_LIKE.items()})
+    per_class.update({k: MUSCLE_ENHANCEMENT for k in MUSCLE_IDS})
+    lut = np.zeros((2, max(int(total.max()), max(per_class)) + 1), dtype=np.float32)
+    for k, (arterial, venous) in per_class.items():
+        lut[:, k] = (arterial, venous)
+    return lut[:, total]
 
 
 def deform_case(image: np.ndarray, labels: np.ndarray, spacing: Tuple[float, ...], seed: int, index: int,
-                variability: str = "classic") -> Tuple[np.ndarray, np.ndarray, Dict[str, float]]:
+                variability: str = "classic", enhancement: Optional[np.ndarray] = None
+                ) -> Tuple[np.ndarray, np.ndarray, Dict[str, object]]:
     """One cohort case: P1 warped by a random affine + smooth displacement, with a random intensity change
-    (``varied``: also a contrast phase, kernel and absent gallbladder, see the module docstring)."""
+    (``varied``: also a contrast phase from ``enhancement`` (:func:`read_source`), a noise kernel and an absent
+    gallbladder, see the module docstring)."""
     from scipy import ndimage
 
-    scale_pm, rot_deg, shift_mm, deform_mm, noise_range = cohort_variation(variability)
+    var = cohort_variation(variability)
+    if var.appearance and enhancement is None:
+        raise ValueError(f"variability {variability!r} needs the enhancement map of read_source")
     rng = np.random.default_rng([seed, index, 41])
     shape = image.shape
     grids = [((np.arange(n) - (n - 1) / 2) * s).astype(np.float32) for n, s in zip(shape, spacing)]
     z, y, x = np.meshgrid(*grids, indexing="ij")
-    scale = rng.uniform(1 - scale_pm, 1 + scale_pm, 3)
-    angle = np.deg2rad(rng.uniform(-rot_deg, rot_deg))
-    shift = rng.uniform(-shift_mm, shift_mm, 3)
+    scale = rng.uniform(1 - var.scale, 1 + var.scale, 3)
+    angle = np.deg2rad(rng.uniform(-var.rotation_deg, var.rotation_deg))
+    shift = rng.uniform(-var.shift_mm, var.shift_mm, 3)
     c, s = np.cos(angle), np.sin(angle)
     # output position -> source position (mm): inverse rotation about z and scale, shift, smooth displacement
     xs = (c * x + s * y) / scale[2] + shift[2]
@@ -133,44 +178,41 @@ def deform_case(image: np.ndarray, labels: np.ndarray, spacing: Tuple[float, ...
     zs = z / scale[0] + shift[0]
     coords = (x, y, z)
     for arr in (zs, ys, xs):
-        arr += smooth_field(rng, coords, deform_mm, (80, 200))
+        arr += smooth_field(rng, coords, var.deform_mm, (80, 200))
     idx = [(a + (n - 1) / 2 * sp) / sp for a, n, sp in zip((zs, ys, xs), shape, spacing)]
     warped = ndimage.map_coordinates(image, idx, order=1, mode="constant", cval=-1024.0).astype(np.float32)
     warped_labels = ndimage.map_coordinates(labels, idx, order=0, mode="constant", cval=0).astype(np.uint8)
-    gain, offset, noise = rng.uniform(0.92, 1.08), rng.uniform(-25, 25), rng.uniform(*noise_range)
+    gain, offset, noise = rng.uniform(0.92, 1.08), rng.uniform(-25, 25), rng.uniform(*var.noise_hu)
     body = warped > -500
     info = {"scale_zyx": [float(v) for v in scale], "rotation_deg": float(np.rad2deg(angle)),
             "shift_zyx_mm": [float(v) for v in shift], "gain": float(gain), "offset_hu": float(offset),
             "noise_hu": float(noise)}
     blur = 1
-    if variability != "classic":  # drawn after every classic draw: a classic case consumes the same numbers
-        warped, warped_labels, blur, extra = _vary_appearance(rng, warped, warped_labels)
+    if var.appearance:  # classic skips this branch, so it consumes the same random numbers as before
+        enhanced = [ndimage.map_coordinates(e, idx, order=1, mode="constant", cval=0.0) for e in enhancement]
+        warped, warped_labels, blur, extra = _vary_appearance(rng, warped, warped_labels, enhanced)
         info.update(extra)
     out = warped * gain + offset * body + smooth(rng.normal(0, 1, shape).astype(np.float32), blur) * noise * 1.6
     out = np.clip(np.rint(out), -1024, 3071).astype(np.int16)
     return out, warped_labels, info
 
 
-def cohort_variation(variability: str) -> Tuple[float, float, float, float, Tuple[float, float]]:
+def cohort_variation(variability: str) -> CohortVariation:
     if variability not in COHORT_VARIATIONS:
         raise CohortError(f"unknown --variability {variability!r}; choose one of {', '.join(COHORT_VARIATIONS)}")
     return COHORT_VARIATIONS[variability]
 
 
-def _vary_appearance(rng: np.random.Generator, image: np.ndarray, labels: np.ndarray
+def _vary_appearance(rng: np.random.Generator, image: np.ndarray, labels: np.ndarray, enhanced: Sequence[np.ndarray]
                      ) -> Tuple[np.ndarray, np.ndarray, int, Dict[str, object]]:
-    """A varied case's contrast phase (per-organ HU shift, smoothed so organ borders stay partial-volume), an
-    absent gallbladder (its voxels become fat, its label background) and a noise kernel (1 or 2 passes)."""
-    from nnunetv2_dca.data.phantom_variation import PHASE_HU
+    """A varied case's contrast phase (the warped enhancement maps weighted by two draws, smoothed so borders stay
+    partial-volume; P1 itself is native), an absent gallbladder (its voxels become fat, its label background) and
+    a noise kernel (noise smoothed 1 or 2 passes)."""
+    from nnunetv2_dca.data.phantom_variation import VARIED
 
-    arterial, venous = float(rng.uniform(0.0, 1.0)), float(rng.uniform(0.0, 1.0))
-    shift = np.zeros(image.shape, dtype=np.float32)
-    for organ, label in SYNAPSE_LABELS.items():
-        if label:
-            _, art, ven = PHASE_HU[organ]
-            shift[labels == label] = (arterial - SOURCE_PHASE[0]) * art + (venous - SOURCE_PHASE[1]) * ven
-    image = image + smooth(shift, 1)
-    gallbladder = bool(rng.uniform() >= 0.2)
+    arterial, venous = float(rng.uniform(*VARIED.arterial)), float(rng.uniform(*VARIED.venous))
+    image = image + smooth((arterial * enhanced[0] + venous * enhanced[1]).astype(np.float32), 1)
+    gallbladder = bool(rng.uniform() >= VARIED.gallbladder_absent)
     if not gallbladder:
         gb = labels == SYNAPSE_LABELS["gallbladder"]
         image = np.where(gb, -90.0, image).astype(np.float32)
@@ -203,7 +245,7 @@ def write_cohort_dataset(raw_dir: str, dataset_id: int, source: str, train: int 
         raise FileExistsError(f"dataset id {dataset_id} in nnUNet_raw is {existing}, not a cohort this command "
                               f"wrote (no cohort.json): --overwrite replaces only a cohort, so it is left as it is; "
                               f"pick another -d")
-    image, labels, sp = load_source(source, spacing)
+    image, labels, enhancement, sp = read_source(source, spacing)
     from nnunetv2_dca.atomic import write_json_atomic
     from nnunetv2_dca.data.phantom import write_nifti
 
@@ -217,7 +259,7 @@ def write_cohort_dataset(raw_dir: str, dataset_id: int, source: str, train: int 
             os.makedirs(os.path.join(tmp, lab_dir))
             for i in range(start, start + count):
                 case = f"cohort_{i:04d}"
-                img, lab, info = deform_case(image, labels, sp, seed, i, variability)
+                img, lab, info = deform_case(image, labels, sp, seed, i, variability, enhancement)
                 write_nifti(img, sp, os.path.join(tmp, split_dir, f"{case}_0000.nii.gz"))
                 write_nifti(lab, sp, os.path.join(tmp, lab_dir, f"{case}.nii.gz"))
                 cases[case] = dict(info, split=split_dir, voxels={k: int((lab == v).sum())

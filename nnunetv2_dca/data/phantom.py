@@ -165,7 +165,7 @@ def generate_ct_case(seed: int, index: int, size: str = "small", site: Optional[
     inside = rbody <= 1.0
     # bowel/mesenteric fat texture fills the abdomen: -110 (fat) .. +40 (bowel wall), smooth blobs
     texture = smooth_field(rng, (x, y, z), 1.0, (25, 60), n=6)
-    look = draw_appearance(rng, var)  # None (no draw) for the classic phantom
+    look = draw_appearance(rng, var)  # None (no draw) for classic and thick_tail
     visceral = np.where(texture > (0.15 if look is None else look.bowel_threshold), 30.0, -105.0)
     image = np.where(inside, visceral, image)
     image = np.where(inside & (rbody > 0.80), 55.0, image)  # abdominal wall muscle
@@ -303,7 +303,7 @@ def is_phantom_dataset(folder: str) -> bool:
 
 def _check_phantom_args(dataset_id: int, name: Optional[str], labeled: int, unlabeled: int, test: int, size: str,
                         dim: int, variability: str) -> str:
-    """Every refusal of :func:`write_phantom_dataset` before anything is written; returns the dataset name."""
+    """The argument refusals of :func:`write_phantom_dataset`, before anything is written; returns the name."""
     if not 1 <= dataset_id <= 999:
         raise ValueError(f"dataset id must be in 1..999 (nnU-Net uses three digits), got {dataset_id}")
     if dim not in (2, 3):

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from conftest import SHARED
-from nnunetv2_dca.data.cohort import CohortError, deform_case, load_source, write_cohort_dataset
+from nnunetv2_dca.data.cohort import CohortError, deform_case, load_source, read_source, write_cohort_dataset
+from nnunetv2_dca.data.phantom import SYNAPSE_LABELS as L
 
 EXAMPLES = SHARED / "data" / "totalsegmentator-examples"
 needs_examples = pytest.mark.skipif(not EXAMPLES.is_dir(), reason="../shared/data/totalsegmentator-examples absent")
@@ -113,8 +114,8 @@ def test_intact_small_source_builds_a_cohort(tmp_path: Path):
 
 @needs_examples
 def test_classic_cohort_is_the_one_of_the_earlier_results():
-    """The varied option draws after every classic draw: case (seed 0, index 1) keeps the bytes it had before
-    (digests taken from the code before ``--variability`` existed)."""
+    """Case (seed 0, index 1) keeps the bytes it had before ``--variability`` existed (digests taken from that
+    code): classic skips the varied draws."""
     import hashlib
 
     image, labels, sp = load_source(str(EXAMPLES))
@@ -125,25 +126,39 @@ def test_classic_cohort_is_the_one_of_the_earlier_results():
 
 @needs_examples
 def test_varied_cohort_varies_contrast_shape_and_presence():
-    image, labels, sp = load_source(str(EXAMPLES))
-    cases = {v: [deform_case(image, labels, sp, 0, i, v) for i in range(10)] for v in ("classic", "varied")}
-    again, _, _ = deform_case(image, labels, sp, 0, 3, "varied")
+    image, labels, enhancement, sp = read_source(str(EXAMPLES))
+    cases = {v: [deform_case(image, labels, sp, 0, i, v, enhancement) for i in range(10)]
+             for v in ("classic", "varied")}
+    again, _, _ = deform_case(image, labels, sp, 0, 3, "varied", enhancement)
     assert np.array_equal(again, cases["varied"][3][0])
 
     def kidney_minus_liver(img, lab):
-        return img[lab == 2].mean() - img[lab == 6].mean()
+        return img[lab == L["kidney_right"]].mean() - img[lab == L["liver"]].mean()
 
     contrast = {v: np.std([kidney_minus_liver(img, lab) for img, lab, _ in cs]) for v, cs in cases.items()}
     assert contrast["varied"] > 10 * contrast["classic"]  # the phase changes organ-to-organ contrast
-    liver = {v: np.array([(lab == 6).sum() for _, lab, _ in cs]) for v, cs in cases.items()}
+    liver = {v: np.array([(lab == L["liver"]).sum() for _, lab, _ in cs]) for v, cs in cases.items()}
     assert liver["varied"].std() / liver["varied"].mean() > 1.5 * liver["classic"].std() / liver["classic"].mean()
     absent = [info["gallbladder"] is False for _, _, info in cases["varied"]]
     assert any(absent)
     for (_, lab, info) in cases["varied"]:
-        assert ((lab == 4).sum() == 0) == (info["gallbladder"] is False)
+        assert ((lab == L["gallbladder"]).sum() == 0) == (info["gallbladder"] is False)
 
 
-def test_unknown_cohort_variability_is_refused_before_reading(tmp_path: Path):
+@needs_examples
+def test_unlabeled_vessels_enhance_with_the_labeled_ones():
+    """The iliac arteries (TotalSegmentator 65/66, no Synapse label) get the aorta's enhancement: a contrast case
+    has no intensity edge where the aorta label ends."""
+    image, labels, enhancement, sp = read_source(str(EXAMPLES))
+    aorta = labels == L["aorta"]
+    iliac = (enhancement[0] == enhancement[0][aorta].max()) & ~aorta
+    assert iliac.sum() > 100  # the iliac arteries' voxels, outside every Synapse label
+    assert (labels[iliac] == 0).all()
+    assert (enhancement[:, labels == L["liver"]] > 0).all()  # labeled organs enhance too
+    with pytest.raises(ValueError, match="enhancement map"):
+        deform_case(image, labels, sp, 0, 1, "varied")
+
+
+def test_unknown_cohort_variability_is_refused_by_name(tmp_path: Path):
     with pytest.raises(CohortError, match="--variability 'wild'"):
         write_cohort_dataset(str(tmp_path / "raw"), 941, str(tmp_path / "nowhere"), variability="wild")
-    assert not (tmp_path / "raw").exists()

@@ -91,8 +91,8 @@ def labeled_phantom_cases(n_train: int, n_labeled: int, sites: int) -> List[str]
 
 def write_phantom_groups(pre_dataset_folder: str) -> str:
     """The phantom's anatomical class groups as the dataset's dca_groups.json in its nnUNet_preprocessed folder
-    (before planning), so the planner takes them instead of the log-gap rule: for the varied phantom, whose labeled
-    volumes move the rule's cliffs."""
+    (before planning), so the planner takes them instead of the log-gap rule: for every phantom but the classic one,
+    whose labeled volumes move the rule's cliffs (varied, moderate) or shrink them (thick_tail)."""
     from nnunetv2_dca.data.phantom import SYNAPSE_LABELS
     from nnunetv2_dca.data.phantom_variation import ANATOMICAL_GROUPS
     from nnunetv2_dca.planning.grouping import GROUPS_FILE

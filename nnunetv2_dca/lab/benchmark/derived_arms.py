@@ -1,7 +1,8 @@
 """The benchmark's two arms built from another arm's model: ``pseudolabel`` (nnU-Net trained on the baseline's
 predictions for the unlabeled images) and ``dca_distill`` (nnU-Net trained on the DCA model's distilled dataset),
 and the pseudo-label quality every semi-supervised arm reports. Each runs stock console scripts through the
-benchmark's :class:`~nnunetv2_dca.lab.benchmark.runner.Runner`, in the order :meth:`Benchmark.run` calls them."""
+benchmark's :class:`~nnunetv2_dca.lab.benchmark.runner.Runner`, in the order :meth:`Benchmark.run` calls them.
+They were the benchmark's methods; as functions of it they keep run.py about the arms every run has."""
 
 from __future__ import annotations
 

@@ -284,6 +284,7 @@ class Benchmark:
                                 output_folder=output_folder)
 
     def site_reference_folders(self) -> Dict[int, str]:
+        """Test labels per phantom site, linked once per run (:func:`data.site_reference_folders`)."""
         if getattr(self, "_site_folders", None) is None:
             self._site_folders = site_reference_folders(find_dataset(self.raw, ID_FULL), self.semi, self.out,
                                                         self.file_ending)
