@@ -100,3 +100,18 @@ def test_benchmark_preset_sets_the_budget_and_flags_win(monkeypatch, argv, expec
     assert main(["benchmark", "--out", "unused", *argv]) == 0
     cfg = seen[0]
     assert (cfg.epochs, cfg.iterations, cfg.val_iterations, list(cfg.arms)) == expected
+
+
+@pytest.mark.parametrize("argv, variability", [
+    ([], "classic"),
+    (["--preset", "converged"], "thick_tail"),  # the converged instrument's phantom (docs/benchmark.md)
+    (["--preset", "converged", "--phantom-variability", "classic"], "classic"),  # the flag wins
+    (["--preset", "converged", "-d", "7"], "classic"),  # a user's dataset is not a phantom
+])
+def test_benchmark_preset_picks_the_phantom(monkeypatch, argv, variability):
+    import nnunetv2_dca.lab.benchmark.run as run
+
+    seen = []
+    monkeypatch.setattr(run, "run_benchmark", seen.append)
+    assert main(["benchmark", "--out", "unused", *argv]) == 0
+    assert seen[0].phantom_variability == variability

@@ -118,6 +118,7 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
     arms = args.arms if args.arms is not None else ",".join(preset["arms"])
     epochs, iterations, val_iterations = (preset[k] if getattr(args, k) is None else getattr(args, k)
                                           for k in ("epochs", "iterations", "val_iterations"))
+    variability = args.phantom_variability or (preset["phantom_variability"] if args.d is None else "classic")
     cfg = BenchmarkConfig(
         out=args.out, dataset=args.d, full_dataset=args.full_dataset,
         arms=[a.strip() for a in arms.split(",") if a.strip()], epochs=epochs, iterations=iterations,
@@ -125,7 +126,7 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
         planner=args.planner, fresh=args.fresh,
         configuration=args.c, device=args.device, phantom_labeled=args.phantom_labeled,
         phantom_unlabeled=args.phantom_unlabeled, phantom_test=args.phantom_test, phantom_seed=args.phantom_seed,
-        phantom_size=args.phantom_size, phantom_variability=args.phantom_variability,
+        phantom_size=args.phantom_size, phantom_variability=variability,
         gates_picture=not args.no_gates, tta=args.tta, sites=args.sites)
     try:
         run_benchmark(cfg)
@@ -188,8 +189,9 @@ def add_benchmark_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--phantom-size", choices=["small", "medium"], default=DEFAULTS["phantom_size"])
     from nnunetv2_dca.data.phantom_variation import VARIABILITIES  # light: numpy only
 
-    p.add_argument("--phantom-variability", choices=VARIABILITIES, default="classic",
-                   help="classic (default; every result before issue 26); thick_tail: classic with the tail organs "
+    p.add_argument("--phantom-variability", choices=VARIABILITIES, default=None,
+                   help="default: the preset's (default: classic, converged: thick_tail). classic: every result "
+                        "before issue 26; thick_tail: classic with the tail organs "
                         "~4 voxels across; moderate or varied: cases differ in habitus, coverage, organ pose and "
                         "size, contrast phase, noise (see `nnunetv2-dca phantom -h`)")
     p.add_argument("--sites", type=int, default=1,

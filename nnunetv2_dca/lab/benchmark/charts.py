@@ -93,6 +93,10 @@ def curve_series(curves: Mapping[int, Mapping], classes: List[int]) -> Dict[str,
     return {"iterations": iters, "dice": dice}
 
 
+def _thousands(value: float, _pos: int) -> str:
+    return f"{value / 1000:g}k" if value else "0"
+
+
 def plot_learning_curves(curves: Mapping[str, Mapping[int, Mapping]], groups: Mapping[str, List[int]], path: str,
                          title: str) -> Optional[str]:
     """One panel per class group and one for all classes: each arm's validation pseudo-Dice vs iteration (mean
@@ -101,6 +105,7 @@ def plot_learning_curves(curves: Mapping[str, Mapping[int, Mapping]], groups: Ma
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
     panels = [("all classes", sorted(c for m in groups.values() for c in m))] + list(groups.items())
     if not any(c for arm in curves.values() for c in arm.values() if c):
@@ -122,6 +127,7 @@ def plot_learning_curves(curves: Mapping[str, Mapping[int, Mapping]], groups: Ma
             ax.plot(series["iterations"], smoothed, color=_ARM_COLORS.get(arm), label=arm, linewidth=1.3)
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("training iteration")
+        ax.xaxis.set_major_formatter(FuncFormatter(_thousands))  # "15k": full numbers run into each other
         ax.set_ylim(0, 1)
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("validation pseudo-Dice (thin: per epoch)")
