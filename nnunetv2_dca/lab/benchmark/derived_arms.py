@@ -7,18 +7,16 @@ They were the benchmark's methods; as functions of it they keep run.py about the
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Dict
+from typing import Any, Dict
 
 from nnunetv2_dca.lab.benchmark.arms import (ARM_TITLES, ARM_TRAINERS, FOLD, ID_DISTILL, ID_FULL, ID_PSEUDO,
                                              ID_SEMI, PLANS_DCA, PLANS_STOCK)
 from nnunetv2_dca.lab.benchmark.data import bench_class_groups, find_dataset, make_pseudo_label_dataset
 from nnunetv2_dca.lab.benchmark.runner import Runner
 
-if TYPE_CHECKING:  # the benchmark calls these functions; no import at run time
-    from nnunetv2_dca.lab.benchmark.run import Benchmark
-
-
-def score_pseudo_labels(bench: "Benchmark", model_dir: str) -> Dict:
+# ``bench``: the running :class:`nnunetv2_dca.lab.benchmark.run.Benchmark` (typed Any: run.py imports this module,
+# and an import back, even for type checking only, would be an import circle)
+def score_pseudo_labels(bench: Any, model_dir: str) -> Dict:
     """Pseudo-labels of a trained model on the unlabeled training images, scored against their true labels in
     the fully labeled dataset (:mod:`nnunetv2_dca.lab.pseudo_labels`); groups as planned for DCA."""
     from nnunetv2_dca.lab.pseudo_labels import PseudoLabelError, pseudo_label_quality
@@ -34,7 +32,7 @@ def score_pseudo_labels(bench: "Benchmark", model_dir: str) -> Dict:
         return {"error": str(e)}
 
 
-def pseudo_label_arm(bench: "Benchmark", runner: Runner, seed: int, index: int) -> None:
+def pseudo_label_arm(bench: Any, runner: Runner, seed: int, index: int) -> None:
     """The baseline predicts the unlabeled images; nnU-Net trains on labeled + those predictions."""
     cfg = bench.cfg
     runner.step(f"seed {seed}: pseudo-label the unlabeled images with the baseline, build the dataset")
@@ -53,7 +51,7 @@ def pseudo_label_arm(bench: "Benchmark", runner: Runner, seed: int, index: int) 
     bench.train_predict(runner, "pseudolabel", seed, pid, PLANS_STOCK)
 
 
-def distill_arm(bench: "Benchmark", runner: Runner, seed: int, index: int) -> None:
+def distill_arm(bench: Any, runner: Runner, seed: int, index: int) -> None:
     """``nnunetv2-dca distill`` turns this seed's DCA model into a dataset; nnU-Net trains on it."""
     cfg = bench.cfg
     runner.step(f"seed {seed}: distill the DCA model into a dataset for a plain nnU-Net (nnunetv2-dca distill)")
