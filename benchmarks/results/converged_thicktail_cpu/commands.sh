@@ -22,3 +22,4 @@ nnUNet_results=/work/main/benchmarks/results/converged_thicktail_cpu/seed_1/nnUN
 # resumed 2026-12-07 15:05: data and plans of the commands above
 nnUNet_def_n_proc=1 nnUNet_n_proc_DA=0 nnUNet_results=/work/main/benchmarks/results/converged_thicktail_cpu/seed_0/nnUNet_results nnUNetDCA_budget_epochs=60 nnUNetDCA_budget_iterations=250 nnUNetDCA_budget_val_iterations=4 nnUNetDCA_budget_seed=0 nnUNetv2_train 952 2d all -tr nnUNetTrainerDCA_budget -p nnUNetPlansBenchDCA -device cpu
 nnUNet_results=/work/main/benchmarks/results/converged_thicktail_cpu/seed_0/nnUNet_results nnUNetv2_predict -i /work/main/benchmarks/results/converged_thicktail_cpu/nnUNet_raw/Dataset952_AbdomenPhantomSemi/imagesTs -o /work/main/benchmarks/results/converged_thicktail_cpu/seed_0/predictions/dca -d 952 -c 2d -f all -tr nnUNetTrainerDCA_budget -p nnUNetPlansBenchDCA -device cpu -npp 0 -nps 0 --disable_tta
+# resumed 2026-12-07 16:27: data and plans of the commands above
