@@ -116,7 +116,6 @@ def read_source(source: str, spacing: Optional[float] = None
         if k < lut.size:
             lut[k] = v
     labels = lut[total]
-    enhancement = _enhancement_map(total, mapping)
     sp = tuple(float(s) for s in ct.GetSpacing()[::-1])
     # crop to the organs (+ 15 mm) in-plane and along z: less background to train on, the same anatomy
     fg = np.argwhere(labels > 0)
@@ -127,7 +126,8 @@ def read_source(source: str, spacing: Optional[float] = None
     lo = np.maximum(fg.min(0) - margin, 0)
     hi = np.minimum(fg.max(0) + margin + 1, labels.shape)
     box = tuple(slice(a, b) for a, b in zip(lo, hi))
-    image, labels, enhancement = image[box], labels[box], enhancement[(slice(None),) + box]
+    image, labels = image[box], labels[box]
+    enhancement = _enhancement_map(total[box], mapping)  # on the crop only
     if spacing is not None and spacing > 0:
         zoom = [s / spacing for s in sp]
         image = ndimage.zoom(image, zoom, order=1)

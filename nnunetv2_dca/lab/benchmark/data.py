@@ -126,6 +126,6 @@ def site_reference_folders(full_dataset: str, semi: str, out: str, file_ending: 
         folder = os.path.join(out, "test_sites", f"site_{site}")
         os.makedirs(folder, exist_ok=True)
         if not os.path.exists(os.path.join(folder, fname)):
-            os.link(os.path.join(semi, "labelsTs", fname), os.path.join(folder, fname))
+            link_or_copy(os.path.join(semi, "labelsTs", fname), os.path.join(folder, fname))
         folders[site] = folder
     return dict(sorted(folders.items()))
